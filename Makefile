@@ -1,0 +1,30 @@
+# Penwright — the two commands: `make run` (the app on the default model) and `make test`.
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/penwright/target
+export RUST_BACKTRACE ?= 1
+
+.PHONY: run test setup ui app cli check fmt
+
+setup:
+	@scripts/setup.sh
+
+ui:
+	cd ui && npm run build
+
+app: setup ui
+	cargo build -p penwright-app -p penwright-cli
+
+## Runs the desktop app on the embedded default model (starts Xvfb when there is no display).
+run: app
+	scripts/with-xvfb.sh "$(CARGO_TARGET_DIR)/debug/penwright-app"
+
+## Runs every check and test: format, lints, Rust unit/integration/CLI tests, UI unit tests,
+## end-to-end app tests under Xvfb.
+test: app
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cd ui && npm test
+	scripts/with-xvfb.sh cargo test --workspace --no-fail-fast
+
+fmt:
+	cargo fmt --all

@@ -1,0 +1,482 @@
+//! `penwright`: the command line over Penwright's engine. Thin: parses arguments, calls the
+//! engine, prints text or JSON.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use penwright_engine::device::{DeviceChoice, select};
+use penwright_engine::loader::{LoadedModel, load_model, resolve_model};
+use penwright_engine::model::LanguageModel;
+use penwright_engine::sampler::SamplerConfig;
+use penwright_engine::tasks::autocomplete::AutocompleteSettings;
+use penwright_engine::tasks::summarize::SummaryLength;
+use penwright_engine::worker::{DeviceReport, EngineHandle, Event, Outcome, Prompt, Request};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "penwright", version, about = "Penwright: a local writing assistant's engine from the command line")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// A .gguf file, a Hugging Face model folder, or a catalog name (default: the default model)
+    #[arg(long)]
+    model: Option<String>,
+    /// auto, gpu or cpu
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Installs a catalog model (default: the default model) and verifies its checksum
+    Fetch {
+        name: Option<String>,
+    },
+    /// Lists the catalog and what is installed
+    Models {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Token ids of a text: {"ids":[...]}
+    Tokenize {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        text: String,
+    },
+    /// Logits of a sequence of token ids: {"ids","logits"} or {"ids","top"}
+    Logits {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Comma-separated token ids
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<u32>,
+        /// Only the K largest logits per position, as [id, logit] pairs
+        #[arg(long)]
+        top: Option<usize>,
+    },
+    /// Perplexity of a text file: {"tokens","nll","perplexity"}
+    Perplexity {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, default_value_t = 512)]
+        ctx: usize,
+        /// Score at most this many tokens
+        #[arg(long)]
+        max_tokens: Option<usize>,
+        /// A LoRA adapter folder (PEFT format)
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+    },
+    /// Generates text, streamed; with --json one final object
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        prompt: String,
+        /// Render the prompt as a user message through the model's chat template
+        #[arg(long)]
+        chat: bool,
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inline autocomplete at a cursor: {"completion","ttft_ms","total_ms","reused_tokens","prefilled_tokens"}
+    Complete {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Text before the cursor
+        #[arg(long, conflicts_with_all = ["prefix_file", "replay"])]
+        prefix: Option<String>,
+        /// Text before the cursor, from a file
+        #[arg(long)]
+        prefix_file: Option<PathBuf>,
+        /// Text after the cursor
+        #[arg(long, default_value = "")]
+        suffix: String,
+        #[arg(long)]
+        max_tokens: Option<usize>,
+        /// Replays a typing session: one JSON string (a prefix state) per line, one session
+        #[arg(long)]
+        replay: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Summarizes a document: {"summary","chunks","input_tokens","seconds"}
+    Summarize {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        file: PathBuf,
+        /// short, medium, long or a number of words
+        #[arg(long, default_value = "medium")]
+        length: SummaryLength,
+        #[arg(long)]
+        bullets: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Translates a Markdown document, keeping its structure: {"text","blocks","seconds"}
+    Translate {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        file: PathBuf,
+        /// Target language code (fr, de, es, ...)
+        #[arg(long)]
+        to: String,
+        /// Source language code (default: whatever the text is in)
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Speed and memory of the model on this machine (JSON)
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load(args: &ModelArgs) -> Result<LoadedModel> {
+    let path = resolve_model(args.model.as_deref())?;
+    let device = select(args.device)?;
+    eprintln!("penwright: device {} ({})", device.name, device.reason);
+    let loaded = load_model(&path, device, &mut |_| {})
+        .with_context(|| format!("loading {}", path.display()))?;
+    Ok(loaded)
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string(value).expect("json"));
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Fetch { name } => fetch(name.as_deref()),
+        Command::Models { json } => models(json),
+        Command::Tokenize { model, text } => {
+            let loaded = load(&model)?;
+            let ids = loaded.tokenizer()?.encode(&text, false)?;
+            print_json(&json!({ "ids": ids }));
+            Ok(())
+        }
+        Command::Logits { model, ids, top } => {
+            let loaded = load(&model)?;
+            let m = &loaded.model;
+            let mut cache = m.new_cache(ids.len());
+            let rows = LanguageModel::to_rows(m.forward_cached(&ids, &mut cache, true)?)?;
+            match top {
+                None => print_json(&json!({ "ids": ids, "logits": rows })),
+                Some(k) => {
+                    let top: Vec<Vec<(u32, f32)>> = rows
+                        .iter()
+                        .map(|row| {
+                            let mut pairs: Vec<(u32, f32)> =
+                                row.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+                            pairs.sort_by(|a, b| b.1.total_cmp(&a.1));
+                            pairs.truncate(k);
+                            pairs
+                        })
+                        .collect();
+                    print_json(&json!({ "ids": ids, "top": top }));
+                }
+            }
+            Ok(())
+        }
+        Command::Perplexity {
+            model,
+            file,
+            ctx,
+            max_tokens,
+            adapter,
+        } => {
+            if adapter.is_some() {
+                bail!("--adapter: LoRA adapters are not supported yet");
+            }
+            let loaded = load(&model)?;
+            let text = read_text(&file)?;
+            let mut ids = loaded.tokenizer()?.encode_with_bos(&text, false)?;
+            if let Some(n) = max_tokens {
+                ids.truncate(n);
+            }
+            let report = penwright_engine::perplexity::perplexity(
+                &loaded.model,
+                &ids,
+                ctx,
+                &AtomicBool::new(false),
+                &mut |done, total| eprint!("\rpenwright: window {done}/{total}"),
+            )?;
+            eprintln!();
+            print_json(&serde_json::to_value(report)?);
+            Ok(())
+        }
+        Command::Generate {
+            model,
+            prompt,
+            chat,
+            max_tokens,
+            temperature,
+            seed,
+            json,
+        } => generate(model, prompt, chat, max_tokens, temperature, seed, json),
+        Command::Complete {
+            model,
+            prefix,
+            prefix_file,
+            suffix,
+            max_tokens,
+            replay,
+            json,
+        } => {
+            let (engine, _) = start_engine(&model)?;
+            let mut settings = AutocompleteSettings::default();
+            if let Some(n) = max_tokens {
+                settings.max_tokens = n;
+            }
+            let prefixes: Vec<String> = match (prefix, prefix_file, replay) {
+                (Some(p), _, _) => vec![p],
+                (None, Some(f), _) => vec![read_text(&f)?],
+                (None, None, Some(f)) => read_text(&f)?
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| serde_json::from_str::<String>(l).with_context(|| format!("{}: each line must be a JSON string", f.display())))
+                    .collect::<Result<_>>()?,
+                (None, None, None) => bail!("give --prefix, --prefix-file or --replay"),
+            };
+            for prefix in prefixes {
+                let job = engine.submit(Request::Complete {
+                    prefix,
+                    suffix: suffix.clone(),
+                    settings: settings.clone(),
+                });
+                let Outcome::Completed(c) = job.finish_blocking(|_| {})? else {
+                    unreachable!("a complete job ends with Completed")
+                };
+                if json {
+                    print_json(&json!({
+                        "completion": c.completion,
+                        "ttft_ms": c.ttft_ms,
+                        "total_ms": c.total_ms,
+                        "reused_tokens": c.reused_tokens,
+                        "prefilled_tokens": c.prefilled_tokens,
+                    }));
+                } else {
+                    println!("{}", c.completion);
+                }
+            }
+            Ok(())
+        }
+        Command::Summarize {
+            model,
+            file,
+            length,
+            bullets,
+            json,
+        } => {
+            let text = read_text(&file)?;
+            let (engine, _) = start_engine(&model)?;
+            let started = std::time::Instant::now();
+            let job = engine.submit(Request::Summarize { text, length, bullets });
+            let outcome = job.finish_blocking(|e| stream_event(e, json))?;
+            let Outcome::Summarized(s) = outcome else {
+                unreachable!("a summarize job ends with Summarized")
+            };
+            if json {
+                print_json(&json!({
+                    "summary": s.summary,
+                    "chunks": s.chunks,
+                    "input_tokens": s.input_tokens,
+                    "seconds": started.elapsed().as_secs_f64(),
+                }));
+            } else {
+                println!();
+            }
+            Ok(())
+        }
+        Command::Translate {
+            model,
+            file,
+            to,
+            from,
+            json,
+        } => {
+            let text = read_text(&file)?;
+            let (engine, _) = start_engine(&model)?;
+            let started = std::time::Instant::now();
+            let job = engine.submit(Request::Translate { text, to, from });
+            let outcome = job.finish_blocking(|e| stream_event(e, json))?;
+            let Outcome::Translated(t) = outcome else {
+                unreachable!("a translate job ends with Translated")
+            };
+            if json {
+                print_json(&json!({
+                    "text": t.text,
+                    "blocks": t.blocks,
+                    "seconds": started.elapsed().as_secs_f64(),
+                }));
+            } else {
+                println!("{}", t.text);
+            }
+            Ok(())
+        }
+        Command::Bench { model, json } => {
+            let loaded = load(&model)?;
+            let report = penwright_engine::bench::run(&loaded)?;
+            if json {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                println!("{report:#?}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads a document as UTF-8, naming the file and the byte offset when it is not.
+fn read_text(path: &PathBuf) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Starts the engine worker and loads the model on it.
+fn start_engine(model: &ModelArgs) -> Result<(EngineHandle, DeviceReport)> {
+    let engine = EngineHandle::spawn();
+    let load = engine.submit(Request::Load {
+        model: model.model.clone(),
+        device: model.device,
+    });
+    match load.finish_blocking(|_| {})? {
+        Outcome::Loaded { device, .. } => {
+            eprintln!("penwright: device {} ({})", device.name, device.reason);
+            Ok((engine, device))
+        }
+        _ => unreachable!("a load job ends with Loaded"),
+    }
+}
+
+/// Progress to stderr; streamed text to stdout unless the output is JSON.
+fn stream_event(event: &Event, json: bool) {
+    match event {
+        Event::Progress { stage, done, total } => eprintln!("penwright: {stage} {done}/{total}"),
+        Event::Token(t) if !json => {
+            print!("{t}");
+            let _ = std::io::stdout().flush();
+        }
+        _ => {}
+    }
+}
+
+fn generate(
+    model: ModelArgs,
+    prompt: String,
+    chat: bool,
+    max_tokens: usize,
+    temperature: f32,
+    seed: u64,
+    json: bool,
+) -> Result<()> {
+    let (engine, device) = start_engine(&model)?;
+    let job = engine.submit(Request::Generate {
+        prompt: if chat { Prompt::Chat(prompt) } else { Prompt::Text(prompt) },
+        max_tokens,
+        sampler: SamplerConfig {
+            temperature,
+            seed,
+            ..Default::default()
+        },
+        stop_strings: Vec::new(),
+    });
+    let mut stdout = std::io::stdout();
+    let outcome = job.finish_blocking(|event| {
+        if let (Event::Token(t), false) = (event, json) {
+            let _ = write!(stdout, "{t}");
+            let _ = stdout.flush();
+        }
+    })?;
+    let Outcome::Generated(g) = outcome else {
+        unreachable!("a generate job ends with Generated")
+    };
+    if json {
+        print_json(&json!({
+            "text": g.text,
+            "prompt_tokens": g.stats.prompt_tokens,
+            "generated_tokens": g.stats.generated_tokens,
+            "prefill_tok_s": g.stats.prefill_tok_s,
+            "decode_tok_s": g.stats.decode_tok_s,
+            "device": device.name,
+        }));
+    } else {
+        println!();
+    }
+    Ok(())
+}
+
+fn fetch(name: Option<&str>) -> Result<()> {
+    let catalog = penwright_models::Catalog::embedded();
+    let entry = match name {
+        None => catalog.default_entry(),
+        Some(n) => catalog
+            .find(n)
+            .with_context(|| format!("`{n}` is not in the catalog (see `penwright models`)"))?,
+    };
+    let path = penwright_models::fetch::ensure_installed(entry, &mut |event| {
+        eprintln!("penwright: {event}");
+    })?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+fn models(json: bool) -> Result<()> {
+    let catalog = penwright_models::Catalog::embedded();
+    let rows: Vec<serde_json::Value> = catalog
+        .entries()
+        .iter()
+        .map(|e| {
+            json!({
+                "name": e.name,
+                "architecture": e.architecture,
+                "installed": e.primary_path().exists(),
+                "default": e.default,
+                "path": e.primary_path(),
+            })
+        })
+        .collect();
+    if json {
+        print_json(&json!(rows));
+    } else {
+        for r in rows {
+            println!(
+                "{:<36} {:<8} {}{}",
+                r["name"].as_str().unwrap_or(""),
+                r["architecture"].as_str().unwrap_or(""),
+                if r["installed"].as_bool() == Some(true) { "installed" } else { "-" },
+                if r["default"].as_bool() == Some(true) { " (default)" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! `penwright bench`: the numbers that say whether Penwright keeps up with a writer.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use crate::generate::{GenerateRequest, generate, prefill};
+use crate::loader::LoadedModel;
+use crate::model::{KvCache, LanguageModel};
+use crate::sampler::argmax;
+use crate::{EngineError, Result};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub device: String,
+    pub load_seconds: f64,
+    /// Prefill throughput on a 512-token prompt.
+    pub prefill_tok_s: f64,
+    /// Decode throughput over 128 generated tokens.
+    pub decode_tok_s: f64,
+    /// Autocomplete: 256-token prompt, 16 new tokens, cold cache.
+    pub autocomplete_ttft_ms: f64,
+    pub autocomplete_total_ms: f64,
+    /// Peak resident memory of the process (VmHWM).
+    pub peak_rss_mb: f64,
+}
+
+/// Tokens of a natural text long enough for the benchmark prompts.
+fn bench_tokens(loaded: &LoadedModel, n: usize) -> Result<Vec<u32>> {
+    let paragraph = "It is a truth universally acknowledged, that a single man in possession of a good \
+        fortune, must be in want of a wife. However little known the feelings or views of such a man \
+        may be on his first entering a neighbourhood, this truth is so well fixed in the minds of the \
+        surrounding families, that he is considered the rightful property of some one or other of \
+        their daughters. ";
+    let text = paragraph.repeat(n / 40 + 2);
+    let mut ids = loaded.tokenizer()?.encode(&text, false)?;
+    if ids.len() < n {
+        return Err(EngineError::Other("benchmark text too short".into()));
+    }
+    ids.truncate(n);
+    Ok(ids)
+}
+
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+pub fn run(loaded: &LoadedModel) -> Result<BenchReport> {
+    let model = &loaded.model;
+    let tokenizer = loaded.tokenizer()?;
+    let cancel = AtomicBool::new(false);
+    let prompt = bench_tokens(loaded, 512)?;
+    // warm-up (kernel selection, allocator), not measured
+    let mut cache = model.new_cache(1024);
+    prefill(model, &mut cache, &prompt[..64], &cancel)?;
+
+    cache.clear();
+    let t = Instant::now();
+    prefill(model, &mut cache, &prompt, &cancel)?;
+    let prefill_tok_s = prompt.len() as f64 / t.elapsed().as_secs_f64();
+
+    cache.clear();
+    let decode_tok_s = decode_throughput(model, &mut cache, &prompt[..32], 128, &cancel)?;
+
+    cache.clear();
+    let t = Instant::now();
+    let ac = generate(model, tokenizer, &mut cache, &GenerateRequest::new(prompt[..256].to_vec(), 16), &cancel, &mut |_| {})?;
+    let autocomplete_total_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    Ok(BenchReport {
+        model: loaded.info.name.clone(),
+        device: loaded.device.name.clone(),
+        load_seconds: loaded.load_seconds,
+        prefill_tok_s,
+        decode_tok_s,
+        autocomplete_ttft_ms: ac.stats.ttft_ms,
+        autocomplete_total_ms,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+/// Decodes exactly `n` tokens greedily after `prompt`, ignoring end-of-text; returns tok/s.
+fn decode_throughput(
+    model: &LanguageModel,
+    cache: &mut KvCache,
+    prompt: &[u32],
+    n: usize,
+    cancel: &AtomicBool,
+) -> Result<f64> {
+    let (mut logits, _) = prefill(model, cache, prompt, cancel)?;
+    let t = Instant::now();
+    for _ in 0..n {
+        let next = argmax(&logits);
+        let out = model.forward_cached(&[next], cache, false)?;
+        logits = LanguageModel::to_rows(out)?.pop().expect("one row");
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}

@@ -1,0 +1,23 @@
+//! Penwright's engine: our GPT written with burn, the weights and tokenizers it loads,
+//! generation, the writing tasks and fine-tuning. The desktop app and the CLI are thin
+//! front ends over this crate.
+
+pub mod bench;
+pub mod chat;
+pub mod config;
+pub mod device;
+pub mod documents;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod loader;
+pub mod model;
+pub mod perplexity;
+pub mod quant;
+pub mod sampler;
+pub mod tasks;
+pub mod tokenizer;
+pub mod weights;
+pub mod worker;
+
+pub use error::{EngineError, Result};

@@ -1,0 +1,251 @@
+//! Finding and loading a model: a `.gguf` file, a Hugging Face folder (config.json +
+//! safetensors, tokenizer.json optional), or a catalog name; the default is the catalog's
+//! default model.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::chat::ChatTemplate;
+use crate::config::ModelConfig;
+use crate::device::SelectedDevice;
+use crate::gguf::GgufFile;
+use crate::model::LanguageModel;
+use crate::tokenizer::{GgufTokenizerSpec, Tokenizer};
+use crate::weights::{GgufWeights, SafetensorsWeights, WeightSource, refuse_pickle};
+use crate::{EngineError, Result};
+
+/// What a loaded model is, for status bars and `--json` outputs.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelInfo {
+    pub name: String,
+    pub path: PathBuf,
+    pub architecture: String,
+    pub format: String,
+    pub quantization: String,
+    pub parameters: usize,
+    pub context_length: usize,
+    pub file_bytes: u64,
+}
+
+/// Loading progress: `stage` in reading → layers → ready.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadProgress {
+    pub stage: &'static str,
+    pub done: usize,
+    pub total: usize,
+}
+
+pub struct LoadedModel {
+    pub model: LanguageModel,
+    pub tokenizer: Option<Tokenizer>,
+    pub chat_template: Option<ChatTemplate>,
+    pub info: ModelInfo,
+    pub device: SelectedDevice,
+    pub load_seconds: f64,
+}
+
+impl LoadedModel {
+    /// The tokenizer, or an error saying the model folder has none.
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            EngineError::Tokenizer(format!(
+                "{} has no tokenizer (tokenizer.json)",
+                self.info.path.display()
+            ))
+        })
+    }
+}
+
+/// Turns a `--model` value into a path: an existing file or folder, else a catalog name;
+/// `None` is the catalog's default model.
+pub fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
+    let catalog = penwright_models::Catalog::embedded();
+    let entry = match spec {
+        None => catalog.default_entry(),
+        Some(s) if Path::new(s).exists() => return Ok(PathBuf::from(s)),
+        Some(s) => catalog.find(s).ok_or_else(|| EngineError::ModelNotFound {
+            path: PathBuf::from(s),
+        })?,
+    };
+    let path = entry.primary_path();
+    if !path.exists() {
+        return Err(EngineError::Other(format!(
+            "model `{}` is not installed at {} (run `penwright fetch {}` or `make setup`)",
+            entry.name,
+            path.display(),
+            entry.name
+        )));
+    }
+    Ok(path)
+}
+
+/// Loads the model at `path` onto `device`.
+pub fn load_model(
+    path: &Path,
+    device: SelectedDevice,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<LoadedModel> {
+    let started = Instant::now();
+    progress(LoadProgress {
+        stage: "reading",
+        done: 0,
+        total: 1,
+    });
+    refuse_pickle(path)?;
+    let mut on_layer = |done, total| {
+        progress(LoadProgress {
+            stage: "layers",
+            done,
+            total,
+        })
+    };
+    let (model, tokenizer, chat_template, info) = if path.is_dir() {
+        load_hf_dir(path, &device, &mut on_layer)?
+    } else if path.is_file() {
+        load_gguf(path, &device, &mut on_layer)?
+    } else {
+        return Err(EngineError::ModelNotFound {
+            path: path.to_path_buf(),
+        });
+    };
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        chat_template,
+        info,
+        device,
+        load_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+type Loaded = (LanguageModel, Option<Tokenizer>, Option<ChatTemplate>, ModelInfo);
+
+fn display_name(path: &Path) -> String {
+    path.file_stem()
+        .or_else(|| path.file_name())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+fn load_gguf(path: &Path, device: &SelectedDevice, progress: &mut dyn FnMut(usize, usize)) -> Result<Loaded> {
+    let file = GgufFile::open(path)?;
+    let config = ModelConfig::from_gguf(&file)?;
+    let spec = GgufTokenizerSpec::from_gguf(&file)?;
+    let tokenizer = Tokenizer::from_gguf_spec(&spec)?;
+    let chat_template = match &spec.chat_template {
+        Some(source) => Some(template_for(&tokenizer, source)?),
+        None => None,
+    };
+    let quantization = dominant_dtype(&file);
+    let name = file
+        .get_str("general.name")
+        .map(str::to_string)
+        .unwrap_or_else(|| display_name(path));
+    let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let weights = WeightSource::Gguf(GgufWeights::new(
+        file,
+        config.architecture,
+        config.num_heads,
+        config.num_kv_heads,
+    ));
+    let info = ModelInfo {
+        name,
+        path: path.to_path_buf(),
+        architecture: config.architecture.name().to_string(),
+        format: "gguf".into(),
+        quantization,
+        parameters: config.parameter_count(),
+        context_length: config.max_position_embeddings,
+        file_bytes,
+    };
+    let model = LanguageModel::load(config, &weights, &device.device, progress)?;
+    Ok((model, Some(tokenizer), chat_template, info))
+}
+
+fn template_for(tokenizer: &Tokenizer, source: &str) -> Result<ChatTemplate> {
+    let piece = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_piece(i)).unwrap_or_default();
+    ChatTemplate::new(source, &piece(tokenizer.bos_id()), &piece(tokenizer.eos_id()))
+}
+
+/// The most common dtype among the 2-D tensors, e.g. "Q4_1".
+fn dominant_dtype(file: &GgufFile) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for t in &file.header.tensors {
+        if t.dims.len() == 2 {
+            *counts.entry(t.dtype.name()).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(d, _)| d.to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn load_hf_dir(dir: &Path, device: &SelectedDevice, progress: &mut dyn FnMut(usize, usize)) -> Result<Loaded> {
+    let config_path = dir.join("config.json");
+    if !config_path.exists() {
+        return Err(EngineError::ModelNotFound {
+            path: dir.to_path_buf(),
+        });
+    }
+    let config = ModelConfig::from_hf_json(&config_path)?;
+    let weights = WeightSource::Safetensors(SafetensorsWeights::open_dir(dir)?);
+    let tokenizer = if dir.join("tokenizer.json").exists() {
+        Some(Tokenizer::from_hf_dir(dir)?)
+    } else {
+        None
+    };
+    let chat_template = match (&tokenizer, hf_chat_template(dir)?) {
+        (Some(t), Some(source)) => Some(template_for(t, &source)?),
+        _ => None,
+    };
+    let file_bytes = std::fs::read_dir(dir)
+        .map_err(|e| EngineError::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+        .sum();
+    let dtype = {
+        let text = std::fs::read_to_string(&config_path).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("torch_dtype").and_then(|d| d.as_str()).map(str::to_string))
+            .unwrap_or_else(|| "float32".into())
+    };
+    let info = ModelInfo {
+        name: display_name(dir),
+        path: dir.to_path_buf(),
+        architecture: config.architecture.name().to_string(),
+        format: "safetensors".into(),
+        quantization: dtype,
+        parameters: config.parameter_count(),
+        context_length: config.max_position_embeddings,
+        file_bytes,
+    };
+    let model = LanguageModel::load(config, &weights, &device.device, progress)?;
+    Ok((model, tokenizer, chat_template, info))
+}
+
+/// `chat_template` of `tokenizer_config.json` (a string, or a list of named templates).
+fn hf_chat_template(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join("tokenizer_config.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| EngineError::Malformed {
+        path: path.clone(),
+        what: e.to_string(),
+    })?;
+    Ok(match v.get("chat_template") {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Array(list)) => list
+            .iter()
+            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+            .or_else(|| list.first())
+            .and_then(|t| t.get("template").and_then(|s| s.as_str()).map(str::to_string)),
+        _ => None,
+    })
+}

@@ -1,0 +1,102 @@
+//! GPT-2: learned absolute positions, pre-LayerNorm blocks, fused `c_attn`, GELU (tanh),
+//! `Conv1D` weights stored `[in, out]`, output tied to the token embedding.
+
+use burn::module::Module;
+use burn::tensor::activation::gelu_approximate;
+use burn::tensor::{Device, Int, Tensor};
+
+use super::kv_cache::KvCache;
+use super::layers::{Embedding, LayerNorm, Linear, grouped_attention};
+use crate::Result;
+use crate::config::ModelConfig;
+use crate::weights::WeightSource;
+
+#[derive(Module, Debug)]
+pub struct Block {
+    pub ln_1: LayerNorm,
+    pub c_attn: Linear,
+    pub attn_c_proj: Linear,
+    pub ln_2: LayerNorm,
+    pub c_fc: Linear,
+    pub mlp_c_proj: Linear,
+    pub num_heads: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Gpt2 {
+    pub wte: Embedding,
+    pub wpe: Embedding,
+    pub h: Vec<Block>,
+    pub ln_f: LayerNorm,
+}
+
+impl Gpt2 {
+    pub fn load(
+        config: &ModelConfig,
+        w: &WeightSource,
+        device: &Device,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
+        let (d, inner, eps) = (config.hidden_size, config.intermediate_size, config.norm_eps);
+        let wte = Embedding::load(w, "transformer.wte.weight", [config.vocab_size, d], device)?;
+        let wpe = Embedding::load(
+            w,
+            "transformer.wpe.weight",
+            [config.max_position_embeddings, d],
+            device,
+        )?;
+        let mut h = Vec::with_capacity(config.num_layers);
+        for l in 0..config.num_layers {
+            progress(l, config.num_layers);
+            let p = format!("transformer.h.{l}");
+            h.push(Block {
+                ln_1: LayerNorm::load(w, &format!("{p}.ln_1"), d, eps, device)?,
+                c_attn: Linear::from_hf_conv1d(w, &format!("{p}.attn.c_attn"), [d, 3 * d], device)?,
+                attn_c_proj: Linear::from_hf_conv1d(w, &format!("{p}.attn.c_proj"), [d, d], device)?,
+                ln_2: LayerNorm::load(w, &format!("{p}.ln_2"), d, eps, device)?,
+                c_fc: Linear::from_hf_conv1d(w, &format!("{p}.mlp.c_fc"), [d, inner], device)?,
+                mlp_c_proj: Linear::from_hf_conv1d(w, &format!("{p}.mlp.c_proj"), [inner, d], device)?,
+                num_heads: config.num_heads,
+            });
+        }
+        progress(config.num_layers, config.num_layers);
+        let ln_f = LayerNorm::load(w, "transformer.ln_f", d, eps, device)?;
+        Ok(Gpt2 { wte, wpe, h, ln_f })
+    }
+
+    pub fn forward_hidden(&self, ids: Tensor<2, Int>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
+        let [batch, seq] = ids.dims();
+        let device = ids.device();
+        let start = cache.as_ref().map_or(0, |c| c.len());
+        let positions = Tensor::<1, Int>::arange(start as i64..(start + seq) as i64, &device)
+            .reshape([1, seq])
+            .expand([batch, seq]);
+        let mut x = self.wte.forward(ids) + self.wpe.forward(positions);
+        let d = x.dims()[2];
+        for (l, block) in self.h.iter().enumerate() {
+            let heads = block.num_heads;
+            let hd = d / heads;
+            let qkv = block.c_attn.forward(block.ln_1.forward(x.clone()));
+            let split = |i: usize| {
+                qkv.clone()
+                    .narrow(2, i * d, d)
+                    .reshape([batch, seq, heads, hd])
+                    .swap_dims(1, 2)
+            };
+            let (q, k, v) = (split(0), split(1), split(2));
+            let (k, v) = match cache.as_deref_mut() {
+                Some(c) => c.append(l, start, k, v),
+                None => (k, v),
+            };
+            let out = grouped_attention(q, k, v).swap_dims(1, 2).reshape([batch, seq, d]);
+            x = x + block.attn_c_proj.forward(out);
+            let h = gelu_approximate(block.c_fc.forward(block.ln_2.forward(x.clone())));
+            x = x + block.mlp_c_proj.forward(h);
+        }
+        self.ln_f.forward(x)
+    }
+
+    pub fn lm_head(&self, hidden: Tensor<3>) -> Tensor<3> {
+        hidden.matmul(self.wte.weight.val().transpose().unsqueeze())
+    }
+}

@@ -1,0 +1,260 @@
+//! Building blocks shared by the architectures: linear layers, norms, embeddings, RoPE and
+//! attention over the KV cache.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::softmax;
+use burn::tensor::module::{attention, linear};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::Result;
+use crate::weights::{HostTensor, WeightSource};
+
+/// Uploads a host tensor to the device.
+pub fn upload<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(t.data, t.shape), device)
+}
+
+/// `y = x W + b` with `W` stored `[in, out]`.
+#[derive(Module, Debug)]
+pub struct Linear {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+impl Linear {
+    /// From a Hugging Face `nn.Linear` (weight `[out, in]`).
+    pub fn from_hf_linear(
+        w: &WeightSource,
+        prefix: &str,
+        shape_out_in: [usize; 2],
+        bias: bool,
+        device: &Device,
+    ) -> Result<Self> {
+        let weight = w.get_shaped(&format!("{prefix}.weight"), &shape_out_in)?.transposed();
+        Self::assemble(w, prefix, weight, bias, shape_out_in[0], device)
+    }
+
+    /// From a GPT-2 `Conv1D` (weight already `[in, out]`).
+    pub fn from_hf_conv1d(
+        w: &WeightSource,
+        prefix: &str,
+        shape_in_out: [usize; 2],
+        device: &Device,
+    ) -> Result<Self> {
+        let weight = w.get_shaped(&format!("{prefix}.weight"), &shape_in_out)?;
+        Self::assemble(w, prefix, weight, true, shape_in_out[1], device)
+    }
+
+    fn assemble(
+        w: &WeightSource,
+        prefix: &str,
+        weight: HostTensor,
+        bias: bool,
+        d_out: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let bias = if bias {
+            let b = w.get_shaped(&format!("{prefix}.bias"), &[d_out])?;
+            Some(Param::from_tensor(upload::<1>(b, device)))
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight: Param::from_tensor(upload::<2>(weight, device)),
+            bias,
+        })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+    }
+}
+
+/// Root-mean-square norm (Llama).
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    pub weight: Param<Tensor<1>>,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn load(w: &WeightSource, name: &str, dim: usize, eps: f64, device: &Device) -> Result<Self> {
+        let t = w.get_shaped(name, &[dim])?;
+        Ok(RmsNorm {
+            weight: Param::from_tensor(upload::<1>(t, device)),
+            eps,
+        })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let rms = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt();
+        (x / rms) * self.weight.val().unsqueeze()
+    }
+}
+
+/// Layer norm with bias (GPT-2).
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(w: &WeightSource, prefix: &str, dim: usize, eps: f64, device: &Device) -> Result<Self> {
+        let weight = w.get_shaped(&format!("{prefix}.weight"), &[dim])?;
+        let bias = w.get_shaped(&format!("{prefix}.bias"), &[dim])?;
+        Ok(LayerNorm {
+            weight: Param::from_tensor(upload::<1>(weight, device)),
+            bias: Param::from_tensor(upload::<1>(bias, device)),
+            eps,
+        })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let mean = x.clone().mean_dim(D - 1);
+        let centered = x - mean;
+        let var = centered.clone().square().mean_dim(D - 1);
+        centered / (var + self.eps).sqrt() * self.weight.val().unsqueeze()
+            + self.bias.val().unsqueeze()
+    }
+}
+
+/// A lookup table of row vectors.
+#[derive(Module, Debug)]
+pub struct Embedding {
+    /// `[num_embeddings, dim]`
+    pub weight: Param<Tensor<2>>,
+}
+
+impl Embedding {
+    pub fn load(w: &WeightSource, name: &str, shape: [usize; 2], device: &Device) -> Result<Self> {
+        let t = w.get_shaped(name, &shape)?;
+        Ok(Embedding {
+            weight: Param::from_tensor(upload::<2>(t, device)),
+        })
+    }
+
+    /// `[batch, seq]` ids → `[batch, seq, dim]`.
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [batch, seq] = ids.dims();
+        let dim = self.weight.dims()[1];
+        self.weight
+            .val()
+            .select(0, ids.reshape([batch * seq]))
+            .reshape([batch, seq, dim])
+    }
+}
+
+/// Rotary position embedding in Hugging Face's rotate-half layout.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    /// Inverse frequencies, `head_dim / 2` of them, scaling applied.
+    inv_freq: Vec<f64>,
+}
+
+impl Rope {
+    pub fn new(config: &crate::config::ModelConfig) -> Self {
+        let half = config.head_dim / 2;
+        let mut inv_freq: Vec<f64> = (0..half)
+            .map(|i| 1.0 / config.rope_theta.powf(2.0 * i as f64 / config.head_dim as f64))
+            .collect();
+        if let Some(factors) = &config.rope_freq_factors {
+            for (f, d) in inv_freq.iter_mut().zip(factors) {
+                *f /= *d as f64;
+            }
+        } else if let Some(s) = &config.rope_scaling {
+            let old = s.original_max_position_embeddings as f64;
+            let low_wavelen = old / s.low_freq_factor;
+            let high_wavelen = old / s.high_freq_factor;
+            for f in inv_freq.iter_mut() {
+                let wavelen = 2.0 * std::f64::consts::PI / *f;
+                if wavelen > low_wavelen {
+                    *f /= s.factor;
+                } else if wavelen >= high_wavelen {
+                    let smooth = (old / wavelen - s.low_freq_factor)
+                        / (s.high_freq_factor - s.low_freq_factor);
+                    *f = (1.0 - smooth) * *f / s.factor + smooth * *f;
+                }
+            }
+        }
+        Rope { inv_freq }
+    }
+
+    /// cos and sin tables `[1, 1, seq, head_dim]` for positions `start..start + seq`.
+    pub fn tables(&self, start: usize, seq: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+        let half = self.inv_freq.len();
+        let dim = 2 * half;
+        let mut cos = Vec::with_capacity(seq * dim);
+        let mut sin = Vec::with_capacity(seq * dim);
+        for p in start..start + seq {
+            for _ in 0..2 {
+                for f in &self.inv_freq {
+                    let angle = p as f64 * f;
+                    cos.push(angle.cos() as f32);
+                    sin.push(angle.sin() as f32);
+                }
+            }
+        }
+        (
+            Tensor::from_data(TensorData::new(cos, [1, 1, seq, dim]), device),
+            Tensor::from_data(TensorData::new(sin, [1, 1, seq, dim]), device),
+        )
+    }
+
+    /// Applies the rotation to `[batch, heads, seq, head_dim]`.
+    pub fn apply(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+        let dim = x.dims()[3];
+        let half = dim / 2;
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.clone().narrow(3, half, half);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        x * cos.clone() + rotated * sin.clone()
+    }
+}
+
+/// Scaled dot-product attention of `q` `[b, heads, s, d]` over `k`/`v` `[b, kv_heads, L, d]`
+/// where the queries are the last `s` of the `L` positions (causal, bottom-right aligned).
+pub fn grouped_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let [b, heads, s, d] = q.dims();
+    let [_, kv_heads, len, _] = k.dims();
+    let group = heads / kv_heads;
+    if s == 1 {
+        // One query per head: fold the group into the query axis so K/V are not repeated.
+        let q = q.reshape([b, kv_heads, group, d]);
+        let out = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        return out.reshape([b, heads, 1, d]);
+    }
+    let (k, v) = if group > 1 {
+        let repeat = |t: Tensor<4>| {
+            t.unsqueeze_dim::<5>(2)
+                .expand([b, kv_heads, group, len, d])
+                .reshape([b, heads, len, d])
+        };
+        (repeat(k), repeat(v))
+    } else {
+        (k, v)
+    };
+    attention(
+        q,
+        k,
+        v,
+        None,
+        None,
+        AttentionModuleOptions {
+            is_causal: true,
+            ..Default::default()
+        },
+    )
+}
+
+/// Reference attention written out with matmul and softmax, for tests of the fused kernel.
+pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let [_, _, s, d] = q.dims();
+    let len = k.dims()[2];
+    let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt();
+    let mask = Tensor::<2, burn::tensor::Bool>::tril_mask([s, len], (len - s) as i64, &scores.device());
+    let scores = scores.mask_fill(mask.unsqueeze::<4>(), f32::NEG_INFINITY);
+    softmax(scores, 3).matmul(v)
+}

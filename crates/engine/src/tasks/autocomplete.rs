@@ -1,0 +1,405 @@
+//! Inline autocomplete: a short continuation of the text before the cursor that keeps up with
+//! typing. The session keeps its KV cache between requests and reuses the longest common
+//! token prefix, so time to first token does not grow with the document. Token healing makes
+//! mid-word completions continue the word and keeps the seam free of doubled or missing
+//! spaces; the suffix is used (FIM when the vocabulary has it) and never repeated.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::generate::{common_prefix, prefill};
+use crate::model::{KvCache, LanguageModel};
+use crate::sampler::argmax;
+use crate::tokenizer::Tokenizer;
+use crate::{EngineError, Result};
+
+/// Where a suggestion stops, and how much context it sees.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AutocompleteSettings {
+    /// Only the last N tokens (about) of the text before the cursor are used.
+    pub max_context_tokens: usize,
+    pub max_tokens: usize,
+    /// Stop after this many words (0 = no limit).
+    pub max_words: usize,
+    pub stop_at_sentence_end: bool,
+    pub stop_at_newline: bool,
+    /// Use fill-in-the-middle tokens when the model has them and there is text after the cursor.
+    pub use_fim: bool,
+}
+
+impl Default for AutocompleteSettings {
+    fn default() -> Self {
+        AutocompleteSettings {
+            max_context_tokens: 512,
+            max_tokens: 24,
+            max_words: 12,
+            stop_at_sentence_end: true,
+            stop_at_newline: true,
+            use_fim: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completion {
+    pub completion: String,
+    pub ttft_ms: f64,
+    pub total_ms: f64,
+    pub reused_tokens: usize,
+    pub prefilled_tokens: usize,
+}
+
+/// One writer's autocomplete session: its own KV cache and the decoded text of every token.
+pub struct AutocompleteSession {
+    cache: KvCache,
+    pieces: Option<Vec<String>>,
+}
+
+/// Start of the context window: the latest paragraph (else line, else word) boundary that
+/// leaves at most `budget` bytes. Boundaries only move when the text crosses one, so the
+/// window start stays put while the writer types and the cached prefix stays reusable.
+pub fn context_start(prefix: &str, budget: usize) -> usize {
+    if prefix.len() <= budget {
+        return 0;
+    }
+    let min_start = prefix.len() - budget;
+    let mut candidates = [None, None, None];
+    for (i, _) in prefix.match_indices("\n\n") {
+        if i + 2 >= min_start {
+            candidates[0].get_or_insert(i + 2);
+        }
+    }
+    for (i, _) in prefix.match_indices('\n') {
+        if i + 1 >= min_start {
+            candidates[1].get_or_insert(i + 1);
+        }
+    }
+    // word boundary, aligned to a coarse grid so it does not move every keystroke
+    let grid = (budget / 4).max(1);
+    let aligned = min_start.div_ceil(grid) * grid;
+    if let Some(off) = prefix.get(aligned.min(prefix.len())..).and_then(|s| s.find(' ')) {
+        candidates[2] = Some(aligned + off + 1);
+    }
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|&c| c < prefix.len())
+        .unwrap_or(min_start)
+        .min(prefix.len())
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Cuts `completion` to the stop policy: the first newline, the end of the first sentence,
+/// `max_words` words.
+pub fn apply_stop_policy(completion: &str, s: &AutocompleteSettings) -> (String, bool) {
+    let mut end = completion.len();
+    let mut stopped = false;
+    if s.stop_at_newline {
+        // a completion may not start with a newline it cannot justify; cut at the first one
+        if let Some(i) = completion.find('\n') {
+            end = end.min(i);
+            stopped = true;
+        }
+    }
+    if s.stop_at_sentence_end {
+        let bytes = completion.as_bytes();
+        for (i, c) in completion.char_indices() {
+            if i >= end {
+                break;
+            }
+            if matches!(c, '.' | '!' | '?') {
+                let next = bytes.get(i + 1).copied();
+                // a sentence end: punctuation followed by a space or the end (not "3.14", "e.g")
+                if next.is_some_and(|b| b == b' ' || b == b'\n' || b == b'"' || b == b')') {
+                    let close = if matches!(next, Some(b'"') | Some(b')')) { 2 } else { 1 };
+                    end = end.min(i + close);
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+    }
+    if s.max_words > 0 {
+        let mut count = 0;
+        let mut in_word = false;
+        for (i, c) in completion.char_indices() {
+            if i >= end {
+                break;
+            }
+            if c.is_whitespace() {
+                in_word = false;
+            } else if !in_word {
+                in_word = true;
+                count += 1;
+                if count > s.max_words {
+                    end = end.min(i);
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+    }
+    (completion[..end].trim_end().to_string(), stopped)
+}
+
+/// Cuts the completion where it starts repeating the text after the cursor.
+pub fn cut_suffix_repeat(completion: &str, suffix: &str) -> String {
+    let suffix = suffix.trim_start();
+    if suffix.is_empty() {
+        return completion.to_string();
+    }
+    // the first few words of the suffix, as the writer already has them
+    let head: String = suffix.chars().take(24).collect();
+    let head = head.trim_end();
+    let probe_len = head.len().min(12);
+    if probe_len >= 4 {
+        let probe = &head[..head.char_indices().nth(probe_len).map_or(head.len(), |(i, _)| i)];
+        if let Some(i) = completion.find(probe) {
+            return completion[..i].trim_end().to_string();
+        }
+    }
+    completion.to_string()
+}
+
+/// Drops a completion that merely repeats the last words already typed.
+pub fn drop_repeated_words(prefix: &str, completion: &str) -> String {
+    let before = words(prefix);
+    let after = words(completion);
+    for n in (2..=4).rev() {
+        if before.len() >= n && after.len() >= n && before[before.len() - n..] == after[..n] {
+            // skip the first n words of the completion
+            let mut seen = 0;
+            let mut in_word = false;
+            for (i, c) in completion.char_indices() {
+                if c.is_whitespace() {
+                    in_word = false;
+                } else if !in_word {
+                    in_word = true;
+                    if seen == n {
+                        return completion[i..].to_string();
+                    }
+                    seen += 1;
+                }
+            }
+            return String::new();
+        }
+    }
+    completion.to_string()
+}
+
+impl AutocompleteSession {
+    pub fn new(model: &LanguageModel, settings: &AutocompleteSettings) -> Self {
+        // room for the context, the suffix (FIM) and the completion
+        let capacity = settings.max_context_tokens * 2 + 256 + settings.max_tokens;
+        AutocompleteSession {
+            cache: model.new_cache(capacity),
+            pieces: None,
+        }
+    }
+
+    fn pieces(&mut self, tokenizer: &Tokenizer) -> Result<&[String]> {
+        if self.pieces.is_none() {
+            let n = tokenizer.vocab_size();
+            let mut pieces = Vec::with_capacity(n);
+            for id in 0..n as u32 {
+                pieces.push(tokenizer.decode(&[id], true).unwrap_or_default());
+            }
+            self.pieces = Some(pieces);
+        }
+        Ok(self.pieces.as_deref().expect("filled"))
+    }
+
+    /// The token ids cached from the previous request.
+    pub fn cached_tokens(&self) -> &[u32] {
+        self.cache.tokens()
+    }
+
+    /// Completes the text at the cursor.
+    pub fn complete(
+        &mut self,
+        model: &LanguageModel,
+        tokenizer: &Tokenizer,
+        prefix: &str,
+        suffix: &str,
+        settings: &AutocompleteSettings,
+        cancel: &AtomicBool,
+    ) -> Result<Completion> {
+        let started = Instant::now();
+        let window = &prefix[context_start(prefix, settings.max_context_tokens * 4)..];
+        if window.trim().is_empty() {
+            return Ok(Completion {
+                completion: String::new(),
+                ttft_ms: 0.0,
+                total_ms: 0.0,
+                reused_tokens: 0,
+                prefilled_tokens: 0,
+            });
+        }
+        let mut ids = tokenizer.encode(window, false)?;
+        if ids.len() > settings.max_context_tokens {
+            ids.drain(..ids.len() - settings.max_context_tokens);
+        }
+        // Token healing: re-generate the last token so that a half-typed word (or a trailing
+        // space) is completed the way the model would have written it.
+        let healed_text = if ids.len() > 1 {
+            let last = *ids.last().expect("non-empty");
+            let text = self.pieces(tokenizer)?[last as usize].clone();
+            if window.ends_with(&text) && !text.is_empty() {
+                ids.pop();
+                text
+            } else {
+                String::new()
+            }
+        } else {
+            String::new()
+        };
+        let fim = if settings.use_fim && !suffix.trim().is_empty() {
+            tokenizer.fim_tokens()
+        } else {
+            None
+        };
+        let prompt: Vec<u32> = match fim {
+            Some(f) => {
+                let mut suffix_ids = tokenizer.encode(suffix, false)?;
+                suffix_ids.truncate(128);
+                let mut p = vec![f.prefix];
+                p.extend(&ids);
+                p.push(f.suffix);
+                p.extend(suffix_ids);
+                p.push(f.middle);
+                p
+            }
+            None => ids,
+        };
+        let reused = common_prefix(self.cache.tokens(), &prompt).min(prompt.len() - 1);
+        let (mut logits, _) = prefill(model, &mut self.cache, &prompt, cancel)?;
+        let stop_ids = tokenizer.stop_ids();
+        let pieces = self.pieces(tokenizer)?.to_vec();
+        let mut text = String::new();
+        let mut ttft_ms = 0.0;
+        for step in 0..settings.max_tokens + 1 {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(EngineError::Cancelled);
+            }
+            let next = if step == 0 && !healed_text.is_empty() {
+                // the first token must reproduce the healed text and may extend it
+                let mut best: Option<(u32, f32)> = None;
+                for (id, piece) in pieces.iter().enumerate() {
+                    if piece.starts_with(&healed_text)
+                        && best.is_none_or(|(_, l)| logits[id] > l)
+                    {
+                        best = Some((id as u32, logits[id]));
+                    }
+                }
+                best.map_or_else(|| argmax(&logits), |(id, _)| id)
+            } else {
+                argmax(&logits)
+            };
+            if step == 0 {
+                ttft_ms = started.elapsed().as_secs_f64() * 1e3;
+            }
+            if stop_ids.contains(&next) {
+                break;
+            }
+            text.push_str(&pieces[next as usize]);
+            let visible = text.get(healed_text.len().min(text.len())..).unwrap_or("");
+            let (_, stopped) = apply_stop_policy(visible, settings);
+            if stopped || step == settings.max_tokens || self.cache.len() >= self.cache.capacity() {
+                break;
+            }
+            let out = model.forward_cached(&[next], &mut self.cache, false)?;
+            logits = LanguageModel::to_rows(out)?.pop().expect("one row");
+        }
+        let visible = if text.starts_with(&healed_text) {
+            text[healed_text.len()..].to_string()
+        } else {
+            text.clone()
+        };
+        let (mut completion, _) = apply_stop_policy(&visible, settings);
+        completion = cut_suffix_repeat(&completion, suffix);
+        completion = drop_repeated_words(prefix, &completion);
+        if prefix.ends_with(char::is_whitespace) {
+            completion = completion.trim_start().to_string();
+        }
+        // nothing to suggest that is only whitespace
+        if completion.trim().is_empty() {
+            completion.clear();
+        }
+        // The completion tokens after the prompt stay cached: typing the suggestion through
+        // reuses them.
+        Ok(Completion {
+            completion,
+            ttft_ms,
+            total_ms: started.elapsed().as_secs_f64() * 1e3,
+            reused_tokens: reused,
+            prefilled_tokens: prompt.len() - reused,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> AutocompleteSettings {
+        AutocompleteSettings::default()
+    }
+
+    #[test]
+    fn stops_at_the_end_of_the_first_sentence() {
+        let (c, stopped) = apply_stop_policy(" the mat. Then it slept.", &settings());
+        assert_eq!(c, " the mat.");
+        assert!(stopped);
+        // a decimal point is not a sentence end
+        let (c, _) = apply_stop_policy(" costs 3.50 dollars. More", &settings());
+        assert_eq!(c, " costs 3.50 dollars.");
+    }
+
+    #[test]
+    fn stops_at_newline_and_word_limit() {
+        let (c, _) = apply_stop_policy(" first line\nsecond", &settings());
+        assert_eq!(c, " first line");
+        let s = AutocompleteSettings {
+            max_words: 3,
+            stop_at_sentence_end: false,
+            ..settings()
+        };
+        let (c, stopped) = apply_stop_policy(" one two three four five", &s);
+        assert_eq!(c, " one two three");
+        assert!(stopped);
+    }
+
+    #[test]
+    fn cuts_where_the_completion_repeats_the_suffix() {
+        let c = cut_suffix_repeat(" over the lazy dog and ran away", " and ran away into the woods.");
+        assert_eq!(c, " over the lazy dog");
+        assert_eq!(cut_suffix_repeat(" a b c", ""), " a b c");
+    }
+
+    #[test]
+    fn drops_repeated_last_words() {
+        assert_eq!(drop_repeated_words("sat on the mat", " on the mat and purred"), " and purred");
+        assert_eq!(drop_repeated_words("I think", " that that is"), " that that is");
+    }
+
+    #[test]
+    fn context_start_is_stable_while_typing() {
+        let para = "word ".repeat(50);
+        let text = format!("{para}\n\n{para}\n\n{para}");
+        let a = context_start(&text, 300);
+        let b = context_start(&format!("{text} more"), 300);
+        let c = context_start(&format!("{text} more words"), 300);
+        assert_eq!(a, b);
+        assert_eq!(b, c);
+        assert!(text.len() - a <= 300 + 4);
+        assert_eq!(context_start("short", 300), 0);
+    }
+}

@@ -1,0 +1,76 @@
+//! The writing tasks, built on the generation loop: autocomplete, summarize, translate.
+
+pub mod autocomplete;
+pub mod chunking;
+pub mod summarize;
+pub mod translate;
+
+use std::sync::atomic::AtomicBool;
+
+use crate::Result;
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::generate::{GenerateRequest, generate};
+use crate::model::{KvCache, LanguageModel};
+use crate::sampler::SamplerConfig;
+use crate::tokenizer::Tokenizer;
+
+/// Progress of a multi-step task: `stage` ("summarize", "combine", "translate") and
+/// `done` of `total` steps.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TaskProgress {
+    pub stage: &'static str,
+    pub done: usize,
+    pub total: usize,
+}
+
+/// What a task needs to talk to the model through its chat template.
+pub struct ChatRunner<'a> {
+    pub model: &'a LanguageModel,
+    pub tokenizer: &'a Tokenizer,
+    pub template: ChatTemplate,
+    pub cache: &'a mut KvCache,
+    pub cancel: &'a AtomicBool,
+}
+
+impl ChatRunner<'_> {
+    /// Token count of a text (no special tokens).
+    pub fn count(&self, text: &str) -> usize {
+        self.tokenizer.encode(text, false).map_or(text.len() / 3, |t| t.len())
+    }
+
+    /// Positions left in the context for prompt + answer.
+    pub fn context(&self) -> usize {
+        self.cache.capacity()
+    }
+
+    /// One exchange: system + user message → the assistant's answer, streamed to `on_text`.
+    pub fn ask(
+        &mut self,
+        system: &str,
+        user: &str,
+        max_tokens: usize,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<String> {
+        let messages = [
+            ChatMessage {
+                role: "system".into(),
+                content: system.into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: user.into(),
+            },
+        ];
+        let prompt = self.template.render(&messages, true)?;
+        let ids = self.tokenizer.encode(&prompt, true)?;
+        let room = self.cache.capacity().saturating_sub(ids.len());
+        let mut req = GenerateRequest::new(ids, max_tokens.min(room));
+        req.sampler = SamplerConfig {
+            temperature: 0.0,
+            repetition_penalty: 1.1,
+            ..SamplerConfig::default()
+        };
+        let out = generate(self.model, self.tokenizer, self.cache, &req, self.cancel, on_text)?;
+        Ok(out.text.trim().to_string())
+    }
+}

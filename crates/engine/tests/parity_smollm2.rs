@@ -1,0 +1,83 @@
+//! The default model (SmolLM2-135M-Instruct, Q4_1 GGUF) against llama.cpp's logits on the same
+//! file and tokens. llama.cpp quantizes activations to 8 bits in its Q4_1 matmuls and we
+//! dequantize the weights to f32, so the comparison is on top-1 tokens and logit distance,
+//! not float32 bits (see tests/fixtures/README in ../shared for the HF-vs-llama.cpp spread).
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use penwright_engine::config::ModelConfig;
+use penwright_engine::gguf::GgufFile;
+use penwright_engine::model::LanguageModel;
+use penwright_engine::weights::{GgufWeights, WeightSource};
+
+/// `$PENWRIGHT_DEFAULT_MODEL`, else the catalog's install path (`make setup` fetches it).
+pub fn default_model_path() -> PathBuf {
+    if let Ok(p) = std::env::var("PENWRIGHT_DEFAULT_MODEL") {
+        return PathBuf::from(p);
+    }
+    let path = penwright_models::Catalog::embedded().default_entry().primary_path();
+    assert!(path.exists(), "default model missing at {}: run `make setup`", path.display());
+    path
+}
+
+fn load(device: &Device) -> LanguageModel {
+    let file = GgufFile::open(default_model_path()).unwrap();
+    let config = ModelConfig::from_gguf(&file).unwrap();
+    let weights = WeightSource::Gguf(GgufWeights::new(file, config.architecture, config.num_heads, config.num_kv_heads));
+    LanguageModel::load(config, &weights, device, &mut |_, _| {}).unwrap()
+}
+
+fn check(device: &Device) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2-llamacpp-logits.json");
+    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ids: Vec<u32> = reference["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let model = load(device);
+    let mut cache = model.new_cache(64);
+    let rows = LanguageModel::to_rows(model.forward_cached(&ids, &mut cache, true).unwrap()).unwrap();
+    let (mut agree, mut max_diff, mut kl_sum) = (0, 0.0f64, 0.0f64);
+    for (pos, row) in rows.iter().enumerate() {
+        let p = &reference["positions"][pos];
+        let top: Vec<(u32, f64)> = p["top5"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| (x[0].as_u64().unwrap() as u32, x[1].as_f64().unwrap()))
+            .collect();
+        let ours = penwright_engine::sampler::argmax(row);
+        if ours == top[0].0 {
+            agree += 1;
+        }
+        for (id, logit) in &top {
+            max_diff = max_diff.max((row[*id as usize] as f64 - logit).abs());
+        }
+        // KL(llama.cpp || ours) over llama.cpp's top-5 (the mass it stores)
+        let lse_ours = {
+            let m = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+            m + row.iter().map(|&l| (l as f64 - m).exp()).sum::<f64>().ln()
+        };
+        let lse_ref = p["logsumexp"].as_f64().unwrap();
+        for (id, logit) in &top {
+            let lp_ref = logit - lse_ref;
+            let lp_ours = row[*id as usize] as f64 - lse_ours;
+            kl_sum += lp_ref.exp() * (lp_ref - lp_ours);
+        }
+    }
+    eprintln!(
+        "SmolLM2 Q4_1 on {device:?}: top-1 agreement {agree}/{}, max |Δlogit| on llama.cpp's top-5 {max_diff:.3}, mean partial KL {:.4}",
+        ids.len(),
+        kl_sum / ids.len() as f64
+    );
+    assert!(agree >= 31, "top-1 agreement {agree}/32");
+    assert!(max_diff < 1.6, "logits differ by {max_diff}");
+}
+
+#[test]
+fn default_model_agrees_with_llama_cpp_on_cpu() {
+    check(&Device::flex());
+}

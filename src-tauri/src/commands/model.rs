@@ -1,0 +1,177 @@
+//! Loading the model, the device it runs on, the installed models and the catalog.
+
+use penwright_engine::device::{DeviceChoice, gpu_adapter};
+use penwright_engine::loader::ModelInfo;
+use penwright_engine::worker::{DeviceReport, Event, Outcome, Request};
+use serde::Serialize;
+use tauri::State;
+use tauri::ipc::Channel;
+
+use crate::error::{CommandError, CommandResult};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub struct AppStatus {
+    pub model: Option<ModelInfo>,
+    pub device: Option<DeviceReport>,
+    pub adapter: Option<String>,
+}
+
+#[tauri::command]
+pub fn app_status(state: State<'_, AppState>) -> AppStatus {
+    let s = state.status.lock().expect("status lock").clone();
+    AppStatus {
+        model: s.model,
+        device: s.device,
+        adapter: s.adapter,
+    }
+}
+
+#[derive(Clone, Serialize)]
+#[serde(tag = "event", content = "data", rename_all = "camelCase")]
+pub enum LoadEvent {
+    Progress { stage: String, done: usize, total: usize },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Loaded {
+    #[serde(flatten)]
+    pub info: ModelInfo,
+    pub device: DeviceReport,
+    pub seconds: f64,
+}
+
+/// Loads a model (`spec`: a path or catalog name; `null` = the default model).
+#[tauri::command]
+pub async fn load_model(
+    state: State<'_, AppState>,
+    spec: Option<String>,
+    device: Option<String>,
+    on_event: Channel<LoadEvent>,
+) -> CommandResult<Loaded> {
+    let device: DeviceChoice = device
+        .as_deref()
+        .unwrap_or("auto")
+        .parse()
+        .map_err(|e: String| CommandError::new("invalid_argument", e))?;
+    let job = state.engine.submit(Request::Load { model: spec, device });
+    let outcome = job
+        .finish(|event| {
+            if let Event::Progress { stage, done, total } = event {
+                let _ = on_event.send(LoadEvent::Progress {
+                    stage: stage.clone(),
+                    done: *done,
+                    total: *total,
+                });
+            }
+        })
+        .await?;
+    let Outcome::Loaded { info, device, seconds } = outcome else {
+        return Err(CommandError::new("engine", "unexpected engine reply"));
+    };
+    let mut status = state.status.lock().expect("status lock");
+    status.model = Some(info.clone());
+    status.device = Some(device.clone());
+    Ok(Loaded { info, device, seconds })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuInfo {
+    pub name: String,
+    pub backend: String,
+    pub software: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Devices {
+    pub gpu: Option<GpuInfo>,
+    pub cpu_threads: usize,
+    pub reason: String,
+}
+
+#[tauri::command]
+pub async fn devices() -> Devices {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match gpu_adapter() {
+        Ok(a) => Devices {
+            reason: if a.software {
+                format!("{} is a software rasterizer: auto uses the CPU", a.name)
+            } else {
+                format!("auto uses {}", a.name)
+            },
+            gpu: Some(GpuInfo {
+                name: a.name,
+                backend: a.backend,
+                software: a.software,
+            }),
+            cpu_threads: threads,
+        },
+        Err(e) => Devices {
+            gpu: None,
+            cpu_threads: threads,
+            reason: e,
+        },
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelEntry {
+    pub name: String,
+    pub display_name: String,
+    pub architecture: String,
+    pub quantization: String,
+    pub size_bytes: u64,
+    pub path: String,
+    pub installed: bool,
+    pub is_default: bool,
+    pub active: bool,
+    pub languages: Vec<String>,
+    pub description: String,
+}
+
+fn entries(state: &AppState, installed_only: Option<bool>) -> Vec<ModelEntry> {
+    let active = state
+        .status
+        .lock()
+        .expect("status lock")
+        .model
+        .as_ref()
+        .map(|m| m.path.clone());
+    penwright_models::Catalog::embedded()
+        .entries()
+        .iter()
+        .map(|e| {
+            let path = e.primary_path();
+            ModelEntry {
+                name: e.name.clone(),
+                display_name: e.display_name.clone(),
+                architecture: e.architecture.clone(),
+                quantization: e.quantization.clone(),
+                size_bytes: e.files.iter().filter_map(|f| f.size).sum(),
+                installed: path.exists(),
+                is_default: e.default,
+                active: active.as_ref() == Some(&path),
+                path: path.display().to_string(),
+                languages: e.languages.clone(),
+                description: e.description.clone(),
+            }
+        })
+        .filter(|m| installed_only.is_none_or(|want| m.installed == want))
+        .collect()
+}
+
+/// Models installed on this machine.
+#[tauri::command]
+pub fn list_models(state: State<'_, AppState>) -> Vec<ModelEntry> {
+    entries(&state, Some(true))
+}
+
+/// Catalog models not installed yet.
+#[tauri::command]
+pub fn catalog(state: State<'_, AppState>) -> Vec<ModelEntry> {
+    entries(&state, Some(false))
+}

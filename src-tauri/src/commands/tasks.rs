@@ -1,0 +1,187 @@
+//! Writing tasks: inline autocomplete (newest request wins, stale results never delivered),
+//! summaries and translations (streamed over a channel, cancellable).
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use penwright_engine::tasks::autocomplete::{AutocompleteSettings, Completion};
+use penwright_engine::tasks::summarize::SummaryLength;
+use penwright_engine::worker::{Event, Outcome, Request};
+use serde::Serialize;
+use tauri::State;
+use tauri::ipc::Channel;
+
+use crate::error::{CommandError, CommandResult};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletionReply {
+    pub request_id: u64,
+    #[serde(flatten)]
+    pub completion: Completion,
+}
+
+/// Completes the text at the cursor. A newer request cancels this one; a superseded request
+/// answers `null`.
+#[tauri::command]
+pub async fn complete(
+    state: State<'_, AppState>,
+    prefix: String,
+    suffix: String,
+    request_id: u64,
+) -> CommandResult<Option<CompletionReply>> {
+    let previous = state.latest_completion.fetch_max(request_id, Ordering::SeqCst);
+    if previous > request_id {
+        return Ok(None);
+    }
+    let job = state.engine.submit(Request::Complete {
+        prefix,
+        suffix,
+        settings: AutocompleteSettings::default(),
+    });
+    if let Some(old) = state
+        .completion_cancel
+        .lock()
+        .expect("cancel lock")
+        .replace(job.canceller())
+    {
+        old.store(true, Ordering::Relaxed);
+    }
+    let result = job.finish(|_| {}).await;
+    if state.latest_completion.load(Ordering::SeqCst) != request_id {
+        return Ok(None);
+    }
+    match result {
+        Ok(Outcome::Completed(completion)) => Ok(Some(CompletionReply {
+            request_id,
+            completion,
+        })),
+        Ok(_) => Err(CommandError::new("engine", "unexpected engine reply")),
+        Err(penwright_engine::EngineError::Cancelled) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[tauri::command]
+pub fn cancel_complete(state: State<'_, AppState>) {
+    if let Some(c) = state.completion_cancel.lock().expect("cancel lock").take() {
+        c.store(true, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone, Serialize)]
+#[serde(tag = "event", content = "data", rename_all = "camelCase")]
+pub enum TaskEvent {
+    Progress {
+        stage: String,
+        done: usize,
+        total: usize,
+    },
+    Token {
+        text: String,
+    },
+    Block {
+        index: usize,
+        total: usize,
+        text: String,
+    },
+}
+
+fn forward(event: &Event, channel: &Channel<TaskEvent>) {
+    let message = match event {
+        Event::Progress { stage, done, total } => TaskEvent::Progress {
+            stage: stage.clone(),
+            done: *done,
+            total: *total,
+        },
+        Event::Token(text) => TaskEvent::Token { text: text.clone() },
+        Event::Block { index, total, text } => TaskEvent::Block {
+            index: *index,
+            total: *total,
+            text: text.clone(),
+        },
+        _ => return,
+    };
+    let _ = channel.send(message);
+}
+
+/// Runs a long task as the one cancellable task of the window.
+async fn run_task(state: &AppState, request: Request, channel: &Channel<TaskEvent>) -> CommandResult<Outcome> {
+    let job = state.engine.submit(request);
+    if let Some(old) = state.task_cancel.lock().expect("cancel lock").replace(job.canceller()) {
+        old.store(true, Ordering::Relaxed);
+    }
+    Ok(job.finish(|e| forward(e, channel)).await?)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SummaryReply {
+    pub summary: String,
+    pub chunks: usize,
+    pub input_tokens: usize,
+    pub seconds: f64,
+}
+
+/// `length`: "short" | "medium" | "long" | a number of words.
+#[tauri::command]
+pub async fn summarize(
+    state: State<'_, AppState>,
+    text: String,
+    length: serde_json::Value,
+    bullets: bool,
+    on_event: Channel<TaskEvent>,
+) -> CommandResult<SummaryReply> {
+    let length: SummaryLength = match &length {
+        serde_json::Value::Number(n) => SummaryLength::Words(n.as_u64().unwrap_or(120) as usize),
+        serde_json::Value::String(s) => s.parse().map_err(|e: String| CommandError::new("invalid_argument", e))?,
+        _ => SummaryLength::Medium,
+    };
+    let started = Instant::now();
+    match run_task(&state, Request::Summarize { text, length, bullets }, &on_event).await? {
+        Outcome::Summarized(s) => Ok(SummaryReply {
+            summary: s.summary,
+            chunks: s.chunks,
+            input_tokens: s.input_tokens,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
+        _ => Err(CommandError::new("engine", "unexpected engine reply")),
+    }
+}
+
+#[derive(Serialize)]
+pub struct TranslationReply {
+    pub text: String,
+    pub blocks: usize,
+    pub seconds: f64,
+}
+
+#[tauri::command]
+pub async fn translate(
+    state: State<'_, AppState>,
+    text: String,
+    to: String,
+    from: Option<String>,
+    on_event: Channel<TaskEvent>,
+) -> CommandResult<TranslationReply> {
+    if to.trim().is_empty() || to.len() > 16 {
+        return Err(CommandError::new("invalid_argument", "choose a target language"));
+    }
+    let started = Instant::now();
+    match run_task(&state, Request::Translate { text, to, from }, &on_event).await? {
+        Outcome::Translated(t) => Ok(TranslationReply {
+            text: t.text,
+            blocks: t.blocks,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
+        _ => Err(CommandError::new("engine", "unexpected engine reply")),
+    }
+}
+
+#[tauri::command]
+pub fn cancel_task(state: State<'_, AppState>) {
+    if let Some(c) = state.task_cancel.lock().expect("cancel lock").take() {
+        c.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,47 @@
+//! The app: state, commands and the Tauri builder. All model, task and document logic lives
+//! in `penwright-engine`; this crate only adapts it to the webview.
+
+pub mod commands;
+pub mod error;
+pub mod state;
+
+use state::AppState;
+
+/// Every command the webview may call; `build.rs` turns each into a permission and
+/// `capabilities/default.json` grants exactly these.
+#[macro_export]
+macro_rules! app_commands {
+    () => {
+        tauri::generate_handler![
+            commands::documents::open_document,
+            commands::documents::save_document,
+            commands::documents::write_recovery,
+            commands::documents::take_recovery,
+            commands::documents::clear_recovery,
+            commands::documents::recent_files,
+            commands::model::app_status,
+            commands::model::load_model,
+            commands::model::devices,
+            commands::model::list_models,
+            commands::model::catalog,
+            commands::tasks::complete,
+            commands::tasks::cancel_complete,
+            commands::tasks::summarize,
+            commands::tasks::translate,
+            commands::tasks::cancel_task,
+        ]
+    };
+}
+
+pub fn builder() -> tauri::Builder<tauri::Wry> {
+    tauri::Builder::default()
+        .plugin(tauri_plugin_dialog::init())
+        .manage(AppState::new())
+        .invoke_handler(app_commands!())
+}
+
+pub fn run() {
+    builder()
+        .run(tauri::generate_context!("../tauri.conf.json"))
+        .expect("error while running Penwright");
+}

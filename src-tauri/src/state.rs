@@ -1,0 +1,45 @@
+//! What the app keeps between commands.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use penwright_engine::documents::RecoveryStore;
+use penwright_engine::loader::ModelInfo;
+use penwright_engine::worker::{DeviceReport, EngineHandle};
+
+#[derive(Default, Clone)]
+pub struct ModelStatus {
+    pub model: Option<ModelInfo>,
+    pub device: Option<DeviceReport>,
+    pub adapter: Option<String>,
+}
+
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub status: Mutex<ModelStatus>,
+    pub recovery: RecoveryStore,
+    /// Id of the newest autocomplete request; older ones are stale.
+    pub latest_completion: AtomicU64,
+    pub completion_cancel: Mutex<Option<Arc<AtomicBool>>>,
+    pub task_cancel: Mutex<Option<Arc<AtomicBool>>>,
+}
+
+impl AppState {
+    pub fn new() -> Self {
+        AppState {
+            engine: EngineHandle::spawn(),
+            status: Mutex::new(ModelStatus::default()),
+            recovery: RecoveryStore::new(penwright_models::paths::recovery_dir()),
+            latest_completion: AtomicU64::new(0),
+            completion_cancel: Mutex::new(None),
+            task_cancel: Mutex::new(None),
+        }
+    }
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,63 @@
+//! Helpers for the end-to-end tests: where the built binaries and the default model are.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The cargo target profile dir the tests were built into (`target/debug`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/debug")
+        .to_path_buf()
+}
+
+/// A binary of the workspace, built by `cargo test --workspace`.
+pub fn binary(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests with `make test` (cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// The default model, installed by `make setup` (`penwright fetch`).
+pub fn default_model() -> PathBuf {
+    let entry = penwright_models::Catalog::embedded().default_entry();
+    let path = entry.primary_path();
+    assert!(
+        path.exists(),
+        "the default model is not installed at {}: run `make setup` (penwright fetch)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `penwright` with the arguments; returns its output.
+pub fn penwright(args: &[&str]) -> Output {
+    Command::new(binary("penwright"))
+        .args(args)
+        .output()
+        .expect("run penwright")
+}
+
+/// Runs `penwright`, expects success, parses the last stdout line as JSON.
+pub fn penwright_json(args: &[&str]) -> serde_json::Value {
+    let out = penwright(args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "penwright {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).expect("output");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf()
+}

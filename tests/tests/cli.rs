@@ -1,0 +1,122 @@
+//! The `penwright` CLI on the real default model (SmolLM2-135M-Instruct Q4_1), against
+//! llama.cpp's reference numbers for the same file.
+
+use penwright_e2e::{default_model, penwright, penwright_json, repo_root};
+
+fn fixture(name: &str) -> serde_json::Value {
+    let path = repo_root().join("crates/engine/tests/fixtures").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn logits_agree_with_llama_cpp_on_the_default_model() {
+    default_model();
+    let reference = fixture("smollm2-llamacpp-logits.json");
+    let ids: Vec<String> = reference["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let out = penwright_json(&["logits", "--device", "cpu", "--ids", &ids.join(","), "--top", "5"]);
+    let top = out["top"].as_array().unwrap();
+    assert_eq!(top.len(), ids.len());
+    let mut agree = 0;
+    let mut max_diff: f64 = 0.0;
+    for (pos, row) in top.iter().enumerate() {
+        let ours = &row[0];
+        let theirs = &reference["positions"][pos]["top5"][0];
+        if ours[0] == theirs[0] {
+            agree += 1;
+            max_diff = max_diff.max((ours[1].as_f64().unwrap() - theirs[1].as_f64().unwrap()).abs());
+        }
+    }
+    eprintln!("top-1 agreement {agree}/32, max |Δ top logit| where agreeing {max_diff:.3}");
+    assert!(agree >= 31, "top-1 agreement with llama.cpp: {agree}/32");
+    assert!(max_diff < 1.6, "top logits differ from llama.cpp by {max_diff}");
+}
+
+#[test]
+fn tokenize_matches_llama_cpp() {
+    default_model();
+    let reference = fixture("smollm2-tokenizer-ref.json");
+    for case in reference["cases"].as_array().unwrap().iter().take(8) {
+        let text = case["text"].as_str().unwrap();
+        let out = penwright_json(&["tokenize", "--device", "cpu", "--text", text]);
+        assert_eq!(out["ids"], case["ids"], "{text:?}");
+    }
+}
+
+#[test]
+fn greedy_generation_is_deterministic_and_sensible() {
+    default_model();
+    let args = [
+        "generate",
+        "--device",
+        "cpu",
+        "--chat",
+        "--prompt",
+        "Write a haiku about autumn.",
+        "--max-tokens",
+        "48",
+        "--json",
+    ];
+    let a = penwright_json(&args);
+    let b = penwright_json(&args);
+    let text = a["text"].as_str().unwrap();
+    eprintln!("haiku: {text}");
+    assert_eq!(a["text"], b["text"], "greedy decoding must be deterministic");
+    assert!(a["generated_tokens"].as_u64().unwrap() > 5);
+    assert!(text.split_whitespace().count() >= 5, "{text:?}");
+    assert!(a["decode_tok_s"].as_f64().unwrap() > 0.0);
+    assert!(a["device"].as_str().unwrap().contains("CPU"));
+}
+
+#[test]
+fn perplexity_of_prose_is_finite_and_plausible() {
+    default_model();
+    let file = repo_root().join("tests/data/moby-dick-ch1.txt");
+    let out = penwright_json(&[
+        "perplexity",
+        "--device",
+        "cpu",
+        "--file",
+        file.to_str().unwrap(),
+        "--ctx",
+        "256",
+        "--max-tokens",
+        "768",
+    ]);
+    let ppl = out["perplexity"].as_f64().unwrap();
+    eprintln!("perplexity {out}");
+    assert_eq!(out["tokens"].as_u64().unwrap(), 765);
+    assert!(ppl > 2.0 && ppl < 200.0, "perplexity {ppl}");
+}
+
+#[test]
+fn a_truncated_model_file_is_a_clear_error() {
+    let model = default_model();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.gguf");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    let out = penwright(&["tokenize", "--device", "cpu", "--model", bad.to_str().unwrap(), "--text", "hi"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("truncated") && err.contains("broken.gguf"), "{err}");
+    let pickle = dir.path().join("pytorch_model.bin");
+    std::fs::write(&pickle, b"not loaded").unwrap();
+    let out = penwright(&["tokenize", "--model", pickle.to_str().unwrap(), "--text", "hi"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("pickle"), "{err}");
+}
+
+#[test]
+fn a_non_utf8_document_is_refused_with_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("latin1.txt");
+    std::fs::write(&f, b"na\xefve").unwrap();
+    let out = penwright(&["summarize", "--device", "cpu", "--file", f.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not UTF-8") && err.contains("offset 2"), "{err}");
+}
