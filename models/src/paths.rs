@@ -40,10 +40,7 @@ fn home_from(
     if let Some(dir) = penwright_home.filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
-    if let Some(dir) = xdg_data_home
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-    {
+    if let Some(dir) = xdg_data_home.map(PathBuf::from).filter(|p| p.is_absolute()) {
         return dir.join("penwright");
     }
     match home.filter(|v| !v.is_empty()) {

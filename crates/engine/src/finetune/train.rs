@@ -1,0 +1,621 @@
+//! LoRA fine-tuning with burn's autodiff: frozen base weights (a quantized GGUF base is
+//! dequantized), trainable low-rank factors on the target projections, AdamW with warm-up +
+//! cosine learning rate, gradient clipping and accumulation, a seeded data order, held-out
+//! perplexity before, during and after, atomic checkpoints that `resume` continues from with
+//! the same data order, and a PEFT-format adapter at the end.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::{LoraAdapter, Module, Param, ParamId, Reparameterizer};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer as _};
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::dataset::{self, DatasetReport};
+use super::peft::{AdapterTensors, save_adapter};
+use crate::config::{Architecture, ModelConfig};
+use crate::device::SelectedDevice;
+use crate::loader::load_model;
+use crate::lora::AdapterConfig;
+use crate::model::gpt2::Gpt2;
+use crate::model::layers::{Linear, Rope};
+use crate::model::llama::Llama;
+use crate::model::Network;
+use crate::weights::HostTensor;
+use crate::{EngineError, Result};
+
+/// Settings of a fine-tuning run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FinetuneConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    /// Module names to adapt (`q_proj`, `v_proj`, …; `c_attn` for GPT-2); `["all-linear"]`
+    /// adapts every projection.
+    pub targets: Vec<String>,
+    pub steps: Option<usize>,
+    pub epochs: Option<usize>,
+    pub seq_len: usize,
+    pub batch: usize,
+    pub grad_accum: usize,
+    pub learning_rate: f64,
+    /// Fraction of the steps spent warming up.
+    pub warmup: f64,
+    pub clip_norm: f32,
+    /// Held-out perplexity every N steps (0 = only before and after).
+    pub eval_every: usize,
+    pub checkpoint_every: usize,
+    pub seed: u64,
+    pub heldout_percent: u64,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            rank: 8,
+            alpha: 16.0,
+            targets: Vec::new(),
+            steps: None,
+            epochs: None,
+            seq_len: 256,
+            batch: 4,
+            grad_accum: 1,
+            learning_rate: 2e-4,
+            warmup: 0.1,
+            clip_norm: 1.0,
+            eval_every: 0,
+            checkpoint_every: 50,
+            seed: 42,
+            heldout_percent: 10,
+        }
+    }
+}
+
+/// Reported while training: the data for the pane's live chart.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", content = "data", rename_all = "camelCase")]
+pub enum FinetuneEvent {
+    Dataset(DatasetReport),
+    #[serde(rename_all = "camelCase")]
+    Step {
+        step: usize,
+        total_steps: usize,
+        loss: f64,
+        learning_rate: f64,
+        tokens_per_s: f64,
+        eta_s: f64,
+    },
+    #[serde(rename_all = "camelCase")]
+    Eval { step: usize, heldout_ppl: f64 },
+    #[serde(rename_all = "camelCase")]
+    Checkpoint { step: usize, path: PathBuf },
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FinetuneSummary {
+    pub steps: usize,
+    pub train_tokens: usize,
+    pub base_ppl: f64,
+    pub tuned_ppl: f64,
+    pub seconds: f64,
+    pub tokens_per_s: f64,
+    pub adapter: PathBuf,
+    /// Training loss per step, from step 1 (a resumed run includes the earlier steps).
+    pub losses: Vec<f64>,
+}
+
+/// What a checkpoint remembers besides the adapter and optimizer state.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CheckpointState {
+    step: usize,
+    total_steps: usize,
+    config: FinetuneConfig,
+    losses: Vec<f64>,
+    base_ppl: f64,
+    seconds: f64,
+}
+
+fn default_targets(arch: Architecture) -> Vec<String> {
+    match arch {
+        Architecture::Gpt2 => vec!["c_attn".into()],
+        _ => vec!["q_proj".into(), "v_proj".into()],
+    }
+}
+
+/// The networks we train, with their projections by burn path and Hugging Face module path.
+pub trait Trainable: Module + Sized {
+    fn logits(&self, ids: Tensor<2, Int>, rope: Option<&Rope>) -> Tensor<3>;
+    /// `(burn param path of the weight, HF module path, short name, the layer)`.
+    fn projections(&self) -> Vec<(String, String, &'static str, &Linear)>;
+}
+
+impl Trainable for Llama {
+    fn logits(&self, ids: Tensor<2, Int>, rope: Option<&Rope>) -> Tensor<3> {
+        self.lm_head(self.forward_hidden(ids, rope.expect("rope"), None))
+    }
+    fn projections(&self) -> Vec<(String, String, &'static str, &Linear)> {
+        let mut out = Vec::new();
+        for (l, b) in self.layers.iter().enumerate() {
+            let list: [(&str, &'static str, &Linear); 7] = [
+                ("self_attn", "q_proj", &b.self_attn.q_proj),
+                ("self_attn", "k_proj", &b.self_attn.k_proj),
+                ("self_attn", "v_proj", &b.self_attn.v_proj),
+                ("self_attn", "o_proj", &b.self_attn.o_proj),
+                ("mlp", "gate_proj", &b.mlp.gate_proj),
+                ("mlp", "up_proj", &b.mlp.up_proj),
+                ("mlp", "down_proj", &b.mlp.down_proj),
+            ];
+            for (group, name, linear) in list {
+                out.push((
+                    format!("layers.{l}.{group}.{name}.weight"),
+                    format!("model.layers.{l}.{group}.{name}"),
+                    name,
+                    linear,
+                ));
+            }
+        }
+        out
+    }
+}
+
+impl Trainable for Gpt2 {
+    fn logits(&self, ids: Tensor<2, Int>, _rope: Option<&Rope>) -> Tensor<3> {
+        self.lm_head(self.forward_hidden(ids, None))
+    }
+    fn projections(&self) -> Vec<(String, String, &'static str, &Linear)> {
+        let mut out = Vec::new();
+        for (l, b) in self.h.iter().enumerate() {
+            let list: [(&str, &str, &'static str, &Linear); 4] = [
+                ("c_attn", "attn.c_attn", "c_attn", &b.c_attn),
+                ("attn_c_proj", "attn.c_proj", "c_proj", &b.attn_c_proj),
+                ("c_fc", "mlp.c_fc", "c_fc", &b.c_fc),
+                ("mlp_c_proj", "mlp.c_proj", "c_proj", &b.mlp_c_proj),
+            ];
+            for (field, hf, name, linear) in list {
+                out.push((format!("h.{l}.{field}.weight"), format!("transformer.h.{l}.{hf}"), name, linear));
+            }
+        }
+        out
+    }
+}
+
+/// A stable parameter id per path, so a resumed run's optimizer state finds its parameters.
+fn param_id(path: &str) -> ParamId {
+    let mut h = 0xcbf29ce484222325u64;
+    for b in path.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    ParamId::from(h)
+}
+
+/// Attaches LoRA factors to the chosen weights: given ones (resume) or fresh ones
+/// (A ~ N(0, 1/r), B = 0, so the model starts unchanged).
+struct AttachLora {
+    chosen: HashMap<String, Option<(Tensor<2>, Tensor<2>)>>,
+    rank: usize,
+    scale: f64,
+}
+
+impl Reparameterizer for AttachLora {
+    type Reparam = LoraAdapter;
+
+    fn reparameterize<const D: usize>(
+        &mut self,
+        path: &str,
+        param: Param<Tensor<D>>,
+    ) -> (Param<Tensor<D>>, Option<LoraAdapter>) {
+        let base = param.set_require_grad(false);
+        if D != 2 {
+            return (base, None);
+        }
+        let Some(given) = self.chosen.remove(path) else {
+            return (base, None);
+        };
+        let value = base.val();
+        let device = value.device();
+        let [d_in, d_out] = [value.dims()[0], value.dims()[1]];
+        let (a, b) = given.unwrap_or_else(|| {
+            (
+                Tensor::<2>::random([d_in, self.rank], Distribution::Normal(0.0, 1.0 / self.rank as f64), &device),
+                Tensor::<2>::zeros([self.rank, d_out], &device),
+            )
+        });
+        let adapter = LoraAdapter {
+            a: Param::initialized(param_id(&format!("{path}.lora_a")), a).set_require_grad(true),
+            b: Param::initialized(param_id(&format!("{path}.lora_b")), b).set_require_grad(true),
+            scale: self.scale,
+        };
+        (base, Some(adapter))
+    }
+}
+
+fn to_host(t: Tensor<2>) -> Result<HostTensor> {
+    let shape = t.dims().to_vec();
+    let data = t
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| EngineError::Device(format!("{e:?}")))?;
+    Ok(HostTensor { data, shape })
+}
+
+/// The trained factors in PEFT's layout (A `[r, in]`, B `[out, r]`).
+fn adapter_tensors<M: Trainable>(net: &M) -> Result<Vec<AdapterTensors>> {
+    let mut out = Vec::new();
+    for (_, module, _, linear) in net.projections() {
+        if let Some(adapter) = linear.weight.adapter() {
+            out.push(AdapterTensors {
+                module,
+                a: to_host(adapter.a.val().inner())?.transposed(),
+                b: to_host(adapter.b.val().inner())?.transposed(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn ids_tensor(rows: &[&[u32]], device: &Device) -> Tensor<2, Int> {
+    let s = rows[0].len();
+    let flat: Vec<i64> = rows.iter().flat_map(|r| r.iter().map(|&i| i as i64)).collect();
+    Tensor::from_data(TensorData::new(flat, [rows.len(), s]), device)
+}
+
+/// Mean next-token negative log-likelihood of equal-length sequences.
+fn batch_loss<M: Trainable>(net: &M, rows: &[&[u32]], rope: Option<&Rope>, device: &Device) -> Tensor<1> {
+    let s = rows[0].len();
+    let inputs: Vec<&[u32]> = rows.iter().map(|r| &r[..s - 1]).collect();
+    let targets: Vec<&[u32]> = rows.iter().map(|r| &r[1..]).collect();
+    let logits = net.logits(ids_tensor(&inputs, device), rope);
+    let [b, t, v] = logits.dims();
+    let logp = log_softmax(logits.reshape([b * t, v]), 1);
+    let targets = ids_tensor(&targets, device).reshape([b * t, 1]);
+    logp.gather(1, targets).mean().neg()
+}
+
+/// Held-out perplexity (no gradients).
+fn heldout_ppl<M: Trainable>(net: &M, heldout: &[Vec<u32>], rope: Option<&Rope>, device: &Device) -> Result<f64> {
+    let valid = net.valid();
+    let inner = device.clone().inner();
+    let (mut nll, mut n) = (0.0, 0usize);
+    for seq in heldout.iter().filter(|s| s.len() >= 2) {
+        let loss = batch_loss(&valid, &[seq.as_slice()], rope, &inner);
+        let v = loss.into_data().try_into_vec::<f32>().map_err(|e| EngineError::Device(format!("{e:?}")))?[0];
+        nll += v as f64 * (seq.len() - 1) as f64;
+        n += seq.len() - 1;
+    }
+    if n == 0 {
+        return Err(EngineError::Other("no held-out text to evaluate (add more documents)".into()));
+    }
+    Ok((nll / n as f64).exp())
+}
+
+fn learning_rate(cfg: &FinetuneConfig, step: usize, total: usize) -> f64 {
+    let warm = ((total as f64 * cfg.warmup).round() as usize).max(1);
+    if step < warm {
+        return cfg.learning_rate * (step + 1) as f64 / warm as f64;
+    }
+    let progress = (step - warm) as f64 / (total - warm).max(1) as f64;
+    let min = cfg.learning_rate * 0.1;
+    min + 0.5 * (cfg.learning_rate - min) * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// The order sequences are visited in: a seeded shuffle per epoch, so step k of a resumed
+/// run sees the data step k of an uninterrupted run saw.
+fn batch_for_step(n_seqs: usize, step: usize, rows_per_step: usize, seed: u64) -> Vec<usize> {
+    let mut out = Vec::with_capacity(rows_per_step);
+    let start = step * rows_per_step;
+    for i in start..start + rows_per_step {
+        let epoch = i / n_seqs;
+        let mut order: Vec<usize> = (0..n_seqs).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9e3779b97f4a7c15)));
+        out.push(order[i % n_seqs]);
+    }
+    out
+}
+
+/// Where checkpoints and the final adapter go inside the output folder.
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+fn read_state(out: &Path) -> Option<CheckpointState> {
+    let text = std::fs::read_to_string(checkpoint_dir(out).join("state.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Runs (or, with `resume`, continues) a fine-tuning job; the adapter lands in `out`.
+pub fn finetune(
+    model_path: &Path,
+    data: &[PathBuf],
+    out: &Path,
+    config: &FinetuneConfig,
+    resume: bool,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(FinetuneEvent),
+) -> Result<FinetuneSummary> {
+    let started = Instant::now();
+    let prior = if resume { read_state(out) } else { None };
+    if resume && prior.is_none() {
+        return Err(EngineError::Other(format!("nothing to resume in {}", out.display())));
+    }
+    let mut cfg = prior.as_ref().map_or_else(|| config.clone(), |p| p.config.clone());
+    let device = Device::flex().autodiff();
+    let selected = SelectedDevice {
+        device: device.clone(),
+        kind: crate::device::DeviceKind::Cpu,
+        name: "CPU (flex, autodiff)".into(),
+        reason: "training".into(),
+    };
+    device.seed(cfg.seed);
+    let loaded = load_model(model_path, selected, &mut |_| {})?;
+    let tokenizer = loaded.tokenizer()?.clone();
+    let model_config: ModelConfig = loaded.model.config.clone();
+    if cfg.targets.is_empty() {
+        cfg.targets = default_targets(model_config.architecture);
+    }
+    let ds = dataset::build(data, &tokenizer, cfg.seq_len + 1, cfg.heldout_percent, cfg.seed)?;
+    on_event(FinetuneEvent::Dataset(ds.report.clone()));
+    let train: Vec<Vec<u32>> = ds.train.iter().filter(|s| s.len() == cfg.seq_len + 1).cloned().collect();
+    if train.is_empty() {
+        return Err(EngineError::Other(format!(
+            "not enough training text: need at least {} tokens in the training documents",
+            cfg.seq_len + 1
+        )));
+    }
+    let rows_per_step = cfg.batch * cfg.grad_accum;
+    let total_steps = match (cfg.steps, cfg.epochs) {
+        (Some(s), _) => s,
+        (None, Some(e)) => (e * train.len()).div_ceil(rows_per_step),
+        (None, None) => train.len().div_ceil(rows_per_step),
+    }
+    .max(1);
+    let rope = (model_config.architecture != Architecture::Gpt2).then(|| Rope::new(&model_config));
+    let network = loaded.model.network;
+    let ctx = Ctx {
+        cfg: &cfg,
+        out,
+        prior,
+        total_steps,
+        train: &train,
+        heldout: &ds.heldout,
+        rope: rope.as_ref(),
+        device: &device,
+        model_path,
+        started,
+        train_tokens: ds.report.train_tokens,
+        cancel,
+    };
+    match network {
+        Network::Llama(net) => run(net, ctx, on_event),
+        Network::Gpt2(net) => run(net, ctx, on_event),
+    }
+}
+
+struct Ctx<'a> {
+    cfg: &'a FinetuneConfig,
+    out: &'a Path,
+    prior: Option<CheckpointState>,
+    total_steps: usize,
+    train: &'a [Vec<u32>],
+    heldout: &'a [Vec<u32>],
+    rope: Option<&'a Rope>,
+    device: &'a Device,
+    model_path: &'a Path,
+    started: Instant,
+    train_tokens: usize,
+    cancel: &'a AtomicBool,
+}
+
+fn run<M: Trainable>(net: M, ctx: Ctx<'_>, on_event: &mut dyn FnMut(FinetuneEvent)) -> Result<FinetuneSummary> {
+    let cfg = ctx.cfg;
+    let all = cfg.targets.iter().any(|t| t == "all-linear");
+    let chosen_paths: Vec<(String, String)> = net
+        .projections()
+        .into_iter()
+        .filter(|(_, _, name, _)| all || cfg.targets.iter().any(|t| t == name))
+        .map(|(path, module, _, _)| (path, module))
+        .collect();
+    if chosen_paths.is_empty() {
+        return Err(EngineError::Config(format!("no projection matches the targets {:?}", cfg.targets)));
+    }
+    let base_ppl = match &ctx.prior {
+        Some(p) => p.base_ppl,
+        None => heldout_ppl(&net, ctx.heldout, ctx.rope, ctx.device)?,
+    };
+    if ctx.prior.is_none() {
+        on_event(FinetuneEvent::Eval {
+            step: 0,
+            heldout_ppl: base_ppl,
+        });
+    }
+    // factors: from the checkpoint when resuming, else fresh
+    let resumed_factors: HashMap<String, (Tensor<2>, Tensor<2>)> = match &ctx.prior {
+        Some(_) => {
+            let adapter = crate::lora::Adapter::open(&checkpoint_dir(ctx.out))?;
+            let mut map = HashMap::new();
+            for (path, module) in &chosen_paths {
+                let (a, b) = adapter_factors(&adapter, module)?;
+                map.insert(
+                    path.clone(),
+                    (crate::model::layers::upload(a.transposed(), ctx.device), crate::model::layers::upload(b.transposed(), ctx.device)),
+                );
+            }
+            map
+        }
+        None => HashMap::new(),
+    };
+    let mut resumed_factors = resumed_factors;
+    let chosen = chosen_paths
+        .iter()
+        .map(|(p, _)| (p.clone(), resumed_factors.remove(p)))
+        .collect();
+    let mut net = net.apply_reparameterization(AttachLora {
+        chosen,
+        rank: cfg.rank,
+        scale: cfg.alpha / cfg.rank as f64,
+    });
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(0.0)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.clip_norm)))
+        .init();
+    let (mut step, mut losses, prior_seconds) = match &ctx.prior {
+        Some(p) => {
+            optim = optim
+                .load(checkpoint_dir(ctx.out).join("optimizer.bin"))
+                .map_err(|e| EngineError::Other(format!("cannot read the optimizer checkpoint: {e:?}")))?;
+            (p.step, p.losses.clone(), p.seconds)
+        }
+        None => (0, Vec::new(), 0.0),
+    };
+    let adapter_config = AdapterConfig {
+        r: cfg.rank,
+        lora_alpha: cfg.alpha,
+        target_modules: if all {
+            chosen_paths.iter().map(|(_, m)| m.rsplit('.').next().unwrap_or_default().to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect()
+        } else {
+            cfg.targets.clone()
+        },
+        fan_in_fan_out: false,
+        use_rslora: false,
+        use_dora: false,
+        base_model_name_or_path: Some(ctx.model_path.display().to_string()),
+    };
+    let save_checkpoint = |net: &M, optim_path: &dyn Fn(&Path) -> Result<()>, step: usize, losses: &[f64], seconds: f64| -> Result<PathBuf> {
+        let tmp = ctx.out.join(".checkpoint.tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        save_adapter(&tmp, &adapter_config, &adapter_tensors(net)?)?;
+        optim_path(&tmp.join("optimizer.bin"))?;
+        let state = CheckpointState {
+            step,
+            total_steps: ctx.total_steps,
+            config: cfg.clone(),
+            losses: losses.to_vec(),
+            base_ppl,
+            seconds,
+        };
+        crate::documents::atomic_write(&tmp.join("state.json"), serde_json::to_string_pretty(&state).expect("json").as_bytes())?;
+        let dir = checkpoint_dir(ctx.out);
+        let old = ctx.out.join(".checkpoint.old");
+        let _ = std::fs::remove_dir_all(&old);
+        if dir.exists() {
+            std::fs::rename(&dir, &old).map_err(|e| EngineError::io(&dir, e))?;
+        }
+        std::fs::rename(&tmp, &dir).map_err(|e| EngineError::io(&dir, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(dir)
+    };
+    let session_start = Instant::now();
+    let first_step = step;
+    let tokens_per_step = rows_per_step(cfg) * cfg.seq_len;
+    while step < ctx.total_steps {
+        if ctx.cancel.load(Ordering::Relaxed) {
+            let optim_ref = &optim;
+            save_checkpoint(&net, &|p| optim_ref.save(p).map_err(|e| EngineError::Other(format!("{e:?}"))), step, &losses, prior_seconds + session_start.elapsed().as_secs_f64())?;
+            return Err(EngineError::Cancelled);
+        }
+        let lr = learning_rate(cfg, step, ctx.total_steps);
+        let rows = batch_for_step(ctx.train.len(), step, rows_per_step(cfg), cfg.seed);
+        let mut accumulator = burn::optim::GradientsAccumulator::new();
+        let mut step_loss = 0.0;
+        for micro in rows.chunks(cfg.batch) {
+            let batch: Vec<&[u32]> = micro.iter().map(|&i| ctx.train[i].as_slice()).collect();
+            let loss = batch_loss(&net, &batch, ctx.rope, ctx.device) / cfg.grad_accum as f64;
+            step_loss += loss
+                .clone()
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| EngineError::Device(format!("{e:?}")))?[0] as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            accumulator.accumulate(&net, grads);
+        }
+        net = optim.step(lr, net, accumulator.grads());
+        step += 1;
+        losses.push(step_loss);
+        let elapsed = session_start.elapsed().as_secs_f64();
+        let done_here = step - first_step;
+        let tokens_per_s = (done_here * tokens_per_step) as f64 / elapsed.max(1e-9);
+        on_event(FinetuneEvent::Step {
+            step,
+            total_steps: ctx.total_steps,
+            loss: step_loss,
+            learning_rate: lr,
+            tokens_per_s,
+            eta_s: elapsed / done_here as f64 * (ctx.total_steps - step) as f64,
+        });
+        if cfg.eval_every > 0 && step % cfg.eval_every == 0 && step < ctx.total_steps {
+            let ppl = heldout_ppl(&net, ctx.heldout, ctx.rope, ctx.device)?;
+            on_event(FinetuneEvent::Eval { step, heldout_ppl: ppl });
+        }
+        if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 {
+            let optim_ref = &optim;
+            let path = save_checkpoint(&net, &|p| optim_ref.save(p).map_err(|e| EngineError::Other(format!("{e:?}"))), step, &losses, prior_seconds + elapsed)?;
+            on_event(FinetuneEvent::Checkpoint { step, path });
+        }
+    }
+    let tuned_ppl = heldout_ppl(&net, ctx.heldout, ctx.rope, ctx.device)?;
+    on_event(FinetuneEvent::Eval {
+        step,
+        heldout_ppl: tuned_ppl,
+    });
+    save_adapter(ctx.out, &adapter_config, &adapter_tensors(&net)?)?;
+    let optim_ref = &optim;
+    save_checkpoint(&net, &|p| optim_ref.save(p).map_err(|e| EngineError::Other(format!("{e:?}"))), step, &losses, prior_seconds + session_start.elapsed().as_secs_f64())?;
+    let seconds = ctx.started.elapsed().as_secs_f64();
+    let trained = (step - first_step) * tokens_per_step;
+    Ok(FinetuneSummary {
+        steps: step,
+        train_tokens: ctx.train_tokens,
+        base_ppl,
+        tuned_ppl,
+        seconds,
+        tokens_per_s: trained as f64 / session_start.elapsed().as_secs_f64().max(1e-9),
+        adapter: ctx.out.to_path_buf(),
+        losses,
+    })
+}
+
+fn rows_per_step(cfg: &FinetuneConfig) -> usize {
+    cfg.batch * cfg.grad_accum
+}
+
+fn adapter_factors(adapter: &crate::lora::Adapter, module: &str) -> Result<(HostTensor, HostTensor)> {
+    adapter.factors(module)?.ok_or_else(|| EngineError::MissingTensor {
+        path: adapter.dir.clone(),
+        tensor: format!("{module}.lora_A.weight"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learning_rate_warms_up_then_decays() {
+        let cfg = FinetuneConfig {
+            learning_rate: 1.0,
+            warmup: 0.1,
+            ..Default::default()
+        };
+        assert!((learning_rate(&cfg, 0, 100) - 0.1).abs() < 1e-9);
+        assert!((learning_rate(&cfg, 9, 100) - 1.0).abs() < 1e-9);
+        assert!(learning_rate(&cfg, 50, 100) < 1.0);
+        assert!((learning_rate(&cfg, 100, 100) - 0.1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn data_order_depends_only_on_seed_and_step() {
+        let a: Vec<Vec<usize>> = (0..10).map(|s| batch_for_step(7, s, 3, 1)).collect();
+        let b: Vec<Vec<usize>> = (0..10).map(|s| batch_for_step(7, s, 3, 1)).collect();
+        assert_eq!(a, b);
+        // each epoch visits every sequence once
+        let first_epoch: std::collections::BTreeSet<usize> = (0..7).map(|i| batch_for_step(7, i, 1, 1)[0]).collect();
+        assert_eq!(first_epoch.len(), 7);
+    }
+}

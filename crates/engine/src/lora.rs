@@ -1,0 +1,145 @@
+//! LoRA adapters in PEFT's format (`adapter_config.json` + `adapter_model.safetensors`),
+//! made by PEFT or by Penwright, applied to a loaded model by merging: for each adapted
+//! projection `W' = W + (alpha / r) · B A` (PEFT's `[out, in]` convention; our linear
+//! weights are stored `[in, out]`, so we add `(alpha / r) · Aᵀ Bᵀ`).
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::tensor::Tensor;
+use serde::Deserialize;
+
+use crate::model::layers::{Linear, upload};
+use crate::model::{LanguageModel, Network};
+use crate::weights::{SafetensorsWeights, WeightSource};
+use crate::{EngineError, Result};
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct AdapterConfig {
+    pub r: usize,
+    pub lora_alpha: f64,
+    pub target_modules: Vec<String>,
+    #[serde(default)]
+    pub fan_in_fan_out: bool,
+    #[serde(default)]
+    pub use_rslora: bool,
+    #[serde(default)]
+    pub use_dora: bool,
+    #[serde(default)]
+    pub base_model_name_or_path: Option<String>,
+}
+
+impl AdapterConfig {
+    pub fn scale(&self) -> f64 {
+        if self.use_rslora {
+            self.lora_alpha / (self.r as f64).sqrt()
+        } else {
+            self.lora_alpha / self.r as f64
+        }
+    }
+}
+
+/// A PEFT adapter read from its folder.
+pub struct Adapter {
+    pub dir: PathBuf,
+    pub config: AdapterConfig,
+    weights: WeightSource,
+}
+
+impl Adapter {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let config_path = dir.join("adapter_config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| EngineError::io(&config_path, e))?;
+        let config: AdapterConfig = serde_json::from_str(&text).map_err(|e| EngineError::Malformed {
+            path: config_path.clone(),
+            what: e.to_string(),
+        })?;
+        if config.use_dora {
+            return Err(EngineError::Config(format!("{}: DoRA adapters are not supported", config_path.display())));
+        }
+        if config.fan_in_fan_out {
+            return Err(EngineError::Config(format!(
+                "{}: fan_in_fan_out adapters (GPT-2 Conv1D style) are not supported yet",
+                config_path.display()
+            )));
+        }
+        let weights = WeightSource::Safetensors(SafetensorsWeights::open_dir(dir)?);
+        Ok(Adapter {
+            dir: dir.to_path_buf(),
+            config,
+            weights,
+        })
+    }
+
+    /// `(A, B)` of one module, by its base-model path (e.g. `model.layers.0.self_attn.q_proj`).
+    pub fn factors(&self, module: &str) -> Result<Option<(crate::weights::HostTensor, crate::weights::HostTensor)>> {
+        let a = format!("base_model.model.{module}.lora_A.weight");
+        let b = format!("base_model.model.{module}.lora_B.weight");
+        if !self.weights.contains(&a) {
+            return Ok(None);
+        }
+        Ok(Some((self.weights.get(&a)?, self.weights.get(&b)?)))
+    }
+}
+
+fn merge(linear: &mut Linear, a: crate::weights::HostTensor, b: crate::weights::HostTensor, scale: f64, name: &str, dir: &Path) -> Result<()> {
+    let [d_in, d_out] = linear.weight.dims();
+    let r = a.shape[0];
+    if a.shape != [r, d_in] || b.shape != [d_out, r] {
+        return Err(EngineError::TensorShape {
+            path: dir.to_path_buf(),
+            tensor: name.to_string(),
+            expected: vec![r, d_in, d_out, r],
+            actual: [a.shape.clone(), b.shape.clone()].concat(),
+        });
+    }
+    let device = linear.weight.device();
+    let a_t: Tensor<2> = upload(a.transposed(), &device); // [in, r]
+    let b_t: Tensor<2> = upload(b.transposed(), &device); // [r, out]
+    let delta = a_t.matmul(b_t) * scale;
+    let merged = linear.weight.val() + delta;
+    linear.weight = Param::from_tensor(merged);
+    Ok(())
+}
+
+/// Merges the adapter into the model's weights; returns how many projections it changed.
+pub fn merge_adapter(model: &mut LanguageModel, adapter: &Adapter) -> Result<usize> {
+    let scale = adapter.config.scale();
+    let mut merged = 0;
+    match &mut model.network {
+        Network::Llama(llama) => {
+            for (l, block) in llama.layers.iter_mut().enumerate() {
+                let attn = &mut block.self_attn;
+                let mlp = &mut block.mlp;
+                let targets: [(&str, &mut Linear); 7] = [
+                    ("self_attn.q_proj", &mut attn.q_proj),
+                    ("self_attn.k_proj", &mut attn.k_proj),
+                    ("self_attn.v_proj", &mut attn.v_proj),
+                    ("self_attn.o_proj", &mut attn.o_proj),
+                    ("mlp.gate_proj", &mut mlp.gate_proj),
+                    ("mlp.up_proj", &mut mlp.up_proj),
+                    ("mlp.down_proj", &mut mlp.down_proj),
+                ];
+                for (path, linear) in targets {
+                    let module = format!("model.layers.{l}.{path}");
+                    if let Some((a, b)) = adapter.factors(&module)? {
+                        merge(linear, a, b, scale, &module, &adapter.dir)?;
+                        merged += 1;
+                    }
+                }
+            }
+        }
+        Network::Gpt2(_) => {
+            return Err(EngineError::Config(
+                "LoRA adapters for GPT-2 are not supported yet".into(),
+            ));
+        }
+    }
+    if merged == 0 {
+        return Err(EngineError::Config(format!(
+            "{}: the adapter has no tensors for this model's layers",
+            adapter.dir.display()
+        )));
+    }
+    Ok(merged)
+}

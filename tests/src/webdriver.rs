@@ -1,0 +1,212 @@
+//! Just enough of the W3C WebDriver protocol to drive the real app through tauri-driver
+//! (which hands the session to WebKitWebDriver): sessions, elements, keys, scripts,
+//! screenshots.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A running tauri-driver, killed on drop.
+pub struct Driver {
+    child: Child,
+    pub port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Driver {
+    /// Starts tauri-driver on a free port with WebKitWebDriver as the native driver.
+    pub fn start(envs: &[(&str, &Path)]) -> Driver {
+        assert!(std::env::var("DISPLAY").is_ok(), "no DISPLAY: run under scripts/with-xvfb.sh (make test does)");
+        let port = free_port();
+        let native = free_port();
+        let mut cmd = Command::new("tauri-driver");
+        cmd.args(["--port", &port.to_string(), "--native-port", &native.to_string()])
+            .args(["--native-driver", "/usr/bin/WebKitWebDriver"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("tauri-driver is installed by `make setup`");
+        let driver = Driver { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return driver;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("tauri-driver did not listen on port {port}");
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Session {
+    base: String,
+    id: String,
+    agent: ureq::Agent,
+}
+
+pub const KEY_TAB: &str = "\u{E004}";
+pub const KEY_ESCAPE: &str = "\u{E00C}";
+pub const KEY_CONTROL: &str = "\u{E009}";
+
+impl Session {
+    /// Opens the app binary in a new session.
+    pub fn new(driver: &Driver, application: &Path) -> Session {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        let base = format!("http://127.0.0.1:{}", driver.port);
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "wry",
+            "tauri:options": {"application": application}
+        }}});
+        let mut s = Session {
+            base,
+            id: String::new(),
+            agent,
+        };
+        let v = s.call("POST", "/session", Some(caps));
+        s.id = v["sessionId"].as_str().expect("session id").to_string();
+        s
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = if path == "/session" {
+            format!("{}{}", self.base, path)
+        } else {
+            format!("{}/session/{}{}", self.base, self.id, path)
+        };
+        let response = match method {
+            "GET" => self.agent.get(&url).call(),
+            "DELETE" => self.agent.delete(&url).call(),
+            _ => self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(body.unwrap_or(json!({})).to_string()),
+        }
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = response.status();
+        let text = response.into_body().read_to_string().expect("body");
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert!(status.is_success(), "{method} {path} → {status}: {text}");
+        v["value"].clone()
+    }
+
+    /// Runs JavaScript in the page; `arguments` are available to it.
+    pub fn script(&self, source: &str, args: Value) -> Value {
+        self.call("POST", "/execute/sync", Some(json!({"script": source, "args": args})))
+    }
+
+    /// Runs async JavaScript: the last argument is the callback to call with the result.
+    pub fn script_async(&self, source: &str, args: Value) -> Value {
+        self.call("POST", "/execute/async", Some(json!({"script": source, "args": args})))
+    }
+
+    pub fn find(&self, css: &str) -> Option<String> {
+        let v = self.call("POST", "/elements", Some(json!({"using": "css selector", "value": css})));
+        v.as_array()?.first().and_then(|e| {
+            e.as_object()?.values().next()?.as_str().map(str::to_string)
+        })
+    }
+
+    /// Waits until `css` matches an element (or panics after `timeout`).
+    pub fn wait_for(&self, css: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.find(css) {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {css}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until the script returns a truthy value.
+    pub fn wait_until(&self, what: &str, source: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.script(source, json!([]));
+            if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    pub fn click(&self, element: &str) {
+        self.call("POST", &format!("/element/{element}/click"), None);
+    }
+
+    pub fn send_keys(&self, element: &str, text: &str) {
+        self.call("POST", &format!("/element/{element}/value"), Some(json!({"text": text})));
+    }
+
+    pub fn text(&self, element: &str) -> String {
+        self.call("GET", &format!("/element/{element}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Saves a PNG screenshot of the window.
+    pub fn screenshot(&self, path: &Path) -> PathBuf {
+        use std::io::Write;
+        let b64 = self.call("GET", "/screenshot", None);
+        let bytes = base64_decode(b64.as_str().expect("base64 png"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::File::create(path).unwrap().write_all(&bytes).unwrap();
+        path.to_path_buf()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.id.is_empty() {
+            let url = format!("{}/session/{}", self.base, self.id);
+            let _ = self.agent.delete(&url).call();
+        }
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let table = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter_map(table) {
+        acc = (acc << 6) | c;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}

@@ -1,0 +1,304 @@
+// Every call to the Rust backend goes through this module: one typed function per Tauri
+// command, and the types of every request, reply and streamed event. The rest of the UI never
+// calls `invoke` itself.
+//
+// Errors always reject with an `ApiError` ({kind, message}). In a plain browser (no Tauri) each
+// call rejects with kind "unavailable" instead of throwing, so the page still works as an
+// editor and the status bar can say "backend unavailable".
+
+import { Channel, invoke } from "@tauri-apps/api/core";
+
+// ---------------------------------------------------------------------------------------------
+// Types
+
+export interface ApiError {
+  kind: string;
+  message: string;
+}
+
+export interface ModelInfo {
+  name: string;
+  architecture: string;
+  quantization: string;
+  path: string;
+  parameters: number;
+  contextLength: number;
+}
+
+export interface DeviceReport {
+  kind: "gpu" | "cpu";
+  name: string;
+  reason: string;
+}
+
+export interface AppStatus {
+  model: ModelInfo | null;
+  device: DeviceReport | null;
+  adapter: string | null;
+}
+
+export type DeviceChoice = "auto" | "gpu" | "cpu";
+
+export interface Progress {
+  stage: string;
+  done: number;
+  total: number;
+}
+
+export type LoadEvent = { event: "progress"; data: Progress };
+
+/** `load_model` answers the model and, from newer backends, the device it landed on. */
+export type LoadedModel = ModelInfo & { device?: DeviceReport; seconds?: number };
+
+export interface OpenedDocument {
+  path: string;
+  text: string;
+}
+
+export interface SavedDocument {
+  path: string;
+  bytes: number;
+}
+
+export interface Recovery {
+  text: string;
+  path: string | null;
+  /** When it was written (the backend sends seconds since the epoch). */
+  savedAt: number;
+}
+
+export interface CompletionRequest {
+  prefix: string;
+  suffix: string;
+  requestId: number;
+}
+
+export interface CompletionReply {
+  requestId: number;
+  completion: string;
+  ttftMs: number;
+  totalMs: number;
+  reusedTokens: number;
+  prefilledTokens: number;
+}
+
+export type SummaryLength = "short" | "medium" | "long" | number;
+
+export type TaskEvent =
+  | { event: "progress"; data: Progress }
+  | { event: "token"; data: { text: string } }
+  | { event: "block"; data: { index: number; total: number; text: string } };
+
+export interface SummaryReply {
+  summary: string;
+  chunks: number;
+  inputTokens: number;
+  seconds: number;
+}
+
+export interface TranslationReply {
+  text: string;
+  blocks: number;
+  seconds: number;
+}
+
+export interface SkippedFile {
+  path: string;
+  reason: string;
+}
+
+export interface DatasetReport {
+  documents: number;
+  tokens: number;
+  trainDocuments: number;
+  heldoutDocuments: number;
+  trainTokens: number;
+  heldoutTokens: number;
+  skipped: SkippedFile[];
+}
+
+export type Preset = "quick" | "thorough";
+
+export interface FinetuneConfig {
+  paths: string[];
+  preset: Preset;
+  rank: number;
+  alpha: number;
+  steps: number;
+  learningRate: number;
+  seqLen: number;
+  batch: number;
+  evalEvery: number;
+}
+
+export interface StepData {
+  step: number;
+  totalSteps: number;
+  loss: number;
+  learningRate: number;
+  tokensPerS: number;
+  etaS: number;
+}
+
+export type FinetuneEvent =
+  | { event: "step"; data: StepData }
+  | { event: "eval"; data: { step: number; heldoutPpl: number } }
+  | { event: "done"; data: { basePpl: number; tunedPpl: number; adapter: string } }
+  | { event: "error"; data: { message: string } };
+
+export interface JobStatus {
+  jobId: string;
+  state: "running" | "stopped" | "done" | "failed";
+  step: number;
+  totalSteps: number;
+  history: { step: number; loss: number }[];
+  evals: { step: number; heldoutPpl: number }[];
+}
+
+export interface Adapter {
+  name: string;
+  path: string;
+  basePpl: number | null;
+  tunedPpl: number | null;
+  createdAt: number;
+  active: boolean;
+}
+
+export interface ModelEntry {
+  name: string;
+  displayName: string;
+  architecture: string;
+  quantization: string;
+  sizeBytes: number;
+  path: string;
+  installed: boolean;
+  isDefault: boolean;
+  active: boolean;
+  languages: string[];
+  description: string;
+}
+
+export type DownloadEvent = { event: "progress"; data: { file: string; done: number; total: number } };
+
+export interface Devices {
+  gpu: { name: string; backend: string; software?: boolean } | null;
+  cpuThreads: number;
+  reason: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plumbing
+
+/** Whether the page runs inside the Tauri webview (with a backend to talk to). */
+export function backendAvailable(): boolean {
+  return typeof window !== "undefined" && "__TAURI_INTERNALS__" in window;
+}
+
+/** Turns whatever a rejected call produced into an `ApiError`. */
+export function toApiError(e: unknown): ApiError {
+  if (e && typeof e === "object" && "message" in e) {
+    const o = e as { kind?: unknown; message?: unknown };
+    const kind = typeof o.kind === "string" ? o.kind : "error";
+    return { kind, message: String(o.message) };
+  }
+  if (typeof e === "string") return { kind: "backend", message: e };
+  return { kind: "error", message: String(e) };
+}
+
+export function isApiError(e: unknown): e is ApiError {
+  return !!e && typeof e === "object" && typeof (e as ApiError).kind === "string" && typeof (e as ApiError).message === "string";
+}
+
+/** A rejection that only means "the user stopped it". */
+export function isCancelled(e: unknown): boolean {
+  return isApiError(e) && e.kind === "cancelled";
+}
+
+const UNAVAILABLE: ApiError = { kind: "unavailable", message: "The backend is unavailable: this page is not running inside the Penwright app." };
+
+async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+  if (!backendAvailable()) throw { ...UNAVAILABLE };
+  try {
+    return await invoke<T>(command, args);
+  } catch (e) {
+    throw toApiError(e);
+  }
+}
+
+/** A Channel that hands each message to `handler`; only built when the backend is there. */
+function channel<E>(handler: (event: E) => void): Channel<E> {
+  if (!backendAvailable()) throw { ...UNAVAILABLE };
+  return new Channel<E>(handler);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents
+
+export const openDocument = (path: string) => call<OpenedDocument>("open_document", { path });
+export const saveDocument = (path: string, text: string) => call<SavedDocument>("save_document", { path, text });
+export const writeRecovery = (text: string, path: string | null) => call<void>("write_recovery", { text, path });
+export const takeRecovery = () => call<Recovery | null>("take_recovery");
+export const clearRecovery = () => call<void>("clear_recovery");
+export const recentFiles = () => call<string[]>("recent_files");
+
+// ---------------------------------------------------------------------------------------------
+// Status and models
+
+export const appStatus = () => call<AppStatus>("app_status");
+
+export async function loadModel(spec: string | null, device: DeviceChoice, onEvent: (e: LoadEvent) => void): Promise<LoadedModel> {
+  return call<LoadedModel>("load_model", { spec, device, onEvent: channel(onEvent) });
+}
+
+export const listModels = () => call<ModelEntry[]>("list_models");
+export const catalog = () => call<ModelEntry[]>("catalog");
+export const importModel = (path: string) => call<ModelInfo>("import_model", { path });
+
+export async function downloadModel(name: string, onEvent: (e: DownloadEvent) => void): Promise<void> {
+  return call<void>("download_model", { name, onEvent: channel(onEvent) });
+}
+
+export const cancelDownload = () => call<void>("cancel_download");
+export const devices = () => call<Devices>("devices");
+
+// ---------------------------------------------------------------------------------------------
+// Autocomplete
+
+export const complete = (request: CompletionRequest) =>
+  call<CompletionReply | null>("complete", { prefix: request.prefix, suffix: request.suffix, requestId: request.requestId });
+export const cancelComplete = () => call<void>("cancel_complete");
+
+// ---------------------------------------------------------------------------------------------
+// Summaries and translation
+
+export async function summarize(
+  request: { text: string; length: SummaryLength; bullets: boolean },
+  onEvent: (e: TaskEvent) => void,
+): Promise<SummaryReply> {
+  return call<SummaryReply>("summarize", { ...request, onEvent: channel(onEvent) });
+}
+
+export async function translate(
+  request: { text: string; to: string; from: string | null },
+  onEvent: (e: TaskEvent) => void,
+): Promise<TranslationReply> {
+  return call<TranslationReply>("translate", { ...request, onEvent: channel(onEvent) });
+}
+
+export const cancelTask = () => call<void>("cancel_task");
+
+// ---------------------------------------------------------------------------------------------
+// Fine-tuning
+
+export const datasetReport = (paths: string[]) => call<DatasetReport>("dataset_report", { paths });
+export const finetuneStart = (config: FinetuneConfig) => call<{ jobId: string }>("finetune_start", { config });
+
+/** Re-attaches to the running (or last) job: the job outlives the window. */
+export async function finetuneAttach(onEvent: (e: FinetuneEvent) => void): Promise<JobStatus | null> {
+  return call<JobStatus | null>("finetune_attach", { onEvent: channel(onEvent) });
+}
+
+export const finetuneStop = () => call<void>("finetune_stop");
+export const finetuneResume = () => call<void>("finetune_resume");
+export const listAdapters = () => call<Adapter[]>("list_adapters");
+export const setAdapter = (path: string | null) => call<void>("set_adapter", { path });

@@ -1,0 +1,206 @@
+// Penwright's front end: builds the window's layout and wires the editor, the documents, the
+// panes, the status bar and the shortcuts together.
+
+import "@fontsource-variable/literata/wght.css";
+import "@fontsource-variable/literata/wght-italic.css";
+import "@fontsource-variable/inter/wght.css";
+import "./styles.css";
+
+import * as api from "./api";
+import { startBusy } from "./busy";
+import type { AppContext } from "./context";
+import { h } from "./dom";
+import { Documents } from "./documents";
+import { Editor } from "./editor";
+import { baseName, formatTime, wordCount } from "./format";
+import { HelpOverlay } from "./help";
+import { currentModel, loadModel, refreshStatus } from "./model";
+import { finetunePane } from "./panes/finetune";
+import { PaneHost } from "./panes/host";
+import { modelsPane } from "./panes/models";
+import { summarizePane } from "./panes/summarize";
+import { translatePane } from "./panes/translate";
+import { onSettings, settings, updateSettings } from "./settings";
+import { installShortcuts, isMac } from "./shortcuts";
+import { StatusBar } from "./statusbar";
+import { currentTheme, installTheme, toggleTheme } from "./theme";
+import { toast, toastError } from "./toast";
+import { TopBar } from "./topbar";
+
+/** Shows a failed suggestion at most once in a while (they fail on every pause otherwise). */
+function suggestionErrorReporter(): (e: unknown) => void {
+  let last = 0;
+  return (e) => {
+    const err = api.toApiError(e);
+    if (err.kind === "unavailable" || err.kind === "cancelled") return;
+    if (Date.now() - last < 30_000) return;
+    last = Date.now();
+    toast(`Suggestion failed: ${err.message}`, "error");
+  };
+}
+
+function recoveryBanner(recovery: api.Recovery, documents: Documents, onDone: () => void): HTMLElement {
+  const where = recovery.path ? ` (${baseName(recovery.path)})` : "";
+  const banner = h(
+    "div",
+    { class: "banner", role: "alert", "data-testid": "recovery-banner" },
+    h("span", { class: "banner-text" }, `Recovered unsaved text${where} from ${formatTime(recovery.savedAt)}.`),
+    h(
+      "span",
+      { class: "banner-actions" },
+      h("button", { class: "btn btn-primary", "data-testid": "recovery-restore", onclick: () => finish(true) }, "Restore"),
+      h("button", { class: "btn btn-quiet", "data-testid": "recovery-discard", onclick: () => finish(false) }, "Discard"),
+    ),
+  );
+  function finish(restore: boolean) {
+    if (restore) documents.restore(recovery);
+    else documents.discardRecovery();
+    banner.remove();
+    onDone();
+  }
+  return banner;
+}
+
+async function start(): Promise<void> {
+  installTheme();
+  const root = document.getElementById("app") ?? document.body.appendChild(h("div", { id: "app" }));
+  root.classList.add("app");
+
+  const panes = new PaneHost();
+  const help = new HelpOverlay();
+  const editorHost = h("div", { class: "editor-host" });
+
+  const toggleAutocomplete = () => updateSettings({ autocomplete: !settings().autocomplete });
+  const status = new StatusBar(toggleAutocomplete);
+
+  let wordTimer: ReturnType<typeof setTimeout> | null = null;
+  const countWords = () => {
+    if (wordTimer) clearTimeout(wordTimer);
+    wordTimer = setTimeout(() => {
+      const sel = editor.selection();
+      status.setWords(wordCount(editor.text()), sel.to > sel.from ? wordCount(sel.text) : undefined);
+    }, 120);
+  };
+
+  let endSuggesting: (() => void) | null = null;
+  const editor: Editor = new Editor(editorHost, {
+    ghost: {
+      complete: async (request) => {
+        if (currentModel().phase.kind !== "ready") return null;
+        return api.complete(request);
+      },
+      cancel: () => void api.cancelComplete().catch(() => {}),
+      debounceMs: () => settings().debounceMs,
+      enabled: () => settings().autocomplete,
+      onError: suggestionErrorReporter(),
+      onReply: (reply) => {
+        const r = reply as api.CompletionReply;
+        if (typeof r.totalMs === "number") status.setSpeed(`suggestion in ${Math.round(r.totalMs)} ms`);
+      },
+      onBusy: (busy) => {
+        if (busy) endSuggesting ??= startBusy("Suggesting");
+        else {
+          endSuggesting?.();
+          endSuggesting = null;
+        }
+      },
+      mac: isMac(),
+    },
+    onDocChange: () => {
+      documents.docChanged();
+      countWords();
+      panes.refreshActive();
+    },
+    onSelectionChange: () => {
+      countWords();
+      panes.refreshActive();
+    },
+  });
+  const documents = new Documents(editor);
+
+  const ctx: AppContext = { editor, documents, panes, reportSpeed: (t) => status.setSpeed(t) };
+  panes.add(summarizePane(ctx));
+  panes.add(translatePane(ctx));
+  panes.add(finetunePane(ctx));
+  panes.add(modelsPane(ctx));
+
+  const topbar = new TopBar({
+    newDocument: () => void documents.newDocument(),
+    open: (path) => void documents.open(path),
+    save: () => void documents.save(),
+    saveAs: () => void documents.saveAs(),
+    togglePane: (id) => panes.toggle(id),
+    toggleTheme,
+    help: () => help.toggle(),
+    recentFiles: () => documents.recentFiles(),
+  });
+
+  const bannerSlot = h("div", { class: "banner-slot" });
+  root.replaceChildren(
+    topbar.element,
+    bannerSlot,
+    h("main", { class: "workspace" }, h("div", { class: "editor-column" }, editorHost), panes.element),
+    status.element,
+    help.element,
+  );
+
+  documents.changed.on((s) => topbar.showDocument(s));
+  topbar.showDocument(documents.state());
+  document.title = "Untitled — Penwright";
+  panes.changed.on((id) => {
+    topbar.showPane(id);
+    if (id === null) editor.focus();
+  });
+  topbar.showTheme(currentTheme());
+  onSettings((s, changed) => {
+    if ("theme" in changed) topbar.showTheme(currentTheme());
+    if ("autocomplete" in changed) {
+      editor.setAutocomplete(s.autocomplete);
+      toast(s.autocomplete ? "Autocomplete on" : "Autocomplete off", "info", 1500);
+    }
+  });
+  matchMedia?.("(prefers-color-scheme: dark)").addEventListener?.("change", () => topbar.showTheme(currentTheme()));
+  status.setWords(0);
+
+  installShortcuts({
+    new: () => void documents.newDocument(),
+    open: () => void documents.open(),
+    save: () => void documents.save(),
+    saveAs: () => void documents.saveAs(),
+    summarize: () => panes.toggle("summarize"),
+    translate: () => panes.toggle("translate"),
+    finetune: () => panes.toggle("finetune"),
+    models: () => panes.toggle("models"),
+    suggest: () => editor.requestSuggestion(),
+    toggleAutocomplete,
+    help: () => help.toggle(),
+    // Escape closes overlays and menus; otherwise the editor gets it (dismisses a suggestion)
+    escape: () => help.close() || topbar.closeMenu() || status.closePopover(),
+  });
+
+  editor.focus();
+
+  // -- documents: close guard, autosave, recovery ----------------------------------------------
+  void documents.guardClose().catch(() => {});
+  const recovery = await documents.takeRecovery();
+  if (recovery) {
+    bannerSlot.append(recoveryBanner(recovery, documents, () => editor.focus()));
+  }
+  documents.startAutosave();
+
+  // -- the model ---------------------------------------------------------------------------------
+  const appStatus = await refreshStatus();
+  if (appStatus && !appStatus.model) {
+    try {
+      await loadModel(null, settings().device);
+    } catch (e) {
+      toastError(e, "Could not load the model");
+    }
+  }
+}
+
+start().catch((e) => {
+  // never leave a blank window: say what happened
+  console.error(e);
+  toast(`Penwright could not start cleanly: ${api.toApiError(e).message}`, "error", 15_000);
+});

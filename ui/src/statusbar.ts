@@ -1,0 +1,192 @@
+// The status bar: model (with loading progress), adapter, device, the latest speed, word count,
+// a busy spinner, the autocomplete switch and the settings popover.
+
+import { busyChanged } from "./busy";
+import { h } from "./dom";
+import { formatCount, formatParameters } from "./format";
+import { icons } from "./icons";
+import { modelChanged, type ModelSnapshot } from "./model";
+import { onSettings, settings, updateSettings, type EditorFont, type Theme } from "./settings";
+
+/** The model item's text for a snapshot. */
+export function modelLabel(s: ModelSnapshot): string {
+  switch (s.phase.kind) {
+    case "unknown":
+      return "Starting…";
+    case "unavailable":
+      return "Backend unavailable";
+    case "loading": {
+      const p = s.phase.progress;
+      if (p && p.total > 0) return `Loading model… ${Math.round((p.done / p.total) * 100)}%`;
+      return "Loading model…";
+    }
+    case "none":
+      return s.phase.error ? "No model loaded" : "No model";
+    case "ready":
+      return s.status.model ? s.status.model.name : "No model";
+  }
+}
+
+export class StatusBar {
+  readonly element: HTMLElement;
+  private readonly model = h("span", { class: "status-item status-model", "data-testid": "status-model" });
+  private readonly adapter = h("span", { class: "status-item", "data-testid": "status-adapter", hidden: true });
+  private readonly device = h("span", { class: "status-item", "data-testid": "status-device" });
+  private readonly speed = h("span", { class: "status-item", "data-testid": "status-speed", title: "Speed of the last generation" });
+  private readonly words = h("span", { class: "status-item", "data-testid": "status-words" });
+  private readonly busy = h("span", { class: "spinner", "data-testid": "status-busy", role: "img", "aria-label": "Working", hidden: true });
+  private readonly autocomplete: HTMLButtonElement;
+  private readonly settingsButton: HTMLButtonElement;
+  private readonly popover: HTMLElement;
+
+  constructor(private readonly onToggleAutocomplete: () => void) {
+    this.autocomplete = h(
+      "button",
+      {
+        class: "status-toggle",
+        "data-testid": "status-autocomplete",
+        role: "switch",
+        title: "Autocomplete (Ctrl+Shift+Space)",
+        onclick: () => this.onToggleAutocomplete(),
+      },
+      h("span", { class: "mini-switch", "aria-hidden": "true" }),
+      h("span", { class: "status-toggle-label" }, "Autocomplete"),
+    );
+    this.settingsButton = h("button", {
+      class: "icon-btn small",
+      "data-testid": "status-settings",
+      "aria-label": "Settings",
+      title: "Settings",
+      "aria-haspopup": "dialog",
+      "aria-expanded": "false",
+      html: icons.settings,
+      onclick: (e: Event) => {
+        e.stopPropagation();
+        this.togglePopover();
+      },
+    });
+    this.popover = this.buildPopover();
+
+    this.element = h(
+      "footer",
+      { class: "statusbar", "data-testid": "statusbar" },
+      h("div", { class: "status-left" }, this.busy, this.model, this.adapter, this.device, this.speed),
+      h("div", { class: "status-right" }, this.words, this.autocomplete, this.settingsButton, this.popover),
+    );
+
+    modelChanged.on((s) => this.showModel(s));
+    busyChanged.on((labels) => {
+      this.busy.hidden = labels.length === 0;
+      this.busy.title = labels.join(", ");
+    });
+    onSettings((s) => this.showAutocomplete(s.autocomplete));
+    this.showAutocomplete(settings().autocomplete);
+    document.addEventListener("click", (e) => {
+      if (!this.popover.hidden && !this.popover.contains(e.target as Node)) this.closePopover();
+    });
+  }
+
+  showModel(s: ModelSnapshot): void {
+    const m = s.status.model;
+    this.model.textContent = modelLabel(s);
+    this.model.classList.toggle("muted", s.phase.kind !== "ready");
+    this.model.classList.toggle("error", s.phase.kind === "unavailable" || (s.phase.kind === "none" && !!s.phase.error));
+    this.model.title =
+      s.phase.kind === "none" && s.phase.error
+        ? s.phase.error
+        : m
+          ? [m.name, formatParameters(m.parameters) && `${formatParameters(m.parameters)} parameters`, m.architecture, m.quantization, `context ${formatCount(m.contextLength)}`].filter(Boolean).join(" · ")
+          : "";
+    const a = s.status.adapter;
+    this.adapter.hidden = !a;
+    this.adapter.textContent = a ? `+ ${a}` : "";
+    this.adapter.title = a ? `Fine-tuned adapter: ${a}` : "";
+    const d = s.status.device;
+    this.device.hidden = !d;
+    this.device.textContent = d ? (d.kind === "gpu" ? `GPU · ${d.name}` : "CPU") : "";
+    this.device.title = d ? `${d.name}\n${d.reason}` : "";
+  }
+
+  setWords(n: number, selected?: number): void {
+    const w = `${formatCount(n)} word${n === 1 ? "" : "s"}`;
+    this.words.textContent = selected ? `${formatCount(selected)} of ${w}` : w;
+  }
+
+  setSpeed(text: string): void {
+    this.speed.textContent = text;
+  }
+
+  private showAutocomplete(on: boolean): void {
+    this.autocomplete.setAttribute("aria-checked", String(on));
+    this.autocomplete.classList.toggle("on", on);
+  }
+
+  // -- settings popover ----------------------------------------------------------------------
+
+  private buildPopover(): HTMLElement {
+    const delay = h("input", {
+      type: "range",
+      min: "50",
+      max: "1500",
+      step: "50",
+      value: String(settings().debounceMs),
+      "data-testid": "settings-debounce",
+      "aria-label": "Suggestion delay",
+    });
+    const delayValue = h("span", { class: "hint" }, `${settings().debounceMs} ms`);
+    delay.addEventListener("input", () => {
+      delayValue.textContent = `${delay.value} ms`;
+      updateSettings({ debounceMs: Number(delay.value) });
+    });
+
+    const font = h("select", { class: "input", "data-testid": "settings-font", "aria-label": "Editor font" });
+    for (const [v, label] of [
+      ["serif", "Serif (Literata)"],
+      ["sans", "Sans (Inter)"],
+      ["mono", "Monospace"],
+    ] as const) {
+      font.append(h("option", { value: v }, label));
+    }
+    font.value = settings().font;
+    font.addEventListener("change", () => updateSettings({ font: font.value as EditorFont }));
+
+    const theme = h("select", { class: "input", "data-testid": "settings-theme", "aria-label": "Theme" });
+    for (const [v, label] of [
+      ["system", "Follow the system"],
+      ["light", "Light"],
+      ["dark", "Dark"],
+    ] as const) {
+      theme.append(h("option", { value: v }, label));
+    }
+    theme.value = settings().theme ?? "system";
+    theme.addEventListener("change", () => updateSettings({ theme: theme.value === "system" ? null : (theme.value as Theme) }));
+    onSettings((s) => {
+      theme.value = s.theme ?? "system";
+    });
+
+    const pop = h(
+      "div",
+      { class: "popover", role: "dialog", "aria-label": "Settings", "data-testid": "settings-popover", hidden: true },
+      h("div", { class: "popover-title" }, "Settings"),
+      h("label", { class: "field" }, h("span", { class: "field-label" }, "Suggestion delay"), h("div", { class: "range-row" }, delay, delayValue)),
+      h("label", { class: "field" }, h("span", { class: "field-label" }, "Editor font"), font),
+      h("label", { class: "field" }, h("span", { class: "field-label" }, "Theme"), theme),
+    );
+    return pop;
+  }
+
+  togglePopover(): void {
+    if (this.popover.hidden) {
+      this.popover.hidden = false;
+      this.settingsButton.setAttribute("aria-expanded", "true");
+    } else this.closePopover();
+  }
+
+  /** Closes the popover; true when it was open. */
+  closePopover(): boolean {
+    if (this.popover.hidden) return false;
+    this.popover.hidden = true;
+    this.settingsButton.setAttribute("aria-expanded", "false");
+    return true;
+  }
+}
