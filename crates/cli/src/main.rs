@@ -92,6 +92,9 @@ enum Command {
         temperature: f32,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Penalty on tokens already seen in the last 64 (1.0 = off)
+        #[arg(long, default_value_t = 1.1)]
+        repeat_penalty: f32,
         #[arg(long)]
         json: bool,
     },
@@ -235,8 +238,21 @@ fn main() -> Result<()> {
             max_tokens,
             temperature,
             seed,
+            repeat_penalty,
             json,
-        } => generate(model, prompt, chat, max_tokens, temperature, seed, json),
+        } => generate(
+            model,
+            prompt,
+            chat,
+            max_tokens,
+            SamplerConfig {
+                temperature,
+                seed,
+                repetition_penalty: repeat_penalty,
+                ..Default::default()
+            },
+            json,
+        ),
         Command::Complete {
             model,
             prefix,
@@ -395,19 +411,14 @@ fn generate(
     prompt: String,
     chat: bool,
     max_tokens: usize,
-    temperature: f32,
-    seed: u64,
+    sampler: SamplerConfig,
     json: bool,
 ) -> Result<()> {
     let (engine, device) = start_engine(&model)?;
     let job = engine.submit(Request::Generate {
         prompt: if chat { Prompt::Chat(prompt) } else { Prompt::Text(prompt) },
         max_tokens,
-        sampler: SamplerConfig {
-            temperature,
-            seed,
-            ..Default::default()
-        },
+        sampler,
         stop_strings: Vec::new(),
     });
     let mut stdout = std::io::stdout();

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::{LoraAdapter, Module, Param, ParamId, Reparameterizer};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer as _};
+use burn::optim::{AdamWConfig, GradientsParams};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};

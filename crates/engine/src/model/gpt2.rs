@@ -28,6 +28,8 @@ pub struct Gpt2 {
     pub wpe: Embedding,
     pub h: Vec<Block>,
     pub ln_f: LayerNorm,
+    /// The token embedding, transposed once (`[hidden, vocab]`): GPT-2 ties its output.
+    pub lm_head: Linear,
 }
 
 impl Gpt2 {
@@ -61,7 +63,14 @@ impl Gpt2 {
         }
         progress(config.num_layers, config.num_layers);
         let ln_f = LayerNorm::load(w, "transformer.ln_f", d, eps, device)?;
-        Ok(Gpt2 { wte, wpe, h, ln_f })
+        let lm_head = Linear::tied(&wte);
+        Ok(Gpt2 {
+            wte,
+            wpe,
+            h,
+            ln_f,
+            lm_head,
+        })
     }
 
     pub fn forward_hidden(&self, ids: Tensor<2, Int>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
@@ -97,6 +106,6 @@ impl Gpt2 {
     }
 
     pub fn lm_head(&self, hidden: Tensor<3>) -> Tensor<3> {
-        hidden.matmul(self.wte.weight.val().transpose().unsqueeze())
+        self.lm_head.forward(hidden)
     }
 }

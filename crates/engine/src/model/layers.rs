@@ -66,6 +66,18 @@ impl Linear {
         })
     }
 
+    /// An output projection tied to an embedding: its transpose, made contiguous once.
+    pub fn tied(embedding: &Embedding) -> Self {
+        let w = embedding.weight.val().transpose();
+        let [d, v] = w.dims();
+        // a fresh contiguous copy: later matmuls read it row-major
+        let data = w.into_data();
+        Linear {
+            weight: Param::from_tensor(Tensor::<2>::from_data(data, &embedding.weight.device()).reshape([d, v])),
+            bias: None,
+        }
+    }
+
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
     }

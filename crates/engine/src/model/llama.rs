@@ -42,8 +42,9 @@ pub struct Llama {
     pub embed_tokens: Embedding,
     pub layers: Vec<Block>,
     pub norm: RmsNorm,
-    /// `None` when the output projection is tied to the token embedding.
-    pub lm_head: Option<Linear>,
+    /// The output projection `[hidden, vocab]`; a transposed copy of the token embedding when
+    /// the two are tied (so decoding never transposes the embedding per token).
+    pub lm_head: Linear,
 }
 
 impl Llama {
@@ -107,9 +108,9 @@ impl Llama {
         progress(config.num_layers, config.num_layers);
         let norm = RmsNorm::load(w, "model.norm.weight", h, eps, device)?;
         let lm_head = if config.tie_word_embeddings || !w.contains("lm_head.weight") {
-            None
+            Linear::tied(&embed_tokens)
         } else {
-            Some(Linear::from_hf_linear(w, "lm_head", [config.vocab_size, h], false, device)?)
+            Linear::from_hf_linear(w, "lm_head", [config.vocab_size, h], false, device)?
         };
         Ok(Llama {
             embed_tokens,
@@ -157,9 +158,6 @@ impl Llama {
 
     /// Logits `[batch, seq, vocab]` from final hidden states.
     pub fn lm_head(&self, hidden: Tensor<3>) -> Tensor<3> {
-        match &self.lm_head {
-            Some(head) => head.forward(hidden),
-            None => hidden.matmul(self.embed_tokens.weight.val().transpose().unsqueeze()),
-        }
+        self.lm_head.forward(hidden)
     }
 }

@@ -175,16 +175,20 @@ pub fn drop_repeated_words(prefix: &str, completion: &str) -> String {
     let after = words(completion);
     for n in (2..=4).rev() {
         if before.len() >= n && after.len() >= n && before[before.len() - n..] == after[..n] {
-            // skip the first n words of the completion
+            // skip the first n words of the completion, keeping the space before the next
             let mut seen = 0;
             let mut in_word = false;
+            let mut word_end = 0;
             for (i, c) in completion.char_indices() {
                 if c.is_whitespace() {
+                    if in_word {
+                        word_end = i;
+                    }
                     in_word = false;
                 } else if !in_word {
                     in_word = true;
                     if seen == n {
-                        return completion[i..].to_string();
+                        return completion[word_end..].to_string();
                     }
                     seen += 1;
                 }
