@@ -16,24 +16,38 @@ pub struct Driver {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Driver {
     /// Starts tauri-driver on a free port with WebKitWebDriver as the native driver.
     pub fn start(envs: &[(&str, &Path)]) -> Driver {
-        assert!(std::env::var("DISPLAY").is_ok(), "no DISPLAY: run under scripts/with-xvfb.sh (make test does)");
+        assert!(
+            std::env::var("DISPLAY").is_ok(),
+            "no DISPLAY: run under scripts/with-xvfb.sh (make test does)"
+        );
         let port = free_port();
         let native = free_port();
         let mut cmd = Command::new("tauri-driver");
-        cmd.args(["--port", &port.to_string(), "--native-port", &native.to_string()])
-            .args(["--native-driver", "/usr/bin/WebKitWebDriver"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native.to_string(),
+        ])
+        .args(["--native-driver", "/usr/bin/WebKitWebDriver"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("tauri-driver is installed by `make setup`");
+        let child = cmd
+            .spawn()
+            .expect("tauri-driver is installed by `make setup`");
         let driver = Driver { child, port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -111,19 +125,31 @@ impl Session {
 
     /// Runs JavaScript in the page; `arguments` are available to it.
     pub fn script(&self, source: &str, args: Value) -> Value {
-        self.call("POST", "/execute/sync", Some(json!({"script": source, "args": args})))
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": source, "args": args})),
+        )
     }
 
     /// Runs async JavaScript: the last argument is the callback to call with the result.
     pub fn script_async(&self, source: &str, args: Value) -> Value {
-        self.call("POST", "/execute/async", Some(json!({"script": source, "args": args})))
+        self.call(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": source, "args": args})),
+        )
     }
 
     pub fn find(&self, css: &str) -> Option<String> {
-        let v = self.call("POST", "/elements", Some(json!({"using": "css selector", "value": css})));
-        v.as_array()?.first().and_then(|e| {
-            e.as_object()?.values().next()?.as_str().map(str::to_string)
-        })
+        let v = self.call(
+            "POST",
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_array()?
+            .first()
+            .and_then(|e| e.as_object()?.values().next()?.as_str().map(str::to_string))
     }
 
     /// Waits until `css` matches an element (or panics after `timeout`).
@@ -156,7 +182,11 @@ impl Session {
     }
 
     pub fn send_keys(&self, element: &str, text: &str) {
-        self.call("POST", &format!("/element/{element}/value"), Some(json!({"text": text})));
+        self.call(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({"text": text})),
+        );
     }
 
     pub fn text(&self, element: &str) -> String {
@@ -172,7 +202,10 @@ impl Session {
         let b64 = self.call("GET", "/screenshot", None);
         let bytes = base64_decode(b64.as_str().expect("base64 png"));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::File::create(path).unwrap().write_all(&bytes).unwrap();
+        std::fs::File::create(path)
+            .unwrap()
+            .write_all(&bytes)
+            .unwrap();
         path.to_path_buf()
     }
 }

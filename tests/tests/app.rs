@@ -21,7 +21,9 @@ fn private_home() -> tempfile::TempDir {
 }
 
 fn screenshot(session: &Session, name: &str) -> PathBuf {
-    let path = target_dir().join("e2e-screenshots").join(format!("{name}.png"));
+    let path = target_dir()
+        .join("e2e-screenshots")
+        .join(format!("{name}.png"));
     session.screenshot(&path);
     eprintln!("screenshot: {}", path.display());
     path
@@ -44,7 +46,10 @@ fn open_app(home: &Path) -> (Driver, Session) {
 
 fn editor_text(session: &Session) -> String {
     session
-        .script("return document.querySelector('.cm-content').innerText;", json!([]))
+        .script(
+            "return document.querySelector('.cm-content').innerText;",
+            json!([]),
+        )
         .as_str()
         .unwrap_or_default()
         .to_string()
@@ -64,14 +69,20 @@ fn ghost_text_appears_and_tab_accepts_it() {
     screenshot(&session, "ghost-text");
     assert!(!suggestion.trim().is_empty());
     // the suggestion is a decoration, not document text
-    assert_eq!(editor_text(&session).trim_end(), "The quick brown fox jumps over the");
+    assert_eq!(
+        editor_text(&session).trim_end(),
+        "The quick brown fox jumps over the"
+    );
     session.send_keys(&editor, KEY_TAB);
     let text = editor_text(&session);
     assert!(
         text.trim_end().len() > "The quick brown fox jumps over the".len(),
         "Tab did not insert the suggestion: {text:?}"
     );
-    assert!(text.contains(suggestion.trim()), "{text:?} lacks {suggestion:?}");
+    assert!(
+        text.contains(suggestion.trim()),
+        "{text:?} lacks {suggestion:?}"
+    );
     assert!(session.find("[data-testid=ghost-text]").is_none());
 }
 
@@ -139,7 +150,11 @@ fn killed_app_offers_the_recovered_text() {
         let recovery = home.path().join("recovery/recovery.json");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while !std::fs::read_to_string(&recovery).is_ok_and(|t| t.contains("must survive")) {
-            assert!(std::time::Instant::now() < deadline, "no autosave copy at {}", recovery.display());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no autosave copy at {}",
+                recovery.display()
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
         // dropping the driver kills the app without a clean shutdown

@@ -18,7 +18,15 @@ fn logits_agree_with_llama_cpp_on_the_default_model() {
         .iter()
         .map(|v| v.to_string())
         .collect();
-    let out = penwright_json(&["logits", "--device", "cpu", "--ids", &ids.join(","), "--top", "5"]);
+    let out = penwright_json(&[
+        "logits",
+        "--device",
+        "cpu",
+        "--ids",
+        &ids.join(","),
+        "--top",
+        "5",
+    ]);
     let top = out["top"].as_array().unwrap();
     assert_eq!(top.len(), ids.len());
     let mut agree = 0;
@@ -28,12 +36,16 @@ fn logits_agree_with_llama_cpp_on_the_default_model() {
         let theirs = &reference["positions"][pos]["top5"][0];
         if ours[0] == theirs[0] {
             agree += 1;
-            max_diff = max_diff.max((ours[1].as_f64().unwrap() - theirs[1].as_f64().unwrap()).abs());
+            max_diff =
+                max_diff.max((ours[1].as_f64().unwrap() - theirs[1].as_f64().unwrap()).abs());
         }
     }
     eprintln!("top-1 agreement {agree}/32, max |Δ top logit| where agreeing {max_diff:.3}");
     assert!(agree >= 31, "top-1 agreement with llama.cpp: {agree}/32");
-    assert!(max_diff < 1.6, "top logits differ from llama.cpp by {max_diff}");
+    assert!(
+        max_diff < 1.6,
+        "top logits differ from llama.cpp by {max_diff}"
+    );
 }
 
 #[test]
@@ -65,7 +77,10 @@ fn greedy_generation_is_deterministic_and_sensible() {
     let b = penwright_json(&args);
     let text = a["text"].as_str().unwrap();
     eprintln!("haiku: {text}");
-    assert_eq!(a["text"], b["text"], "greedy decoding must be deterministic");
+    assert_eq!(
+        a["text"], b["text"],
+        "greedy decoding must be deterministic"
+    );
     assert!(a["generated_tokens"].as_u64().unwrap() > 5);
     assert!(text.split_whitespace().count() >= 5, "{text:?}");
     assert!(a["decode_tok_s"].as_f64().unwrap() > 0.0);
@@ -100,13 +115,30 @@ fn a_truncated_model_file_is_a_clear_error() {
     let bad = dir.path().join("broken.gguf");
     let bytes = std::fs::read(&model).unwrap();
     std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
-    let out = penwright(&["tokenize", "--device", "cpu", "--model", bad.to_str().unwrap(), "--text", "hi"]);
+    let out = penwright(&[
+        "tokenize",
+        "--device",
+        "cpu",
+        "--model",
+        bad.to_str().unwrap(),
+        "--text",
+        "hi",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("truncated") && err.contains("broken.gguf"), "{err}");
+    assert!(
+        err.contains("truncated") && err.contains("broken.gguf"),
+        "{err}"
+    );
     let pickle = dir.path().join("pytorch_model.bin");
     std::fs::write(&pickle, b"not loaded").unwrap();
-    let out = penwright(&["tokenize", "--model", pickle.to_str().unwrap(), "--text", "hi"]);
+    let out = penwright(&[
+        "tokenize",
+        "--model",
+        pickle.to_str().unwrap(),
+        "--text",
+        "hi",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("pickle"), "{err}");
 }
@@ -116,7 +148,16 @@ fn a_non_utf8_document_is_refused_with_its_offset() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("latin1.txt");
     std::fs::write(&f, b"na\xefve").unwrap();
-    let out = penwright(&["summarize", "--device", "cpu", "--file", f.to_str().unwrap()]);
+    let out = penwright(&[
+        "summarize",
+        "--device",
+        "cpu",
+        "--file",
+        f.to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("not UTF-8") && err.contains("offset 2"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("not UTF-8") && err.contains("offset 2"),
+        "{err}"
+    );
 }

@@ -17,7 +17,11 @@ use penwright_engine::worker::{DeviceReport, EngineHandle, Event, Outcome, Promp
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "penwright", version, about = "Penwright: a local writing assistant's engine from the command line")]
+#[command(
+    name = "penwright",
+    version,
+    about = "Penwright: a local writing assistant's engine from the command line"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,9 +40,7 @@ struct ModelArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Installs a catalog model (default: the default model) and verifies its checksum
-    Fetch {
-        name: Option<String>,
-    },
+    Fetch { name: Option<String> },
     /// Lists the catalog and what is installed
     Models {
         #[arg(long)]
@@ -192,8 +194,11 @@ fn main() -> Result<()> {
                     let top: Vec<Vec<(u32, f32)>> = rows
                         .iter()
                         .map(|row| {
-                            let mut pairs: Vec<(u32, f32)> =
-                                row.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+                            let mut pairs: Vec<(u32, f32)> = row
+                                .iter()
+                                .enumerate()
+                                .map(|(i, &l)| (i as u32, l))
+                                .collect();
                             pairs.sort_by(|a, b| b.1.total_cmp(&a.1));
                             pairs.truncate(k);
                             pairs
@@ -273,7 +278,11 @@ fn main() -> Result<()> {
                 (None, None, Some(f)) => read_text(&f)?
                     .lines()
                     .filter(|l| !l.trim().is_empty())
-                    .map(|l| serde_json::from_str::<String>(l).with_context(|| format!("{}: each line must be a JSON string", f.display())))
+                    .map(|l| {
+                        serde_json::from_str::<String>(l).with_context(|| {
+                            format!("{}: each line must be a JSON string", f.display())
+                        })
+                    })
                     .collect::<Result<_>>()?,
                 (None, None, None) => bail!("give --prefix, --prefix-file or --replay"),
             };
@@ -310,7 +319,11 @@ fn main() -> Result<()> {
             let text = read_text(&file)?;
             let (engine, _) = start_engine(&model)?;
             let started = std::time::Instant::now();
-            let job = engine.submit(Request::Summarize { text, length, bullets });
+            let job = engine.submit(Request::Summarize {
+                text,
+                length,
+                bullets,
+            });
             let outcome = job.finish_blocking(|e| stream_event(e, json))?;
             let Outcome::Summarized(s) = outcome else {
                 unreachable!("a summarize job ends with Summarized")
@@ -416,7 +429,11 @@ fn generate(
 ) -> Result<()> {
     let (engine, device) = start_engine(&model)?;
     let job = engine.submit(Request::Generate {
-        prompt: if chat { Prompt::Chat(prompt) } else { Prompt::Text(prompt) },
+        prompt: if chat {
+            Prompt::Chat(prompt)
+        } else {
+            Prompt::Text(prompt)
+        },
         max_tokens,
         sampler,
         stop_strings: Vec::new(),
@@ -484,8 +501,16 @@ fn models(json: bool) -> Result<()> {
                 "{:<36} {:<8} {}{}",
                 r["name"].as_str().unwrap_or(""),
                 r["architecture"].as_str().unwrap_or(""),
-                if r["installed"].as_bool() == Some(true) { "installed" } else { "-" },
-                if r["default"].as_bool() == Some(true) { " (default)" } else { "" }
+                if r["installed"].as_bool() == Some(true) {
+                    "installed"
+                } else {
+                    "-"
+                },
+                if r["default"].as_bool() == Some(true) {
+                    " (default)"
+                } else {
+                    ""
+                }
             );
         }
     }

@@ -71,7 +71,14 @@ pub fn run(loaded: &LoadedModel) -> Result<BenchReport> {
 
     cache.clear();
     let t = Instant::now();
-    let ac = generate(model, tokenizer, &mut cache, &GenerateRequest::new(prompt[..256].to_vec(), 16), &cancel, &mut |_| {})?;
+    let ac = generate(
+        model,
+        tokenizer,
+        &mut cache,
+        &GenerateRequest::new(prompt[..256].to_vec(), 16),
+        &cancel,
+        &mut |_| {},
+    )?;
     let autocomplete_total_ms = t.elapsed().as_secs_f64() * 1e3;
 
     Ok(BenchReport {

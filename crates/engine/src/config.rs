@@ -105,9 +105,7 @@ struct HfConfig {
 }
 
 fn need<T>(value: Option<T>, key: &str, path: &Path) -> Result<T> {
-    value.ok_or_else(|| {
-        EngineError::Config(format!("{}: `{key}` is missing", path.display()))
-    })
+    value.ok_or_else(|| EngineError::Config(format!("{}: `{key}` is missing", path.display())))
 }
 
 impl ModelConfig {
@@ -269,7 +267,10 @@ impl ModelConfig {
             ));
         }
         if self.architecture != Architecture::Gpt2 && self.head_dim % 2 != 0 {
-            return bad(format!("RoPE needs an even head size, got {}", self.head_dim));
+            return bad(format!(
+                "RoPE needs an even head size, got {}",
+                self.head_dim
+            ));
         }
         if self.vocab_size == 0 || self.hidden_size == 0 || self.num_layers == 0 {
             return bad("empty model (zero vocabulary, width or depth)".into());

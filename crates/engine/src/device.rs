@@ -81,7 +81,10 @@ fn init_wgpu() -> &'static std::result::Result<(Device, GpuAdapter), String> {
 
 /// The GPU adapter, if wgpu finds one.
 pub fn gpu_adapter() -> std::result::Result<GpuAdapter, String> {
-    init_wgpu().as_ref().map(|(_, a)| a.clone()).map_err(Clone::clone)
+    init_wgpu()
+        .as_ref()
+        .map(|(_, a)| a.clone())
+        .map_err(Clone::clone)
 }
 
 fn cpu_threads() -> usize {

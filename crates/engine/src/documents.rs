@@ -27,8 +27,14 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| EngineError::Other(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(".{}.penwright-tmp-{}", name.to_string_lossy(), std::process::id()));
+    let name = path
+        .file_name()
+        .ok_or_else(|| EngineError::Other(format!("{} is not a file path", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.penwright-tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(contents)?;
@@ -45,9 +51,15 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> Result<()> {
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         let message = if e.raw_os_error() == Some(28) {
-            format!("cannot save {}: the disk is full (the previous version is kept)", path.display())
+            format!(
+                "cannot save {}: the disk is full (the previous version is kept)",
+                path.display()
+            )
         } else {
-            format!("cannot save {}: {e} (the previous version is kept)", path.display())
+            format!(
+                "cannot save {}: {e} (the previous version is kept)",
+                path.display()
+            )
         };
         return Err(EngineError::Other(message));
     }
@@ -80,13 +92,18 @@ impl RecoveryStore {
 
     pub fn write(&self, text: &str, path: Option<&Path>) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| EngineError::io(&self.dir, e))?;
-        let saved_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let saved_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let rec = Recovery {
             text: text.to_string(),
             path: path.map(Path::to_path_buf),
             saved_at,
         };
-        atomic_write(&self.file(), serde_json::to_string(&rec).expect("json").as_bytes())
+        atomic_write(
+            &self.file(),
+            serde_json::to_string(&rec).expect("json").as_bytes(),
+        )
     }
 
     /// The recovery copy, if one was left by a session that did not end cleanly.
@@ -135,7 +152,10 @@ mod tests {
         atomic_write(&p, b"first").unwrap();
         atomic_write(&p, b"second").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "second");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
@@ -146,7 +166,10 @@ mod tests {
         atomic_write(&p, b"good").unwrap();
         // a path whose folder does not exist fails before touching anything
         let err = atomic_write(&dir.path().join("missing/draft.md"), b"x").unwrap_err();
-        assert!(err.to_string().contains("previous version is kept"), "{err}");
+        assert!(
+            err.to_string().contains("previous version is kept"),
+            "{err}"
+        );
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "good");
     }
 
@@ -156,7 +179,10 @@ mod tests {
         let p = dir.path().join("latin1.txt");
         std::fs::write(&p, b"caf\xe9").unwrap();
         let err = read_document(&p).unwrap_err().to_string();
-        assert!(err.contains("not UTF-8") && err.contains("offset 3"), "{err}");
+        assert!(
+            err.contains("not UTF-8") && err.contains("offset 3"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -164,7 +190,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RecoveryStore::new(dir.path());
         assert!(store.read().is_none());
-        store.write("unsaved words", Some(Path::new("/tmp/a.md"))).unwrap();
+        store
+            .write("unsaved words", Some(Path::new("/tmp/a.md")))
+            .unwrap();
         let rec = store.read().unwrap();
         assert_eq!(rec.text, "unsaved words");
         store.clear().unwrap();

@@ -26,7 +26,9 @@ pub enum EngineError {
         tensor: String,
         dtype: String,
     },
-    #[error("{path}: tensor `{tensor}` holds {actual} bytes but its shape {shape:?} of {dtype} needs {expected}")]
+    #[error(
+        "{path}: tensor `{tensor}` holds {actual} bytes but its shape {shape:?} of {dtype} needs {expected}"
+    )]
     TensorSize {
         path: PathBuf,
         tensor: String,
@@ -51,9 +53,13 @@ pub enum EngineError {
         found: String,
         supported: Vec<&'static str>,
     },
-    #[error("{path}: refusing to load a pickle/PyTorch checkpoint; convert it to safetensors or GGUF")]
+    #[error(
+        "{path}: refusing to load a pickle/PyTorch checkpoint; convert it to safetensors or GGUF"
+    )]
     PickleRefused { path: PathBuf },
-    #[error("no model found at {path}: expected a .gguf file, a folder with config.json + *.safetensors, or a catalog name")]
+    #[error(
+        "no model found at {path}: expected a .gguf file, a folder with config.json + *.safetensors, or a catalog name"
+    )]
     ModelNotFound { path: PathBuf },
     #[error("invalid config: {0}")]
     Config(String),

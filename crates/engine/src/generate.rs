@@ -101,7 +101,9 @@ pub fn prefill(
         }
         last = Some(model.forward_cached(chunk, cache, false)?);
     }
-    let logits = LanguageModel::to_rows(last.expect("non-empty"))?.pop().expect("one row");
+    let logits = LanguageModel::to_rows(last.expect("non-empty"))?
+        .pop()
+        .expect("one row");
     Ok((logits, reused))
 }
 
@@ -113,7 +115,11 @@ struct StopMatcher<'a> {
 impl StopMatcher<'_> {
     /// Byte index where a stop string starts in `text`, if any.
     fn find(&self, text: &str) -> Option<usize> {
-        self.stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+        self.stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
     }
 
     /// How many trailing bytes of `text` are a proper prefix of some stop string.

@@ -119,7 +119,12 @@ pub fn load_model(
     })
 }
 
-type Loaded = (LanguageModel, Option<Tokenizer>, Option<ChatTemplate>, ModelInfo);
+type Loaded = (
+    LanguageModel,
+    Option<Tokenizer>,
+    Option<ChatTemplate>,
+    ModelInfo,
+);
 
 fn display_name(path: &Path) -> String {
     path.file_stem()
@@ -128,7 +133,11 @@ fn display_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-fn load_gguf(path: &Path, device: &SelectedDevice, progress: &mut dyn FnMut(usize, usize)) -> Result<Loaded> {
+fn load_gguf(
+    path: &Path,
+    device: &SelectedDevice,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Loaded> {
     let file = GgufFile::open(path)?;
     let config = ModelConfig::from_gguf(&file)?;
     let spec = GgufTokenizerSpec::from_gguf(&file)?;
@@ -164,8 +173,15 @@ fn load_gguf(path: &Path, device: &SelectedDevice, progress: &mut dyn FnMut(usiz
 }
 
 fn template_for(tokenizer: &Tokenizer, source: &str) -> Result<ChatTemplate> {
-    let piece = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_piece(i)).unwrap_or_default();
-    ChatTemplate::new(source, &piece(tokenizer.bos_id()), &piece(tokenizer.eos_id()))
+    let piece = |id: Option<u32>| {
+        id.and_then(|i| tokenizer.id_to_piece(i))
+            .unwrap_or_default()
+    };
+    ChatTemplate::new(
+        source,
+        &piece(tokenizer.bos_id()),
+        &piece(tokenizer.eos_id()),
+    )
 }
 
 /// The most common dtype among the 2-D tensors, e.g. "Q4_1".
@@ -183,7 +199,11 @@ fn dominant_dtype(file: &GgufFile) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn load_hf_dir(dir: &Path, device: &SelectedDevice, progress: &mut dyn FnMut(usize, usize)) -> Result<Loaded> {
+fn load_hf_dir(
+    dir: &Path,
+    device: &SelectedDevice,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Loaded> {
     let config_path = dir.join("config.json");
     if !config_path.exists() {
         return Err(EngineError::ModelNotFound {
@@ -211,7 +231,11 @@ fn load_hf_dir(dir: &Path, device: &SelectedDevice, progress: &mut dyn FnMut(usi
         let text = std::fs::read_to_string(&config_path).unwrap_or_default();
         serde_json::from_str::<serde_json::Value>(&text)
             .ok()
-            .and_then(|v| v.get("torch_dtype").and_then(|d| d.as_str()).map(str::to_string))
+            .and_then(|v| {
+                v.get("torch_dtype")
+                    .and_then(|d| d.as_str())
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| "float32".into())
     };
     let info = ModelInfo {
@@ -245,7 +269,11 @@ fn hf_chat_template(dir: &Path) -> Result<Option<String>> {
             .iter()
             .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
             .or_else(|| list.first())
-            .and_then(|t| t.get("template").and_then(|s| s.as_str()).map(str::to_string)),
+            .and_then(|t| {
+                t.get("template")
+                    .and_then(|s| s.as_str())
+                    .map(str::to_string)
+            }),
         _ => None,
     })
 }

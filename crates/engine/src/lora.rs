@@ -49,13 +49,18 @@ pub struct Adapter {
 impl Adapter {
     pub fn open(dir: &Path) -> Result<Self> {
         let config_path = dir.join("adapter_config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|e| EngineError::io(&config_path, e))?;
-        let config: AdapterConfig = serde_json::from_str(&text).map_err(|e| EngineError::Malformed {
-            path: config_path.clone(),
-            what: e.to_string(),
-        })?;
+        let text =
+            std::fs::read_to_string(&config_path).map_err(|e| EngineError::io(&config_path, e))?;
+        let config: AdapterConfig =
+            serde_json::from_str(&text).map_err(|e| EngineError::Malformed {
+                path: config_path.clone(),
+                what: e.to_string(),
+            })?;
         if config.use_dora {
-            return Err(EngineError::Config(format!("{}: DoRA adapters are not supported", config_path.display())));
+            return Err(EngineError::Config(format!(
+                "{}: DoRA adapters are not supported",
+                config_path.display()
+            )));
         }
         if config.fan_in_fan_out {
             return Err(EngineError::Config(format!(
@@ -72,7 +77,10 @@ impl Adapter {
     }
 
     /// `(A, B)` of one module, by its base-model path (e.g. `model.layers.0.self_attn.q_proj`).
-    pub fn factors(&self, module: &str) -> Result<Option<(crate::weights::HostTensor, crate::weights::HostTensor)>> {
+    pub fn factors(
+        &self,
+        module: &str,
+    ) -> Result<Option<(crate::weights::HostTensor, crate::weights::HostTensor)>> {
         let a = format!("base_model.model.{module}.lora_A.weight");
         let b = format!("base_model.model.{module}.lora_B.weight");
         if !self.weights.contains(&a) {
@@ -82,7 +90,14 @@ impl Adapter {
     }
 }
 
-fn merge(linear: &mut Linear, a: crate::weights::HostTensor, b: crate::weights::HostTensor, scale: f64, name: &str, dir: &Path) -> Result<()> {
+fn merge(
+    linear: &mut Linear,
+    a: crate::weights::HostTensor,
+    b: crate::weights::HostTensor,
+    scale: f64,
+    name: &str,
+    dir: &Path,
+) -> Result<()> {
     let [d_in, d_out] = linear.weight.dims();
     let r = a.shape[0];
     if a.shape != [r, d_in] || b.shape != [d_out, r] {

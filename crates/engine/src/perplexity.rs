@@ -26,11 +26,17 @@ pub fn sequence_nll(model: &LanguageModel, ids: &[u32]) -> Result<f64> {
     }
     let device = model.device();
     let input = Tensor::<2, Int>::from_data(
-        TensorData::new(ids[..n - 1].iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, n - 1]),
+        TensorData::new(
+            ids[..n - 1].iter().map(|&i| i as i64).collect::<Vec<_>>(),
+            [1, n - 1],
+        ),
         device,
     );
     let targets = Tensor::<3, Int>::from_data(
-        TensorData::new(ids[1..].iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, n - 1, 1]),
+        TensorData::new(
+            ids[1..].iter().map(|&i| i as i64).collect::<Vec<_>>(),
+            [1, n - 1, 1],
+        ),
         device,
     );
     let logp = log_softmax(model.forward(input), 2).gather(2, targets);
@@ -55,7 +61,9 @@ pub fn perplexity(
     let ctx = ctx.min(model.config.max_position_embeddings);
     let windows: Vec<&[u32]> = ids.chunks(ctx).filter(|w| w.len() >= 2).collect();
     if windows.is_empty() {
-        return Err(EngineError::Other("the text has fewer than 2 tokens to score".into()));
+        return Err(EngineError::Other(
+            "the text has fewer than 2 tokens to score".into(),
+        ));
     }
     let (mut nll, mut count) = (0.0, 0);
     for (i, w) in windows.iter().enumerate() {

@@ -76,7 +76,11 @@ impl Sampler {
             return 0;
         }
         // top-k
-        let k = if c.top_k == 0 { cand.len() } else { c.top_k.min(cand.len()) };
+        let k = if c.top_k == 0 {
+            cand.len()
+        } else {
+            c.top_k.min(cand.len())
+        };
         if k < cand.len() {
             cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
             cand.truncate(k);
@@ -127,7 +131,9 @@ fn apply_penalties(logits: &mut [f32], history: &[u32], c: &SamplerConfig) {
         *counts.entry(t).or_default() += 1;
     }
     for (&t, &n) in &counts {
-        let Some(l) = logits.get_mut(t as usize) else { continue };
+        let Some(l) = logits.get_mut(t as usize) else {
+            continue;
+        };
         if *l > 0.0 {
             *l /= c.repetition_penalty;
         } else {

@@ -61,7 +61,9 @@ impl WeightSource {
     pub fn contains(&self, name: &str) -> bool {
         match self {
             WeightSource::Safetensors(w) => w.contains(name),
-            WeightSource::Gguf(w) => w.gguf_name(name).is_some_and(|n| w.file.tensor_info(&n).is_some()),
+            WeightSource::Gguf(w) => w
+                .gguf_name(name)
+                .is_some_and(|n| w.file.tensor_info(&n).is_some()),
         }
     }
 
@@ -139,8 +141,8 @@ impl SafetensorsWeights {
     pub fn open_dir(dir: &Path) -> Result<Self> {
         let index_path = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if index_path.exists() {
-            let text =
-                std::fs::read_to_string(&index_path).map_err(|e| EngineError::io(&index_path, e))?;
+            let text = std::fs::read_to_string(&index_path)
+                .map_err(|e| EngineError::io(&index_path, e))?;
             let json: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| EngineError::Malformed {
                     path: index_path.clone(),
@@ -291,7 +293,12 @@ pub struct GgufWeights {
 }
 
 impl GgufWeights {
-    pub fn new(file: GgufFile, architecture: Architecture, num_heads: usize, num_kv_heads: usize) -> Self {
+    pub fn new(
+        file: GgufFile,
+        architecture: Architecture,
+        num_heads: usize,
+        num_kv_heads: usize,
+    ) -> Self {
         GgufWeights {
             file,
             architecture,
@@ -340,10 +347,12 @@ impl GgufWeights {
     }
 
     pub fn get(&self, hf: &str) -> Result<HostTensor> {
-        let name = self.gguf_name(hf).ok_or_else(|| EngineError::MissingTensor {
-            path: self.file.path.clone(),
-            tensor: hf.to_string(),
-        })?;
+        let name = self
+            .gguf_name(hf)
+            .ok_or_else(|| EngineError::MissingTensor {
+                path: self.file.path.clone(),
+                tensor: hf.to_string(),
+            })?;
         let (data, shape) = self.file.tensor_f32(&name)?;
         let mut t = HostTensor { data, shape };
         match self.architecture {
@@ -390,7 +399,8 @@ fn unpermute_rows(t: HostTensor, n_head: usize) -> HostTensor {
             for j in 0..2 {
                 let src = h * head_dim + i * 2 + j;
                 let dst = h * head_dim + j * half + i;
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&t.data[src * cols..(src + 1) * cols]);
+                out[dst * cols..(dst + 1) * cols]
+                    .copy_from_slice(&t.data[src * cols..(src + 1) * cols]);
             }
         }
     }

@@ -181,7 +181,9 @@ impl EngineHandle {
             events,
         };
         if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
-            let _ = job.events.send(Event::Error("the engine worker stopped".into()));
+            let _ = job
+                .events
+                .send(Event::Error("the engine worker stopped".into()));
         }
         JobHandle { events: rx, cancel }
     }
@@ -201,7 +203,9 @@ impl Worker {
     fn run(mut self, jobs: mpsc::Receiver<Job>) {
         while let Ok(job) = jobs.recv() {
             if job.cancel.load(Ordering::Relaxed) {
-                let _ = job.events.send(Event::Error(EngineError::Cancelled.to_string()));
+                let _ = job
+                    .events
+                    .send(Event::Error(EngineError::Cancelled.to_string()));
                 continue;
             }
             let events = job.events.clone();

@@ -16,21 +16,34 @@ pub fn default_model_path() -> PathBuf {
     if let Ok(p) = std::env::var("PENWRIGHT_DEFAULT_MODEL") {
         return PathBuf::from(p);
     }
-    let path = penwright_models::Catalog::embedded().default_entry().primary_path();
-    assert!(path.exists(), "default model missing at {}: run `make setup`", path.display());
+    let path = penwright_models::Catalog::embedded()
+        .default_entry()
+        .primary_path();
+    assert!(
+        path.exists(),
+        "default model missing at {}: run `make setup`",
+        path.display()
+    );
     path
 }
 
 fn load(device: &Device) -> LanguageModel {
     let file = GgufFile::open(default_model_path()).unwrap();
     let config = ModelConfig::from_gguf(&file).unwrap();
-    let weights = WeightSource::Gguf(GgufWeights::new(file, config.architecture, config.num_heads, config.num_kv_heads));
+    let weights = WeightSource::Gguf(GgufWeights::new(
+        file,
+        config.architecture,
+        config.num_heads,
+        config.num_kv_heads,
+    ));
     LanguageModel::load(config, &weights, device, &mut |_, _| {}).unwrap()
 }
 
 fn check(device: &Device) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2-llamacpp-logits.json");
-    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2-llamacpp-logits.json");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let ids: Vec<u32> = reference["token_ids"]
         .as_array()
         .unwrap()
@@ -39,7 +52,8 @@ fn check(device: &Device) {
         .collect();
     let model = load(device);
     let mut cache = model.new_cache(64);
-    let rows = LanguageModel::to_rows(model.forward_cached(&ids, &mut cache, true).unwrap()).unwrap();
+    let rows =
+        LanguageModel::to_rows(model.forward_cached(&ids, &mut cache, true).unwrap()).unwrap();
     let (mut agree, mut max_diff, mut kl_sum) = (0, 0.0f64, 0.0f64);
     for (pos, row) in rows.iter().enumerate() {
         let p = &reference["positions"][pos];

@@ -9,7 +9,9 @@ use penwright_engine::model::LanguageModel;
 use penwright_engine::weights::{SafetensorsWeights, WeightSource};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 struct Reference {
@@ -20,12 +22,23 @@ struct Reference {
 fn reference(dir: &Path) -> Reference {
     let text = std::fs::read_to_string(dir.join("ref_logits.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let ids = v["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    let ids = v["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
     let logits = v["logits"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
         .collect();
     Reference { ids, logits }
 }
@@ -39,7 +52,10 @@ fn load(dir: &Path, device: &Device) -> LanguageModel {
 fn full_logits(model: &LanguageModel, ids: &[u32]) -> Vec<Vec<f32>> {
     let device = model.device();
     let input = Tensor::<2, Int>::from_data(
-        TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, ids.len()]),
+        TensorData::new(
+            ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+            [1, ids.len()],
+        ),
         device,
     );
     let logits = model.forward(input);
@@ -76,17 +92,30 @@ fn check_cache(name: &str, device: &Device, tol: f32) {
     let mut cache = model.new_cache(64);
     // prefill half, then one token at a time, then rollback and re-feed
     let half = r.ids.len() / 2;
-    let mut rows = LanguageModel::to_rows(model.forward_cached(&r.ids[..half], &mut cache, true).unwrap()).unwrap();
+    let mut rows = LanguageModel::to_rows(
+        model
+            .forward_cached(&r.ids[..half], &mut cache, true)
+            .unwrap(),
+    )
+    .unwrap();
     for &id in &r.ids[half..] {
-        rows.extend(LanguageModel::to_rows(model.forward_cached(&[id], &mut cache, false).unwrap()).unwrap());
+        rows.extend(
+            LanguageModel::to_rows(model.forward_cached(&[id], &mut cache, false).unwrap())
+                .unwrap(),
+        );
     }
     let diff = max_abs_diff(&rows, &r.logits);
     assert!(diff < tol, "{name}: cached decode differs by {diff}");
     // rollback to 5 tokens and re-feed the rest in one chunk: same logits as the fresh pass
     cache.truncate(5);
-    let again = LanguageModel::to_rows(model.forward_cached(&r.ids[5..], &mut cache, true).unwrap()).unwrap();
+    let again =
+        LanguageModel::to_rows(model.forward_cached(&r.ids[5..], &mut cache, true).unwrap())
+            .unwrap();
     let diff = max_abs_diff(&again, &r.logits[5..]);
-    assert!(diff < tol, "{name}: re-prefill after truncate differs by {diff}");
+    assert!(
+        diff < tol,
+        "{name}: re-prefill after truncate differs by {diff}"
+    );
 }
 
 #[test]
@@ -109,9 +138,13 @@ fn kv_cache_decode_matches_full_pass_on_cpu() {
 fn context_overflow_is_an_error_not_a_crash() {
     let model = load(&fixture("tiny-llama"), &Device::flex());
     let mut cache = model.new_cache(4);
-    let err = model.forward_cached(&[1, 2, 3, 4, 5], &mut cache, false).unwrap_err();
+    let err = model
+        .forward_cached(&[1, 2, 3, 4, 5], &mut cache, false)
+        .unwrap_err();
     assert!(err.to_string().contains("context"), "{err}");
-    let err = model.forward_cached(&[5000], &mut cache, false).unwrap_err();
+    let err = model
+        .forward_cached(&[5000], &mut cache, false)
+        .unwrap_err();
     assert!(err.to_string().contains("vocabulary"), "{err}");
 }
 
@@ -119,7 +152,8 @@ fn context_overflow_is_an_error_not_a_crash() {
 /// adapter at all this test fails with the adapter error, it never passes silently.
 #[test]
 fn tiny_models_match_transformers_on_wgpu() {
-    let device = penwright_engine::device::wgpu_device().expect("a wgpu adapter (install mesa-vulkan-drivers)");
+    let device = penwright_engine::device::wgpu_device()
+        .expect("a wgpu adapter (install mesa-vulkan-drivers)");
     check_parity("tiny-llama", &device.device, 1e-3);
     check_parity("tiny-gpt2", &device.device, 1e-3);
     check_cache("tiny-llama", &device.device, 1e-3);

@@ -25,9 +25,16 @@ pub struct Saved {
 fn document_path(path: &str) -> CommandResult<PathBuf> {
     let p = Path::new(path);
     if !p.is_absolute() {
-        return Err(CommandError::new("invalid_path", format!("{path} is not an absolute path")));
+        return Err(CommandError::new(
+            "invalid_path",
+            format!("{path} is not an absolute path"),
+        ));
     }
-    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = p
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if !matches!(ext.as_str(), "md" | "markdown" | "txt") {
         return Err(CommandError::new(
             "invalid_path",
@@ -46,7 +53,11 @@ pub fn open_document(state: State<'_, AppState>, path: String) -> CommandResult<
 }
 
 #[tauri::command]
-pub fn save_document(state: State<'_, AppState>, path: String, text: String) -> CommandResult<Saved> {
+pub fn save_document(
+    state: State<'_, AppState>,
+    path: String,
+    text: String,
+) -> CommandResult<Saved> {
     let path = document_path(&path)?;
     atomic_write(&path, text.as_bytes())?;
     let _ = state.recovery.add_recent(&path);
@@ -58,8 +69,14 @@ pub fn save_document(state: State<'_, AppState>, path: String, text: String) -> 
 }
 
 #[tauri::command]
-pub fn write_recovery(state: State<'_, AppState>, text: String, path: Option<String>) -> CommandResult<()> {
-    state.recovery.write(&text, path.as_deref().map(Path::new))?;
+pub fn write_recovery(
+    state: State<'_, AppState>,
+    text: String,
+    path: Option<String>,
+) -> CommandResult<()> {
+    state
+        .recovery
+        .write(&text, path.as_deref().map(Path::new))?;
     Ok(())
 }
 

@@ -30,7 +30,11 @@ pub fn app_status(state: State<'_, AppState>) -> AppStatus {
 #[derive(Clone, Serialize)]
 #[serde(tag = "event", content = "data", rename_all = "camelCase")]
 pub enum LoadEvent {
-    Progress { stage: String, done: usize, total: usize },
+    Progress {
+        stage: String,
+        done: usize,
+        total: usize,
+    },
 }
 
 #[derive(Serialize)]
@@ -55,7 +59,10 @@ pub async fn load_model(
         .unwrap_or("auto")
         .parse()
         .map_err(|e: String| CommandError::new("invalid_argument", e))?;
-    let job = state.engine.submit(Request::Load { model: spec, device });
+    let job = state.engine.submit(Request::Load {
+        model: spec,
+        device,
+    });
     let outcome = job
         .finish(|event| {
             if let Event::Progress { stage, done, total } = event {
@@ -67,13 +74,22 @@ pub async fn load_model(
             }
         })
         .await?;
-    let Outcome::Loaded { info, device, seconds } = outcome else {
+    let Outcome::Loaded {
+        info,
+        device,
+        seconds,
+    } = outcome
+    else {
         return Err(CommandError::new("engine", "unexpected engine reply"));
     };
     let mut status = state.status.lock().expect("status lock");
     status.model = Some(info.clone());
     status.device = Some(device.clone());
-    Ok(Loaded { info, device, seconds })
+    Ok(Loaded {
+        info,
+        device,
+        seconds,
+    })
 }
 
 #[derive(Serialize)]

@@ -31,7 +31,9 @@ pub async fn complete(
     suffix: String,
     request_id: u64,
 ) -> CommandResult<Option<CompletionReply>> {
-    let previous = state.latest_completion.fetch_max(request_id, Ordering::SeqCst);
+    let previous = state
+        .latest_completion
+        .fetch_max(request_id, Ordering::SeqCst);
     if previous > request_id {
         return Ok(None);
     }
@@ -107,9 +109,18 @@ fn forward(event: &Event, channel: &Channel<TaskEvent>) {
 }
 
 /// Runs a long task as the one cancellable task of the window.
-async fn run_task(state: &AppState, request: Request, channel: &Channel<TaskEvent>) -> CommandResult<Outcome> {
+async fn run_task(
+    state: &AppState,
+    request: Request,
+    channel: &Channel<TaskEvent>,
+) -> CommandResult<Outcome> {
     let job = state.engine.submit(request);
-    if let Some(old) = state.task_cancel.lock().expect("cancel lock").replace(job.canceller()) {
+    if let Some(old) = state
+        .task_cancel
+        .lock()
+        .expect("cancel lock")
+        .replace(job.canceller())
+    {
         old.store(true, Ordering::Relaxed);
     }
     Ok(job.finish(|e| forward(e, channel)).await?)
@@ -135,11 +146,23 @@ pub async fn summarize(
 ) -> CommandResult<SummaryReply> {
     let length: SummaryLength = match &length {
         serde_json::Value::Number(n) => SummaryLength::Words(n.as_u64().unwrap_or(120) as usize),
-        serde_json::Value::String(s) => s.parse().map_err(|e: String| CommandError::new("invalid_argument", e))?,
+        serde_json::Value::String(s) => s
+            .parse()
+            .map_err(|e: String| CommandError::new("invalid_argument", e))?,
         _ => SummaryLength::Medium,
     };
     let started = Instant::now();
-    match run_task(&state, Request::Summarize { text, length, bullets }, &on_event).await? {
+    match run_task(
+        &state,
+        Request::Summarize {
+            text,
+            length,
+            bullets,
+        },
+        &on_event,
+    )
+    .await?
+    {
         Outcome::Summarized(s) => Ok(SummaryReply {
             summary: s.summary,
             chunks: s.chunks,
@@ -166,7 +189,10 @@ pub async fn translate(
     on_event: Channel<TaskEvent>,
 ) -> CommandResult<TranslationReply> {
     if to.trim().is_empty() || to.len() > 16 {
-        return Err(CommandError::new("invalid_argument", "choose a target language"));
+        return Err(CommandError::new(
+            "invalid_argument",
+            "choose a target language",
+        ));
     }
     let started = Instant::now();
     match run_task(&state, Request::Translate { text, to, from }, &on_event).await? {

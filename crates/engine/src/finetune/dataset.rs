@@ -69,10 +69,13 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>, skipped: &mut Vec<Skipped>
     if path.is_dir() {
         match std::fs::read_dir(path) {
             Ok(entries) => {
-                let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                let mut children: Vec<PathBuf> =
+                    entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
                 children.sort();
                 for child in children {
-                    let hidden = child.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                    let hidden = child
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'));
                     if !hidden {
                         collect_files(&child, out, skipped);
                     }
@@ -106,7 +109,11 @@ pub fn import(paths: &[PathBuf]) -> (Vec<Document>, Vec<Skipped>, usize) {
     let mut duplicates = 0;
     let mut docs = Vec::new();
     for path in files {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if !TEXT_EXTENSIONS.contains(&ext.as_str()) {
             let reason = match ext.as_str() {
                 "docx" | "pdf" | "html" | "htm" | "odt" | "rtf" => {
@@ -123,7 +130,10 @@ pub fn import(paths: &[PathBuf]) -> (Vec<Document>, Vec<Skipped>, usize) {
                 Err(e) => {
                     skipped.push(Skipped {
                         path,
-                        reason: format!("not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+                        reason: format!(
+                            "not UTF-8 (invalid byte at offset {})",
+                            e.utf8_error().valid_up_to()
+                        ),
                     });
                     continue;
                 }
@@ -237,7 +247,10 @@ mod tests {
 
     #[test]
     fn normalize_collapses_whitespace_and_keeps_paragraphs() {
-        assert_eq!(normalize("  a   b \r\n\r\n\r\n c\td  \n e"), "a b\n\nc d\ne");
+        assert_eq!(
+            normalize("  a   b \r\n\r\n\r\n c\td  \n e"),
+            "a b\n\nc d\ne"
+        );
     }
 
     #[test]

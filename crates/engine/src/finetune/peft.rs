@@ -43,7 +43,10 @@ pub fn save_adapter(dir: &Path, config: &AdapterConfig, tensors: &[AdapterTensor
     for t in tensors {
         for (suffix, h) in [("lora_A", &t.a), ("lora_B", &t.b)] {
             let bytes: Vec<u8> = h.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-            views.insert(format!("base_model.model.{}.{suffix}.weight", t.module), View(h, bytes));
+            views.insert(
+                format!("base_model.model.{}.{suffix}.weight", t.module),
+                View(h, bytes),
+            );
         }
     }
     let data = serialize(views.iter().map(|(k, v)| (k.clone(), v)), None)
@@ -65,6 +68,8 @@ pub fn save_adapter(dir: &Path, config: &AdapterConfig, tensors: &[AdapterTensor
     });
     atomic_write(
         &dir.join("adapter_config.json"),
-        serde_json::to_string_pretty(&json).expect("json").as_bytes(),
+        serde_json::to_string_pretty(&json)
+            .expect("json")
+            .as_bytes(),
     )
 }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::{LoraAdapter, Module, Param, ParamId, Reparameterizer};
-use burn::optim::{AdamWConfig, GradientsParams};
 use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use rand::SeedableRng;
@@ -24,10 +24,10 @@ use crate::config::{Architecture, ModelConfig};
 use crate::device::SelectedDevice;
 use crate::loader::load_model;
 use crate::lora::AdapterConfig;
+use crate::model::Network;
 use crate::model::gpt2::Gpt2;
 use crate::model::layers::{Linear, Rope};
 use crate::model::llama::Llama;
-use crate::model::Network;
 use crate::weights::HostTensor;
 use crate::{EngineError, Result};
 
@@ -93,9 +93,15 @@ pub enum FinetuneEvent {
         eta_s: f64,
     },
     #[serde(rename_all = "camelCase")]
-    Eval { step: usize, heldout_ppl: f64 },
+    Eval {
+        step: usize,
+        heldout_ppl: f64,
+    },
     #[serde(rename_all = "camelCase")]
-    Checkpoint { step: usize, path: PathBuf },
+    Checkpoint {
+        step: usize,
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -179,7 +185,12 @@ impl Trainable for Gpt2 {
                 ("mlp_c_proj", "mlp.c_proj", "c_proj", &b.mlp_c_proj),
             ];
             for (field, hf, name, linear) in list {
-                out.push((format!("h.{l}.{field}.weight"), format!("transformer.h.{l}.{hf}"), name, linear));
+                out.push((
+                    format!("h.{l}.{field}.weight"),
+                    format!("transformer.h.{l}.{hf}"),
+                    name,
+                    linear,
+                ));
             }
         }
         out
@@ -224,7 +235,11 @@ impl Reparameterizer for AttachLora {
         let [d_in, d_out] = [value.dims()[0], value.dims()[1]];
         let (a, b) = given.unwrap_or_else(|| {
             (
-                Tensor::<2>::random([d_in, self.rank], Distribution::Normal(0.0, 1.0 / self.rank as f64), &device),
+                Tensor::<2>::random(
+                    [d_in, self.rank],
+                    Distribution::Normal(0.0, 1.0 / self.rank as f64),
+                    &device,
+                ),
                 Tensor::<2>::zeros([self.rank, d_out], &device),
             )
         });
@@ -263,12 +278,20 @@ fn adapter_tensors<M: Trainable>(net: &M) -> Result<Vec<AdapterTensors>> {
 
 fn ids_tensor(rows: &[&[u32]], device: &Device) -> Tensor<2, Int> {
     let s = rows[0].len();
-    let flat: Vec<i64> = rows.iter().flat_map(|r| r.iter().map(|&i| i as i64)).collect();
+    let flat: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r.iter().map(|&i| i as i64))
+        .collect();
     Tensor::from_data(TensorData::new(flat, [rows.len(), s]), device)
 }
 
 /// Mean next-token negative log-likelihood of equal-length sequences.
-fn batch_loss<M: Trainable>(net: &M, rows: &[&[u32]], rope: Option<&Rope>, device: &Device) -> Tensor<1> {
+fn batch_loss<M: Trainable>(
+    net: &M,
+    rows: &[&[u32]],
+    rope: Option<&Rope>,
+    device: &Device,
+) -> Tensor<1> {
     let s = rows[0].len();
     let inputs: Vec<&[u32]> = rows.iter().map(|r| &r[..s - 1]).collect();
     let targets: Vec<&[u32]> = rows.iter().map(|r| &r[1..]).collect();
@@ -280,18 +303,28 @@ fn batch_loss<M: Trainable>(net: &M, rows: &[&[u32]], rope: Option<&Rope>, devic
 }
 
 /// Held-out perplexity (no gradients).
-fn heldout_ppl<M: Trainable>(net: &M, heldout: &[Vec<u32>], rope: Option<&Rope>, device: &Device) -> Result<f64> {
+fn heldout_ppl<M: Trainable>(
+    net: &M,
+    heldout: &[Vec<u32>],
+    rope: Option<&Rope>,
+    device: &Device,
+) -> Result<f64> {
     let valid = net.valid();
     let inner = device.clone().inner();
     let (mut nll, mut n) = (0.0, 0usize);
     for seq in heldout.iter().filter(|s| s.len() >= 2) {
         let loss = batch_loss(&valid, &[seq.as_slice()], rope, &inner);
-        let v = loss.into_data().try_into_vec::<f32>().map_err(|e| EngineError::Device(format!("{e:?}")))?[0];
+        let v = loss
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| EngineError::Device(format!("{e:?}")))?[0];
         nll += v as f64 * (seq.len() - 1) as f64;
         n += seq.len() - 1;
     }
     if n == 0 {
-        return Err(EngineError::Other("no held-out text to evaluate (add more documents)".into()));
+        return Err(EngineError::Other(
+            "no held-out text to evaluate (add more documents)".into(),
+        ));
     }
     Ok((nll / n as f64).exp())
 }
@@ -314,7 +347,9 @@ fn batch_for_step(n_seqs: usize, step: usize, rows_per_step: usize, seed: u64) -
     for i in start..start + rows_per_step {
         let epoch = i / n_seqs;
         let mut order: Vec<usize> = (0..n_seqs).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9e3779b97f4a7c15)));
+        order.shuffle(&mut StdRng::seed_from_u64(
+            seed ^ (epoch as u64).wrapping_mul(0x9e3779b97f4a7c15),
+        ));
         out.push(order[i % n_seqs]);
     }
     out
@@ -343,9 +378,14 @@ pub fn finetune(
     let started = Instant::now();
     let prior = if resume { read_state(out) } else { None };
     if resume && prior.is_none() {
-        return Err(EngineError::Other(format!("nothing to resume in {}", out.display())));
+        return Err(EngineError::Other(format!(
+            "nothing to resume in {}",
+            out.display()
+        )));
     }
-    let mut cfg = prior.as_ref().map_or_else(|| config.clone(), |p| p.config.clone());
+    let mut cfg = prior
+        .as_ref()
+        .map_or_else(|| config.clone(), |p| p.config.clone());
     let device = Device::flex().autodiff();
     let selected = SelectedDevice {
         device: device.clone(),
@@ -360,9 +400,20 @@ pub fn finetune(
     if cfg.targets.is_empty() {
         cfg.targets = default_targets(model_config.architecture);
     }
-    let ds = dataset::build(data, &tokenizer, cfg.seq_len + 1, cfg.heldout_percent, cfg.seed)?;
+    let ds = dataset::build(
+        data,
+        &tokenizer,
+        cfg.seq_len + 1,
+        cfg.heldout_percent,
+        cfg.seed,
+    )?;
     on_event(FinetuneEvent::Dataset(ds.report.clone()));
-    let train: Vec<Vec<u32>> = ds.train.iter().filter(|s| s.len() == cfg.seq_len + 1).cloned().collect();
+    let train: Vec<Vec<u32>> = ds
+        .train
+        .iter()
+        .filter(|s| s.len() == cfg.seq_len + 1)
+        .cloned()
+        .collect();
     if train.is_empty() {
         return Err(EngineError::Other(format!(
             "not enough training text: need at least {} tokens in the training documents",
@@ -413,7 +464,11 @@ struct Ctx<'a> {
     cancel: &'a AtomicBool,
 }
 
-fn run<M: Trainable>(net: M, ctx: Ctx<'_>, on_event: &mut dyn FnMut(FinetuneEvent)) -> Result<FinetuneSummary> {
+fn run<M: Trainable>(
+    net: M,
+    ctx: Ctx<'_>,
+    on_event: &mut dyn FnMut(FinetuneEvent),
+) -> Result<FinetuneSummary> {
     let cfg = ctx.cfg;
     let all = cfg.targets.iter().any(|t| t == "all-linear");
     let chosen_paths: Vec<(String, String)> = net
@@ -423,7 +478,10 @@ fn run<M: Trainable>(net: M, ctx: Ctx<'_>, on_event: &mut dyn FnMut(FinetuneEven
         .map(|(path, module, _, _)| (path, module))
         .collect();
     if chosen_paths.is_empty() {
-        return Err(EngineError::Config(format!("no projection matches the targets {:?}", cfg.targets)));
+        return Err(EngineError::Config(format!(
+            "no projection matches the targets {:?}",
+            cfg.targets
+        )));
     }
     let base_ppl = match &ctx.prior {
         Some(p) => p.base_ppl,
@@ -444,7 +502,10 @@ fn run<M: Trainable>(net: M, ctx: Ctx<'_>, on_event: &mut dyn FnMut(FinetuneEven
                 let (a, b) = adapter_factors(&adapter, module)?;
                 map.insert(
                     path.clone(),
-                    (crate::model::layers::upload(a.transposed(), ctx.device), crate::model::layers::upload(b.transposed(), ctx.device)),
+                    (
+                        crate::model::layers::upload(a.transposed(), ctx.device),
+                        crate::model::layers::upload(b.transposed(), ctx.device),
+                    ),
                 );
             }
             map
@@ -469,7 +530,9 @@ fn run<M: Trainable>(net: M, ctx: Ctx<'_>, on_event: &mut dyn FnMut(FinetuneEven
         Some(p) => {
             optim = optim
                 .load(checkpoint_dir(ctx.out).join("optimizer.bin"))
-                .map_err(|e| EngineError::Other(format!("cannot read the optimizer checkpoint: {e:?}")))?;
+                .map_err(|e| {
+                    EngineError::Other(format!("cannot read the optimizer checkpoint: {e:?}"))
+                })?;
             (p.step, p.losses.clone(), p.seconds)
         }
         None => (0, Vec::new(), 0.0),
@@ -478,7 +541,12 @@ fn run<M: Trainable>(net: M, ctx: Ctx<'_>, on_event: &mut dyn FnMut(FinetuneEven
         r: cfg.rank,
         lora_alpha: cfg.alpha,
         target_modules: if all {
-            chosen_paths.iter().map(|(_, m)| m.rsplit('.').next().unwrap_or_default().to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect()
+            chosen_paths
+                .iter()
+                .map(|(_, m)| m.rsplit('.').next().unwrap_or_default().to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect()
         } else {
             cfg.targets.clone()
         },
@@ -487,7 +555,12 @@ fn run<M: Trainable>(net: M, ctx: Ctx<'_>, on_event: &mut dyn FnMut(FinetuneEven
         use_dora: false,
         base_model_name_or_path: Some(ctx.model_path.display().to_string()),
     };
-    let save_checkpoint = |net: &M, optim_path: &dyn Fn(&Path) -> Result<()>, step: usize, losses: &[f64], seconds: f64| -> Result<PathBuf> {
+    let save_checkpoint = |net: &M,
+                           optim_path: &dyn Fn(&Path) -> Result<()>,
+                           step: usize,
+                           losses: &[f64],
+                           seconds: f64|
+     -> Result<PathBuf> {
         let tmp = ctx.out.join(".checkpoint.tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         save_adapter(&tmp, &adapter_config, &adapter_tensors(net)?)?;
@@ -500,7 +573,12 @@ fn run<M: Trainable>(net: M, ctx: Ctx<'_>, on_event: &mut dyn FnMut(FinetuneEven
             base_ppl,
             seconds,
         };
-        crate::documents::atomic_write(&tmp.join("state.json"), serde_json::to_string_pretty(&state).expect("json").as_bytes())?;
+        crate::documents::atomic_write(
+            &tmp.join("state.json"),
+            serde_json::to_string_pretty(&state)
+                .expect("json")
+                .as_bytes(),
+        )?;
         let dir = checkpoint_dir(ctx.out);
         let old = ctx.out.join(".checkpoint.old");
         let _ = std::fs::remove_dir_all(&old);
@@ -517,7 +595,17 @@ fn run<M: Trainable>(net: M, ctx: Ctx<'_>, on_event: &mut dyn FnMut(FinetuneEven
     while step < ctx.total_steps {
         if ctx.cancel.load(Ordering::Relaxed) {
             let optim_ref = &optim;
-            save_checkpoint(&net, &|p| optim_ref.save(p).map_err(|e| EngineError::Other(format!("{e:?}"))), step, &losses, prior_seconds + session_start.elapsed().as_secs_f64())?;
+            save_checkpoint(
+                &net,
+                &|p| {
+                    optim_ref
+                        .save(p)
+                        .map_err(|e| EngineError::Other(format!("{e:?}")))
+                },
+                step,
+                &losses,
+                prior_seconds + session_start.elapsed().as_secs_f64(),
+            )?;
             return Err(EngineError::Cancelled);
         }
         let lr = learning_rate(cfg, step, ctx.total_steps);
@@ -527,11 +615,11 @@ fn run<M: Trainable>(net: M, ctx: Ctx<'_>, on_event: &mut dyn FnMut(FinetuneEven
         for micro in rows.chunks(cfg.batch) {
             let batch: Vec<&[u32]> = micro.iter().map(|&i| ctx.train[i].as_slice()).collect();
             let loss = batch_loss(&net, &batch, ctx.rope, ctx.device) / cfg.grad_accum as f64;
-            step_loss += loss
-                .clone()
-                .into_data()
-                .try_into_vec::<f32>()
-                .map_err(|e| EngineError::Device(format!("{e:?}")))?[0] as f64;
+            step_loss +=
+                loss.clone()
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| EngineError::Device(format!("{e:?}")))?[0] as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             accumulator.accumulate(&net, grads);
         }
@@ -551,11 +639,24 @@ fn run<M: Trainable>(net: M, ctx: Ctx<'_>, on_event: &mut dyn FnMut(FinetuneEven
         });
         if cfg.eval_every > 0 && step % cfg.eval_every == 0 && step < ctx.total_steps {
             let ppl = heldout_ppl(&net, ctx.heldout, ctx.rope, ctx.device)?;
-            on_event(FinetuneEvent::Eval { step, heldout_ppl: ppl });
+            on_event(FinetuneEvent::Eval {
+                step,
+                heldout_ppl: ppl,
+            });
         }
         if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 {
             let optim_ref = &optim;
-            let path = save_checkpoint(&net, &|p| optim_ref.save(p).map_err(|e| EngineError::Other(format!("{e:?}"))), step, &losses, prior_seconds + elapsed)?;
+            let path = save_checkpoint(
+                &net,
+                &|p| {
+                    optim_ref
+                        .save(p)
+                        .map_err(|e| EngineError::Other(format!("{e:?}")))
+                },
+                step,
+                &losses,
+                prior_seconds + elapsed,
+            )?;
             on_event(FinetuneEvent::Checkpoint { step, path });
         }
     }
@@ -566,7 +667,17 @@ fn run<M: Trainable>(net: M, ctx: Ctx<'_>, on_event: &mut dyn FnMut(FinetuneEven
     });
     save_adapter(ctx.out, &adapter_config, &adapter_tensors(&net)?)?;
     let optim_ref = &optim;
-    save_checkpoint(&net, &|p| optim_ref.save(p).map_err(|e| EngineError::Other(format!("{e:?}"))), step, &losses, prior_seconds + session_start.elapsed().as_secs_f64())?;
+    save_checkpoint(
+        &net,
+        &|p| {
+            optim_ref
+                .save(p)
+                .map_err(|e| EngineError::Other(format!("{e:?}")))
+        },
+        step,
+        &losses,
+        prior_seconds + session_start.elapsed().as_secs_f64(),
+    )?;
     let seconds = ctx.started.elapsed().as_secs_f64();
     let trained = (step - first_step) * tokens_per_step;
     Ok(FinetuneSummary {
@@ -585,11 +696,16 @@ fn rows_per_step(cfg: &FinetuneConfig) -> usize {
     cfg.batch * cfg.grad_accum
 }
 
-fn adapter_factors(adapter: &crate::lora::Adapter, module: &str) -> Result<(HostTensor, HostTensor)> {
-    adapter.factors(module)?.ok_or_else(|| EngineError::MissingTensor {
-        path: adapter.dir.clone(),
-        tensor: format!("{module}.lora_A.weight"),
-    })
+fn adapter_factors(
+    adapter: &crate::lora::Adapter,
+    module: &str,
+) -> Result<(HostTensor, HostTensor)> {
+    adapter
+        .factors(module)?
+        .ok_or_else(|| EngineError::MissingTensor {
+            path: adapter.dir.clone(),
+            tensor: format!("{module}.lora_A.weight"),
+        })
 }
 
 #[cfg(test)]
@@ -615,7 +731,8 @@ mod tests {
         let b: Vec<Vec<usize>> = (0..10).map(|s| batch_for_step(7, s, 3, 1)).collect();
         assert_eq!(a, b);
         // each epoch visits every sequence once
-        let first_epoch: std::collections::BTreeSet<usize> = (0..7).map(|i| batch_for_step(7, i, 1, 1)[0]).collect();
+        let first_epoch: std::collections::BTreeSet<usize> =
+            (0..7).map(|i| batch_for_step(7, i, 1, 1)[0]).collect();
         assert_eq!(first_epoch.len(), 7);
     }
 }

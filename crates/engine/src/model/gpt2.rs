@@ -39,7 +39,11 @@ impl Gpt2 {
         device: &Device,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
-        let (d, inner, eps) = (config.hidden_size, config.intermediate_size, config.norm_eps);
+        let (d, inner, eps) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.norm_eps,
+        );
         let wte = Embedding::load(w, "transformer.wte.weight", [config.vocab_size, d], device)?;
         let wpe = Embedding::load(
             w,
@@ -54,10 +58,20 @@ impl Gpt2 {
             h.push(Block {
                 ln_1: LayerNorm::load(w, &format!("{p}.ln_1"), d, eps, device)?,
                 c_attn: Linear::from_hf_conv1d(w, &format!("{p}.attn.c_attn"), [d, 3 * d], device)?,
-                attn_c_proj: Linear::from_hf_conv1d(w, &format!("{p}.attn.c_proj"), [d, d], device)?,
+                attn_c_proj: Linear::from_hf_conv1d(
+                    w,
+                    &format!("{p}.attn.c_proj"),
+                    [d, d],
+                    device,
+                )?,
                 ln_2: LayerNorm::load(w, &format!("{p}.ln_2"), d, eps, device)?,
                 c_fc: Linear::from_hf_conv1d(w, &format!("{p}.mlp.c_fc"), [d, inner], device)?,
-                mlp_c_proj: Linear::from_hf_conv1d(w, &format!("{p}.mlp.c_proj"), [inner, d], device)?,
+                mlp_c_proj: Linear::from_hf_conv1d(
+                    w,
+                    &format!("{p}.mlp.c_proj"),
+                    [inner, d],
+                    device,
+                )?,
                 num_heads: config.num_heads,
             });
         }
@@ -73,7 +87,11 @@ impl Gpt2 {
         })
     }
 
-    pub fn forward_hidden(&self, ids: Tensor<2, Int>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
+    pub fn forward_hidden(
+        &self,
+        ids: Tensor<2, Int>,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
         let [batch, seq] = ids.dims();
         let device = ids.device();
         let start = cache.as_ref().map_or(0, |c| c.len());
@@ -97,7 +115,9 @@ impl Gpt2 {
                 Some(c) => c.append(l, start, k, v),
                 None => (k, v),
             };
-            let out = grouped_attention(q, k, v).swap_dims(1, 2).reshape([batch, seq, d]);
+            let out = grouped_attention(q, k, v)
+                .swap_dims(1, 2)
+                .reshape([batch, seq, d]);
             x = x + block.attn_c_proj.forward(out);
             let h = gelu_approximate(block.c_fc.forward(block.ln_2.forward(x.clone())));
             x = x + block.mlp_c_proj.forward(h);

@@ -85,7 +85,11 @@ impl KvCache {
     ) -> (Tensor<4>, Tensor<4>) {
         let s = k_new.dims()[2];
         let end = start + s;
-        assert!(end <= self.capacity, "KV cache overflow: {end} > {}", self.capacity);
+        assert!(
+            end <= self.capacity,
+            "KV cache overflow: {end} > {}",
+            self.capacity
+        );
         let (h, d) = (self.kv_heads, self.head_dim);
         let cache = &mut self.layers[layer];
         let k = cache.k.take().expect("cache in use");

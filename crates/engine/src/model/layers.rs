@@ -31,7 +31,9 @@ impl Linear {
         bias: bool,
         device: &Device,
     ) -> Result<Self> {
-        let weight = w.get_shaped(&format!("{prefix}.weight"), &shape_out_in)?.transposed();
+        let weight = w
+            .get_shaped(&format!("{prefix}.weight"), &shape_out_in)?
+            .transposed();
         Self::assemble(w, prefix, weight, bias, shape_out_in[0], device)
     }
 
@@ -73,7 +75,9 @@ impl Linear {
         // a fresh contiguous copy: later matmuls read it row-major
         let data = w.into_data();
         Linear {
-            weight: Param::from_tensor(Tensor::<2>::from_data(data, &embedding.weight.device()).reshape([d, v])),
+            weight: Param::from_tensor(
+                Tensor::<2>::from_data(data, &embedding.weight.device()).reshape([d, v]),
+            ),
             bias: None,
         }
     }
@@ -91,7 +95,13 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    pub fn load(w: &WeightSource, name: &str, dim: usize, eps: f64, device: &Device) -> Result<Self> {
+    pub fn load(
+        w: &WeightSource,
+        name: &str,
+        dim: usize,
+        eps: f64,
+        device: &Device,
+    ) -> Result<Self> {
         let t = w.get_shaped(name, &[dim])?;
         Ok(RmsNorm {
             weight: Param::from_tensor(upload::<1>(t, device)),
@@ -114,7 +124,13 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    pub fn load(w: &WeightSource, prefix: &str, dim: usize, eps: f64, device: &Device) -> Result<Self> {
+    pub fn load(
+        w: &WeightSource,
+        prefix: &str,
+        dim: usize,
+        eps: f64,
+        device: &Device,
+    ) -> Result<Self> {
         let weight = w.get_shaped(&format!("{prefix}.weight"), &[dim])?;
         let bias = w.get_shaped(&format!("{prefix}.bias"), &[dim])?;
         Ok(LayerNorm {
@@ -170,7 +186,11 @@ impl Rope {
     pub fn new(config: &crate::config::ModelConfig) -> Self {
         let half = config.head_dim / 2;
         let mut inv_freq: Vec<f64> = (0..half)
-            .map(|i| 1.0 / config.rope_theta.powf(2.0 * i as f64 / config.head_dim as f64))
+            .map(|i| {
+                1.0 / config
+                    .rope_theta
+                    .powf(2.0 * i as f64 / config.head_dim as f64)
+            })
             .collect();
         if let Some(factors) = &config.rope_freq_factors {
             for (f, d) in inv_freq.iter_mut().zip(factors) {
@@ -266,7 +286,8 @@ pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4
     let [_, _, s, d] = q.dims();
     let len = k.dims()[2];
     let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt();
-    let mask = Tensor::<2, burn::tensor::Bool>::tril_mask([s, len], (len - s) as i64, &scores.device());
+    let mask =
+        Tensor::<2, burn::tensor::Bool>::tril_mask([s, len], (len - s) as i64, &scores.device());
     let scores = scores.mask_fill(mask.unsqueeze::<4>(), f32::NEG_INFINITY);
     softmax(scores, 3).matmul(v)
 }

@@ -88,12 +88,36 @@ impl Llama {
                 head_dim: config.head_dim,
             };
             let mlp = Mlp {
-                gate_proj: Linear::from_hf_linear(w, &format!("{p}.mlp.gate_proj"), [i, h], false, device)?,
-                up_proj: Linear::from_hf_linear(w, &format!("{p}.mlp.up_proj"), [i, h], false, device)?,
-                down_proj: Linear::from_hf_linear(w, &format!("{p}.mlp.down_proj"), [h, i], false, device)?,
+                gate_proj: Linear::from_hf_linear(
+                    w,
+                    &format!("{p}.mlp.gate_proj"),
+                    [i, h],
+                    false,
+                    device,
+                )?,
+                up_proj: Linear::from_hf_linear(
+                    w,
+                    &format!("{p}.mlp.up_proj"),
+                    [i, h],
+                    false,
+                    device,
+                )?,
+                down_proj: Linear::from_hf_linear(
+                    w,
+                    &format!("{p}.mlp.down_proj"),
+                    [h, i],
+                    false,
+                    device,
+                )?,
             };
             layers.push(Block {
-                input_layernorm: RmsNorm::load(w, &format!("{p}.input_layernorm.weight"), h, eps, device)?,
+                input_layernorm: RmsNorm::load(
+                    w,
+                    &format!("{p}.input_layernorm.weight"),
+                    h,
+                    eps,
+                    device,
+                )?,
                 self_attn,
                 post_attention_layernorm: RmsNorm::load(
                     w,
@@ -136,17 +160,24 @@ impl Llama {
         for (l, block) in self.layers.iter().enumerate() {
             let a = &block.self_attn;
             let h = block.input_layernorm.forward(x.clone());
-            let heads = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, a.head_dim]).swap_dims(1, 2);
+            let heads =
+                |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, a.head_dim]).swap_dims(1, 2);
             let q = Rope::apply(heads(a.q_proj.forward(h.clone()), a.num_heads), &cos, &sin);
-            let k = Rope::apply(heads(a.k_proj.forward(h.clone()), a.num_kv_heads), &cos, &sin);
+            let k = Rope::apply(
+                heads(a.k_proj.forward(h.clone()), a.num_kv_heads),
+                &cos,
+                &sin,
+            );
             let v = heads(a.v_proj.forward(h), a.num_kv_heads);
             let (k, v) = match cache.as_deref_mut() {
                 Some(c) => c.append(l, start, k, v),
                 None => (k, v),
             };
-            let out = grouped_attention(q, k, v)
-                .swap_dims(1, 2)
-                .reshape([batch, seq, a.num_heads * a.head_dim]);
+            let out = grouped_attention(q, k, v).swap_dims(1, 2).reshape([
+                batch,
+                seq,
+                a.num_heads * a.head_dim,
+            ]);
             x = x + a.o_proj.forward(out);
             let h = block.post_attention_layernorm.forward(x.clone());
             let m = &block.mlp;

@@ -118,7 +118,11 @@ impl LanguageModel {
         );
         let hidden = self.hidden(input, Some(cache));
         cache.commit(ids);
-        let hidden = if all { hidden } else { hidden.narrow(1, s - 1, 1) };
+        let hidden = if all {
+            hidden
+        } else {
+            hidden.narrow(1, s - 1, 1)
+        };
         let rows = hidden.dims()[1];
         Ok(self.head(hidden).reshape([rows, vocab]))
     }

@@ -79,7 +79,10 @@ pub fn context_start(prefix: &str, budget: usize) -> usize {
     // word boundary, aligned to a coarse grid so it does not move every keystroke
     let grid = (budget / 4).max(1);
     let aligned = min_start.div_ceil(grid) * grid;
-    if let Some(off) = prefix.get(aligned.min(prefix.len())..).and_then(|s| s.find(' ')) {
+    if let Some(off) = prefix
+        .get(aligned.min(prefix.len())..)
+        .and_then(|s| s.find(' '))
+    {
         candidates[2] = Some(aligned + off + 1);
     }
     candidates
@@ -92,7 +95,10 @@ pub fn context_start(prefix: &str, budget: usize) -> usize {
 
 fn words(s: &str) -> Vec<String> {
     s.split_whitespace()
-        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
         .filter(|w| !w.is_empty())
         .collect()
 }
@@ -119,7 +125,11 @@ pub fn apply_stop_policy(completion: &str, s: &AutocompleteSettings) -> (String,
                 let next = bytes.get(i + 1).copied();
                 // a sentence end: punctuation followed by a space or the end (not "3.14", "e.g")
                 if next.is_some_and(|b| b == b' ' || b == b'\n' || b == b'"' || b == b')') {
-                    let close = if matches!(next, Some(b'"') | Some(b')')) { 2 } else { 1 };
+                    let close = if matches!(next, Some(b'"') | Some(b')')) {
+                        2
+                    } else {
+                        1
+                    };
                     end = end.min(i + close);
                     stopped = true;
                     break;
@@ -161,7 +171,10 @@ pub fn cut_suffix_repeat(completion: &str, suffix: &str) -> String {
     let head = head.trim_end();
     let probe_len = head.len().min(12);
     if probe_len >= 4 {
-        let probe = &head[..head.char_indices().nth(probe_len).map_or(head.len(), |(i, _)| i)];
+        let probe = &head[..head
+            .char_indices()
+            .nth(probe_len)
+            .map_or(head.len(), |(i, _)| i)];
         if let Some(i) = completion.find(probe) {
             return completion[..i].trim_end().to_string();
         }
@@ -297,9 +310,7 @@ impl AutocompleteSession {
                 // the first token must reproduce the healed text and may extend it
                 let mut best: Option<(u32, f32)> = None;
                 for (id, piece) in pieces.iter().enumerate() {
-                    if piece.starts_with(&healed_text)
-                        && best.is_none_or(|(_, l)| logits[id] > l)
-                    {
+                    if piece.starts_with(&healed_text) && best.is_none_or(|(_, l)| logits[id] > l) {
                         best = Some((id as u32, logits[id]));
                     }
                 }
@@ -383,15 +394,24 @@ mod tests {
 
     #[test]
     fn cuts_where_the_completion_repeats_the_suffix() {
-        let c = cut_suffix_repeat(" over the lazy dog and ran away", " and ran away into the woods.");
+        let c = cut_suffix_repeat(
+            " over the lazy dog and ran away",
+            " and ran away into the woods.",
+        );
         assert_eq!(c, " over the lazy dog");
         assert_eq!(cut_suffix_repeat(" a b c", ""), " a b c");
     }
 
     #[test]
     fn drops_repeated_last_words() {
-        assert_eq!(drop_repeated_words("sat on the mat", " on the mat and purred"), " and purred");
-        assert_eq!(drop_repeated_words("I think", " that that is"), " that that is");
+        assert_eq!(
+            drop_repeated_words("sat on the mat", " on the mat and purred"),
+            " and purred"
+        );
+        assert_eq!(
+            drop_repeated_words("I think", " that that is"),
+            " that that is"
+        );
     }
 
     #[test]

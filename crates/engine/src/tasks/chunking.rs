@@ -43,7 +43,8 @@ fn cut_points(text: &str, level: usize) -> Vec<usize> {
         }
         2 => {
             for (i, c) in text.char_indices() {
-                if matches!(c, '.' | '!' | '?' | '\n') && text[i + c.len_utf8()..].starts_with(' ') {
+                if matches!(c, '.' | '!' | '?' | '\n') && text[i + c.len_utf8()..].starts_with(' ')
+                {
                     cuts.push(i + c.len_utf8() + 1);
                 }
             }
@@ -93,7 +94,14 @@ fn split(
     }
     let mut start = 0;
     for c in cuts.into_iter().chain(std::iter::once(text.len())) {
-        split(&text[start..c], offset + start, budget, count, level + 1, out);
+        split(
+            &text[start..c],
+            offset + start,
+            budget,
+            count,
+            level + 1,
+            out,
+        );
         start = c;
     }
 }
@@ -117,7 +125,11 @@ mod tests {
                 assert_eq!(w[0].end, w[1].start);
             }
             for r in &ranges {
-                assert!(words(&doc[r.clone()]) <= budget.max(1), "budget {budget}: {:?}", &doc[r.clone()]);
+                assert!(
+                    words(&doc[r.clone()]) <= budget.max(1),
+                    "budget {budget}: {:?}",
+                    &doc[r.clone()]
+                );
             }
         }
     }

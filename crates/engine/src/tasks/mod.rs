@@ -35,7 +35,9 @@ pub struct ChatRunner<'a> {
 impl ChatRunner<'_> {
     /// Token count of a text (no special tokens).
     pub fn count(&self, text: &str) -> usize {
-        self.tokenizer.encode(text, false).map_or(text.len() / 3, |t| t.len())
+        self.tokenizer
+            .encode(text, false)
+            .map_or(text.len() / 3, |t| t.len())
     }
 
     /// Positions left in the context for prompt + answer.
@@ -70,7 +72,14 @@ impl ChatRunner<'_> {
             repetition_penalty: 1.1,
             ..SamplerConfig::default()
         };
-        let out = generate(self.model, self.tokenizer, self.cache, &req, self.cancel, on_text)?;
+        let out = generate(
+            self.model,
+            self.tokenizer,
+            self.cache,
+            &req,
+            self.cancel,
+            on_text,
+        )?;
         Ok(out.text.trim().to_string())
     }
 }

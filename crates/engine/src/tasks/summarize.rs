@@ -57,7 +57,9 @@ const SYSTEM: &str = "You are a careful editor. You summarize faithfully, withou
 
 fn instruction(words: usize, bullets: bool) -> String {
     if bullets {
-        format!("Summarize the text below as bullet points (lines starting with \"- \"), about {words} words in all.")
+        format!(
+            "Summarize the text below as bullet points (lines starting with \"- \"), about {words} words in all."
+        )
     } else {
         format!("Summarize the text below in one paragraph of about {words} words.")
     }
@@ -79,7 +81,10 @@ pub fn summarize(
     let input_tokens = runner.count(text);
     // headroom: the chat template, the instruction and the answer
     let answer_tokens = words * 2 + 32;
-    let budget = runner.context().saturating_sub(answer_tokens + 160).clamp(256, 1536);
+    let budget = runner
+        .context()
+        .saturating_sub(answer_tokens + 160)
+        .clamp(256, 1536);
     let mut current = text.to_string();
     let mut chunks_first_round = 0;
     let mut round = 0;
@@ -131,7 +136,9 @@ pub fn summarize(
         current = partials.join("\n\n");
         round += 1;
         if round > 6 {
-            return Err(EngineError::Other("the document did not reduce to a summary".into()));
+            return Err(EngineError::Other(
+                "the document did not reduce to a summary".into(),
+            ));
         }
     }
 }

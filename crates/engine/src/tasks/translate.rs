@@ -44,10 +44,18 @@ pub fn blocks(markdown: &str) -> Vec<Block> {
                 skip = skip.saturating_sub(1)
             }
             Event::Start(
-                Tag::Paragraph | Tag::Heading { .. } | Tag::Item | Tag::TableCell | Tag::BlockQuote(_),
+                Tag::Paragraph
+                | Tag::Heading { .. }
+                | Tag::Item
+                | Tag::TableCell
+                | Tag::BlockQuote(_),
             )
             | Event::End(
-                TagEnd::Paragraph | TagEnd::Heading(_) | TagEnd::Item | TagEnd::TableCell | TagEnd::BlockQuote(_),
+                TagEnd::Paragraph
+                | TagEnd::Heading(_)
+                | TagEnd::Item
+                | TagEnd::TableCell
+                | TagEnd::BlockQuote(_),
             ) => flush(&mut current, &mut out),
             Event::Text(t) if skip == 0 => {
                 // only source ranges that are exactly the text (no escapes or entities inside)
@@ -150,12 +158,19 @@ pub fn translate(
         for run in &block.runs {
             let source = &markdown[run.clone()];
             let prompt = match &source_lang {
-                Some(s) => format!("Translate this {s} text into {target}:\n\n{}", source.trim()),
+                Some(s) => format!(
+                    "Translate this {s} text into {target}:\n\n{}",
+                    source.trim()
+                ),
                 None => format!("Translate this text into {target}:\n\n{}", source.trim()),
             };
             let max = runner.count(source) * 3 + 16;
             let out = runner.ask(system, &prompt, max, &mut |_| {})?;
-            let out = if out.is_empty() { source.trim().to_string() } else { out };
+            let out = if out.is_empty() {
+                source.trim().to_string()
+            } else {
+                out
+            };
             let fitted = fit(source, &out);
             translated_block.push(fitted.clone());
             replacements.push((run.clone(), fitted));
