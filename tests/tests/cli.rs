@@ -161,3 +161,64 @@ fn a_non_utf8_document_is_refused_with_its_offset() {
         "{err}"
     );
 }
+
+#[test]
+fn finetune_writes_a_peft_adapter_that_perplexity_loads() {
+    default_model();
+    let data = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_root().join("tests/data/moby-dick-ch1.txt")).unwrap();
+    let paragraphs: Vec<&str> = text.split("\n\n").filter(|p| p.len() > 200).collect();
+    for (i, chunk) in paragraphs.chunks(paragraphs.len().div_ceil(8)).enumerate() {
+        std::fs::write(data.path().join(format!("part{i}.md")), chunk.join("\n\n")).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let adapter = out.path().join("adapter");
+    let summary = penwright_json(&[
+        "finetune",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--out",
+        adapter.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--seq-len",
+        "32",
+        "--batch",
+        "1",
+        "--lr",
+        "1e-3",
+        "--json",
+    ]);
+    eprintln!("finetune: {summary}");
+    assert_eq!(summary["steps"], 3);
+    let (base, tuned) = (
+        summary["base_ppl"].as_f64().unwrap(),
+        summary["tuned_ppl"].as_f64().unwrap(),
+    );
+    assert!(base.is_finite() && tuned.is_finite() && base > 1.0 && tuned > 1.0);
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["peft_type"], "LORA");
+    assert_eq!(
+        config["target_modules"],
+        serde_json::json!(["q_proj", "v_proj"])
+    );
+    assert!(adapter.join("adapter_model.safetensors").exists());
+    let file = data.path().join("part0.md");
+    let scored = penwright_json(&[
+        "perplexity",
+        "--device",
+        "cpu",
+        "--file",
+        file.to_str().unwrap(),
+        "--ctx",
+        "64",
+        "--max-tokens",
+        "128",
+        "--adapter",
+        adapter.to_str().unwrap(),
+    ]);
+    assert!(scored["perplexity"].as_f64().unwrap().is_finite());
+}

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use penwright_engine::device::{DeviceChoice, select};
+use penwright_engine::finetune::train::{FinetuneConfig, finetune};
 use penwright_engine::loader::{LoadedModel, load_model, resolve_model};
 use penwright_engine::model::LanguageModel;
 use penwright_engine::sampler::SamplerConfig;
@@ -150,6 +151,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fine-tunes a LoRA adapter on your documents (PEFT format); --json: progress lines, then
+    /// {"steps","train_tokens","base_ppl","tuned_ppl","seconds","tokens_per_s","adapter"}
+    Finetune {
+        /// A .gguf file, a Hugging Face folder or a catalog name (default: the default model)
+        #[arg(long)]
+        model: Option<String>,
+        /// Files and folders of .txt / .md documents
+        #[arg(long, required = true, num_args = 1..)]
+        data: Vec<PathBuf>,
+        /// Where the adapter (and its checkpoint) go
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        rank: usize,
+        #[arg(long, default_value_t = 16.0)]
+        alpha: f64,
+        #[arg(long, conflicts_with = "epochs")]
+        steps: Option<usize>,
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[arg(long, default_value_t = 256)]
+        seq_len: usize,
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        #[arg(long, default_value_t = 2e-4)]
+        lr: f64,
+        /// Held-out perplexity every N steps (0: before and after only)
+        #[arg(long, default_value_t = 0)]
+        eval_every: usize,
+        /// Modules to adapt (default q_proj,v_proj; c_attn for GPT-2; all-linear)
+        #[arg(long, value_delimiter = ',')]
+        targets: Vec<String>,
+        /// Continue from the checkpoint in --out
+        #[arg(long)]
+        resume: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Speed and memory of the model on this machine (JSON)
     Bench {
         #[command(flatten)]
@@ -216,10 +255,15 @@ fn main() -> Result<()> {
             max_tokens,
             adapter,
         } => {
-            if adapter.is_some() {
-                bail!("--adapter: LoRA adapters are not supported yet");
+            let mut loaded = load(&model)?;
+            if let Some(dir) = &adapter {
+                let adapter = penwright_engine::lora::Adapter::open(dir)?;
+                let n = penwright_engine::lora::merge_adapter(&mut loaded.model, &adapter)?;
+                eprintln!(
+                    "penwright: adapter {} merged into {n} projections",
+                    dir.display()
+                );
             }
-            let loaded = load(&model)?;
             let text = read_text(&file)?;
             let mut ids = loaded.tokenizer()?.encode_with_bos(&text, false)?;
             if let Some(n) = max_tokens {
@@ -364,6 +408,61 @@ fn main() -> Result<()> {
             } else {
                 println!("{}", t.text);
             }
+            Ok(())
+        }
+        Command::Finetune {
+            model,
+            data,
+            out,
+            rank,
+            alpha,
+            steps,
+            epochs,
+            seq_len,
+            batch,
+            lr,
+            eval_every,
+            targets,
+            resume,
+            json,
+        } => {
+            let path = resolve_model(model.as_deref())?;
+            let config = FinetuneConfig {
+                rank,
+                alpha,
+                steps,
+                epochs,
+                seq_len,
+                batch,
+                learning_rate: lr,
+                eval_every,
+                targets,
+                ..Default::default()
+            };
+            let summary = finetune(
+                &path,
+                &data,
+                &out,
+                &config,
+                resume,
+                &AtomicBool::new(false),
+                &mut |event| {
+                    if json {
+                        println!("{}", serde_json::to_string(&event).expect("json"));
+                    } else {
+                        eprintln!("penwright: {event:?}");
+                    }
+                },
+            )?;
+            print_json(&json!({
+                "steps": summary.steps,
+                "train_tokens": summary.train_tokens,
+                "base_ppl": summary.base_ppl,
+                "tuned_ppl": summary.tuned_ppl,
+                "seconds": summary.seconds,
+                "tokens_per_s": summary.tokens_per_s,
+                "adapter": summary.adapter,
+            }));
             Ok(())
         }
         Command::Bench { model, json } => {

@@ -260,13 +260,13 @@ impl ModelConfig {
         if self.num_heads == 0 || self.num_kv_heads == 0 || self.head_dim == 0 {
             return bad("zero attention heads or head size".into());
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return bad(format!(
                 "{} attention heads cannot be grouped over {} key/value heads",
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if self.architecture != Architecture::Gpt2 && self.head_dim % 2 != 0 {
+        if self.architecture != Architecture::Gpt2 && !self.head_dim.is_multiple_of(2) {
             return bad(format!(
                 "RoPE needs an even head size, got {}",
                 self.head_dim

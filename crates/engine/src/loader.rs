@@ -119,6 +119,15 @@ pub fn load_model(
     })
 }
 
+/// The catalog's display name for an installed catalog model.
+fn catalog_name(path: &Path) -> Option<String> {
+    penwright_models::Catalog::embedded()
+        .entries()
+        .iter()
+        .find(|e| e.primary_path() == path)
+        .map(|e| e.display_name.clone())
+}
+
 type Loaded = (
     LanguageModel,
     Option<Tokenizer>,
@@ -147,9 +156,8 @@ fn load_gguf(
         None => None,
     };
     let quantization = dominant_dtype(&file);
-    let name = file
-        .get_str("general.name")
-        .map(str::to_string)
+    let name = catalog_name(path)
+        .or_else(|| file.get_str("general.name").map(str::to_string))
         .unwrap_or_else(|| display_name(path));
     let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let weights = WeightSource::Gguf(GgufWeights::new(
@@ -239,7 +247,7 @@ fn load_hf_dir(
             .unwrap_or_else(|| "float32".into())
     };
     let info = ModelInfo {
-        name: display_name(dir),
+        name: catalog_name(dir).unwrap_or_else(|| display_name(dir)),
         path: dir.to_path_buf(),
         architecture: config.architecture.name().to_string(),
         format: "safetensors".into(),

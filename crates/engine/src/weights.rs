@@ -449,7 +449,7 @@ mod tests {
         };
         let tt = t.transposed();
         assert_eq!(tt.shape, vec![70, 35]);
-        assert_eq!(tt.data[1 * 35 + 2], t.data[2 * 70 + 1]);
+        assert_eq!(tt.data[35 + 2], t.data[2 * 70 + 1]);
         assert_eq!(tt.transposed().data, t.data);
     }
 

@@ -58,12 +58,10 @@ fn cut_points(text: &str, level: usize) -> Vec<usize> {
         }
         _ => {
             // characters, a few at a time
-            let mut n = 0;
-            for (i, _) in text.char_indices() {
-                if n > 0 && n % 16 == 0 {
+            for (n, (i, _)) in text.char_indices().enumerate() {
+                if n > 0 && n.is_multiple_of(16) {
                     cuts.push(i);
                 }
-                n += 1;
             }
         }
     }

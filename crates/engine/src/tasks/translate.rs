@@ -57,11 +57,13 @@ pub fn blocks(markdown: &str) -> Vec<Block> {
                 | TagEnd::TableCell
                 | TagEnd::BlockQuote(_),
             ) => flush(&mut current, &mut out),
-            Event::Text(t) if skip == 0 => {
-                // only source ranges that are exactly the text (no escapes or entities inside)
-                if t.chars().any(char::is_alphabetic) && markdown.get(range.clone()) == Some(&*t) {
-                    current.push(range);
-                }
+            // only source ranges that are exactly the text (no escapes or entities inside)
+            Event::Text(t)
+                if skip == 0
+                    && t.chars().any(char::is_alphabetic)
+                    && markdown.get(range.clone()) == Some(&*t) =>
+            {
+                current.push(range)
             }
             _ => {}
         }
