@@ -222,3 +222,99 @@ fn finetune_writes_a_peft_adapter_that_perplexity_loads() {
     ]);
     assert!(scored["perplexity"].as_f64().unwrap().is_finite());
 }
+
+/// `kill -9` in the middle of a run, then `--resume`: the loss curve is the one of a run that
+/// was never interrupted.
+#[test]
+fn finetune_resumed_after_kill_follows_the_uninterrupted_loss_curve() {
+    default_model();
+    let data = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_root().join("tests/data/moby-dick-ch1.txt")).unwrap();
+    let paragraphs: Vec<&str> = text.split("\n\n").filter(|p| p.len() > 200).collect();
+    for (i, chunk) in paragraphs.chunks(paragraphs.len().div_ceil(8)).enumerate() {
+        std::fs::write(data.path().join(format!("part{i}.md")), chunk.join("\n\n")).unwrap();
+    }
+    let args = |out: &std::path::Path| -> Vec<String> {
+        [
+            "finetune",
+            "--data",
+            data.path().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "4",
+            "--seq-len",
+            "24",
+            "--batch",
+            "1",
+            "--lr",
+            "1e-3",
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let losses = |stdout: &str| -> Vec<f64> {
+        stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == "step")
+            .map(|v| v["data"]["loss"].as_f64().unwrap())
+            .collect()
+    };
+    // uninterrupted, checkpoint every 2 steps (the default 50 would never fire)
+    let whole = tempfile::tempdir().unwrap();
+    let mut a = args(whole.path());
+    a.extend(["--checkpoint-every".into(), "2".into()]);
+    let out = penwright_e2e::penwright(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference = losses(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(reference.len(), 4);
+
+    // killed with SIGKILL right after its first checkpoint
+    let killed = tempfile::tempdir().unwrap();
+    let mut k = args(killed.path());
+    k.extend(["--checkpoint-every".into(), "2".into()]);
+    let mut child = std::process::Command::new(penwright_e2e::binary("penwright"))
+        .args(&k)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("\"checkpoint\"") {
+            child.kill().unwrap(); // SIGKILL
+            break;
+        }
+    }
+    let _ = child.wait();
+    let before = losses(&seen.join("\n"));
+    assert_eq!(before.len(), 2, "{seen:?}");
+    let mut r = args(killed.path());
+    r.push("--resume".into());
+    let out = penwright_e2e::penwright(&r.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = losses(&String::from_utf8_lossy(&out.stdout));
+    let resumed: Vec<f64> = before.iter().chain(&after).copied().collect();
+    eprintln!("uninterrupted {reference:?}\nresumed       {resumed:?}");
+    assert_eq!(resumed.len(), 4);
+    for (x, y) in reference.iter().zip(&resumed) {
+        assert!(
+            (x - y).abs() < 1e-4,
+            "loss curves differ: {reference:?} vs {resumed:?}"
+        );
+    }
+}

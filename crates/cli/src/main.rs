@@ -183,6 +183,9 @@ enum Command {
         /// Modules to adapt (default q_proj,v_proj; c_attn for GPT-2; all-linear)
         #[arg(long, value_delimiter = ',')]
         targets: Vec<String>,
+        /// Save a checkpoint every N steps (and always at the end or on stop)
+        #[arg(long, default_value_t = 50)]
+        checkpoint_every: usize,
         /// Continue from the checkpoint in --out
         #[arg(long)]
         resume: bool,
@@ -423,6 +426,7 @@ fn main() -> Result<()> {
             lr,
             eval_every,
             targets,
+            checkpoint_every,
             resume,
             json,
         } => {
@@ -437,6 +441,7 @@ fn main() -> Result<()> {
                 learning_rate: lr,
                 eval_every,
                 targets,
+                checkpoint_every,
                 ..Default::default()
             };
             let summary = finetune(

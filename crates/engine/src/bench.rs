@@ -93,7 +93,14 @@ pub fn run(loaded: &LoadedModel) -> Result<BenchReport> {
     let settings = AutocompleteSettings::default();
     let mut session = AutocompleteSession::new(model, &settings);
     let cold = session.complete(model, tokenizer, &doc, "", &settings, &cancel)?;
-    let warm = session.complete(model, tokenizer, &format!("{doc} Mr"), "", &settings, &cancel)?;
+    let warm = session.complete(
+        model,
+        tokenizer,
+        &format!("{doc} Mr"),
+        "",
+        &settings,
+        &cancel,
+    )?;
 
     Ok(BenchReport {
         model: loaded.info.name.clone(),
