@@ -19,6 +19,13 @@ const COMMANDS: &[&str] = &[
     "summarize",
     "translate",
     "cancel_task",
+    "dataset_report",
+    "finetune_start",
+    "finetune_resume",
+    "finetune_stop",
+    "finetune_attach",
+    "list_adapters",
+    "set_adapter",
 ];
 
 fn main() {

@@ -29,6 +29,13 @@ macro_rules! app_commands {
             commands::tasks::summarize,
             commands::tasks::translate,
             commands::tasks::cancel_task,
+            commands::finetune::dataset_report,
+            commands::finetune::finetune_start,
+            commands::finetune::finetune_resume,
+            commands::finetune::finetune_stop,
+            commands::finetune::finetune_attach,
+            commands::finetune::list_adapters,
+            commands::finetune::set_adapter,
         ]
     };
 }

@@ -167,3 +167,87 @@ fn killed_app_offers_the_recovered_text() {
     let _ = banner;
     assert!(editor_text(&session).contains("Unsaved words that must survive a crash."));
 }
+
+#[test]
+fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let home = private_home();
+    let data = home.path().join("my-writing");
+    std::fs::create_dir_all(&data).unwrap();
+    let text =
+        std::fs::read_to_string(penwright_e2e::repo_root().join("tests/data/moby-dick-ch1.txt"))
+            .unwrap();
+    let paragraphs: Vec<&str> = text.split("\n\n").filter(|p| p.len() > 200).collect();
+    for (i, chunk) in paragraphs.chunks(paragraphs.len().div_ceil(8)).enumerate() {
+        std::fs::write(data.join(format!("part{i}.md")), chunk.join("\n\n")).unwrap();
+    }
+    let (_driver, session) = open_app(home.path());
+    // folders come from the native picker, which WebDriver cannot drive: start the job with the
+    // command the Start button sends
+    let started = session.script_async(
+        "const done = arguments[arguments.length - 1];
+         window.__TAURI_INTERNALS__.invoke('finetune_start', {config: {paths: [arguments[0]], preset: 'quick',
+           steps: 3, seqLen: 32, batch: 1, learningRate: 0.001, evalEvery: 0}})
+           .then(r => done(r), e => done({error: e}));",
+        json!([data]),
+    );
+    assert!(started.get("error").is_none(), "{started}");
+    // the job runs as its own process and logs to <adapter>/job.jsonl
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let job_dir = loop {
+        let found = std::fs::read_dir(home.path().join("adapters"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.join("job.jsonl").exists());
+        if let Some(dir) = found {
+            let log = std::fs::read_to_string(dir.join("job.jsonl")).unwrap_or_default();
+            let err = std::fs::read_to_string(dir.join("job.log")).unwrap_or_default();
+            if log.contains("tuned_ppl") {
+                break dir;
+            }
+            assert!(!err.contains("Error"), "the job failed: {err}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fine-tuning job did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("job finished in {}", job_dir.display());
+    let open = session.wait_for("[data-testid=open-finetune]", Duration::from_secs(5));
+    session.click(&open);
+    let adapters = session.script_async(
+        "const done = arguments[arguments.length - 1];
+         window.__TAURI_INTERNALS__.invoke('list_adapters').then(a => done(a), e => done({error: e}));",
+        json!([]),
+    );
+    eprintln!("adapters: {adapters}");
+    assert!(
+        adapters
+            .as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["tunedPpl"].is_number()),
+        "{adapters}"
+    );
+    let before_after =
+        session.wait_for("[data-testid=finetune-ppl-after]", Duration::from_secs(60));
+    eprintln!("tuned perplexity shown: {}", session.text(&before_after));
+    let log = std::fs::read_to_string(job_dir.join("job.jsonl")).unwrap();
+    let steps = log
+        .lines()
+        .filter(|l| l.contains("\"event\":\"step\""))
+        .count();
+    assert_eq!(steps, 3, "{log}");
+    let adapters = session.wait_for("[data-testid=finetune-adapter]", Duration::from_secs(30));
+    eprintln!("adapter listed: {}", session.text(&adapters));
+    screenshot(&session, "finetune");
+    let adapter_dir = std::fs::read_dir(home.path().join("adapters"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.join("adapter_model.safetensors").exists());
+    assert!(
+        adapter_dir.is_some(),
+        "no adapter written under {}",
+        home.path().join("adapters").display()
+    );
+}

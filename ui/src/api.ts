@@ -153,6 +153,8 @@ export interface JobStatus {
   totalSteps: number;
   history: { step: number; loss: number }[];
   evals: { step: number; heldoutPpl: number }[];
+  /** The job's final line once it is done (the CLI's JSON summary). */
+  summary?: { base_ppl: number; tuned_ppl: number; adapter: string } | null;
 }
 
 export interface Adapter {

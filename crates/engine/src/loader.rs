@@ -80,6 +80,16 @@ pub fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The tokenizer of a model, without its weights.
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    if path.is_dir() {
+        Tokenizer::from_hf_dir(path)
+    } else {
+        let file = GgufFile::open(path)?;
+        Tokenizer::from_gguf_spec(&GgufTokenizerSpec::from_gguf(&file)?)
+    }
+}
+
 /// Loads the model at `path` onto `device`.
 pub fn load_model(
     path: &Path,

@@ -57,6 +57,8 @@ pub enum Request {
         to: String,
         from: Option<String>,
     },
+    /// Reloads the model with this LoRA adapter merged (or without any, for `None`).
+    SetAdapter { adapter: Option<std::path::PathBuf> },
 }
 
 /// The device a model was loaded on.
@@ -79,6 +81,9 @@ pub enum Outcome {
     Completed(Completion),
     Summarized(Summary),
     Translated(Translation),
+    AdapterSet {
+        merged_projections: usize,
+    },
 }
 
 /// Everything a job reports, in order; `Done` or `Error` comes last.
@@ -320,6 +325,29 @@ impl Worker {
                     },
                 )?;
                 Ok(Outcome::Summarized(summary))
+            }
+            Request::SetAdapter { adapter } => {
+                let current = self
+                    .loaded
+                    .take()
+                    .ok_or_else(|| EngineError::Other("no model is loaded".into()))?;
+                self.cache = None;
+                self.autocomplete = None;
+                let (path, device) = (current.info.path.clone(), current.device.clone());
+                drop(current);
+                let mut loaded = load_model(&path, device, &mut |_| {})?;
+                let merged = match &adapter {
+                    Some(dir) => crate::lora::merge_adapter(
+                        &mut loaded.model,
+                        &crate::lora::Adapter::open(dir)?,
+                    )?,
+                    None => 0,
+                };
+                self.cache = Some(loaded.model.new_cache(SESSION_CONTEXT));
+                self.loaded = Some(loaded);
+                Ok(Outcome::AdapterSet {
+                    merged_projections: merged,
+                })
             }
             Request::Translate { text, to, from } => {
                 let mut runner = self.runner(&cancel)?;

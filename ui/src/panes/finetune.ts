@@ -306,6 +306,9 @@ export function finetunePane(ctx: AppContext): Pane {
         const empty = status.history.length === 0 && status.evals.length === 0;
         chartBox.hidden = empty;
         if (!empty) withChart((c) => c.reset(status.history, status.evals));
+        if (status.state === "done" && status.summary) {
+          showResult(status.summary.base_ppl, status.summary.tuned_ppl, status.summary.adapter);
+        }
         if (status.state === "running" || status.state === "stopped") {
           progress.set(status.step, status.totalSteps, `Step ${formatCount(status.step)} of ${formatCount(status.totalSteps)}${status.state === "stopped" ? " · stopped" : ""}`);
         }

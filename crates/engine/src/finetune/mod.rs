@@ -1,5 +1,6 @@
 //! Fine-tuning the model on the writer's own documents with LoRA.
 
 pub mod dataset;
+pub mod job;
 pub mod peft;
 pub mod train;

@@ -1,0 +1,282 @@
+//! A fine-tuning job that outlives the window that started it: a separate `penwright
+//! finetune` process writing its progress (one JSON object per line) to `job.jsonl` in the
+//! adapter's folder. Any window can re-attach by reading that file; stopping is a request
+//! file the process watches, answered with a final checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::train::FinetuneConfig;
+use crate::{EngineError, Result};
+
+/// The job the app knows about (`<adapters>/current-job.json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    pub job_id: String,
+    pub out: PathBuf,
+    pub pid: u32,
+    pub model: PathBuf,
+    pub data: Vec<PathBuf>,
+    pub config: FinetuneConfig,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LossPoint {
+    pub step: usize,
+    pub loss: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvalPoint {
+    pub step: usize,
+    pub heldout_ppl: f64,
+}
+
+/// What a window shows when it (re-)attaches.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    pub job_id: String,
+    /// running | stopped | done | failed
+    pub state: &'static str,
+    pub step: usize,
+    pub total_steps: usize,
+    pub history: Vec<LossPoint>,
+    pub evals: Vec<EvalPoint>,
+    pub summary: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+pub const STOP_FILE: &str = "stop-requested";
+
+fn record_path(adapters: &Path) -> PathBuf {
+    adapters.join("current-job.json")
+}
+
+pub fn log_path(out: &Path) -> PathBuf {
+    out.join("job.jsonl")
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether the process is still running (Linux: /proc; a zombie counts as ended).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().chars().next())
+        })
+        .flatten()
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// Starts `penwright finetune` as its own process group (closing the app does not end it).
+/// Returns the record and the child (the caller reaps it).
+pub fn start(
+    penwright: &Path,
+    adapters: &Path,
+    model: &Path,
+    data: &[PathBuf],
+    name: &str,
+    config: &FinetuneConfig,
+    resume_out: Option<&Path>,
+) -> Result<(JobRecord, std::process::Child)> {
+    if let Some(r) = current(adapters)
+        && alive(r.pid)
+    {
+        return Err(EngineError::Other(format!(
+            "a fine-tuning job is already running ({})",
+            r.job_id
+        )));
+    }
+    let out = match resume_out {
+        Some(o) => o.to_path_buf(),
+        None => adapters.join(name),
+    };
+    std::fs::create_dir_all(&out).map_err(|e| EngineError::io(&out, e))?;
+    let _ = std::fs::remove_file(out.join(STOP_FILE));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(&out))
+        .map_err(|e| EngineError::io(log_path(&out), e))?;
+    let err = std::fs::File::create(out.join("job.log")).map_err(|e| EngineError::io(&out, e))?;
+    let mut cmd = Command::new(penwright);
+    cmd.arg("finetune")
+        .arg("--json")
+        .arg("--model")
+        .arg(model)
+        .arg("--out")
+        .arg(&out);
+    cmd.arg("--data").args(data);
+    cmd.args([
+        "--rank",
+        &config.rank.to_string(),
+        "--alpha",
+        &config.alpha.to_string(),
+    ]);
+    cmd.args([
+        "--seq-len",
+        &config.seq_len.to_string(),
+        "--batch",
+        &config.batch.to_string(),
+    ]);
+    cmd.args([
+        "--lr",
+        &config.learning_rate.to_string(),
+        "--eval-every",
+        &config.eval_every.to_string(),
+    ]);
+    cmd.args(["--checkpoint-every", &config.checkpoint_every.to_string()]);
+    if let Some(steps) = config.steps {
+        cmd.args(["--steps", &steps.to_string()]);
+    }
+    if resume_out.is_some() {
+        cmd.arg("--resume");
+    }
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .map_err(|e| EngineError::Other(format!("cannot start {}: {e}", penwright.display())))?;
+    let record = JobRecord {
+        job_id: format!("{name}-{}", now()),
+        out,
+        pid: child.id(),
+        model: model.to_path_buf(),
+        data: data.to_vec(),
+        config: config.clone(),
+    };
+    std::fs::create_dir_all(adapters).map_err(|e| EngineError::io(adapters, e))?;
+    crate::documents::atomic_write(
+        &record_path(adapters),
+        serde_json::to_string(&record).expect("json").as_bytes(),
+    )?;
+    Ok((record, child))
+}
+
+pub fn current(adapters: &Path) -> Option<JobRecord> {
+    serde_json::from_str(&std::fs::read_to_string(record_path(adapters)).ok()?).ok()
+}
+
+/// Asks the job to stop after the current step (it saves a checkpoint first).
+pub fn request_stop(record: &JobRecord) -> Result<()> {
+    std::fs::write(record.out.join(STOP_FILE), b"").map_err(|e| EngineError::io(&record.out, e))
+}
+
+/// Reads the job's progress so far.
+pub fn status(record: &JobRecord) -> JobStatus {
+    let text = std::fs::read_to_string(log_path(&record.out)).unwrap_or_default();
+    let mut s = JobStatus {
+        job_id: record.job_id.clone(),
+        state: "running",
+        step: 0,
+        total_steps: record.config.steps.unwrap_or(0),
+        history: Vec::new(),
+        evals: Vec::new(),
+        summary: None,
+        error: None,
+    };
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match v["event"].as_str() {
+            Some("step") => {
+                let d = &v["data"];
+                s.step = d["step"].as_u64().unwrap_or(0) as usize;
+                s.total_steps = d["totalSteps"].as_u64().unwrap_or(0) as usize;
+                s.history.push(LossPoint {
+                    step: s.step,
+                    loss: d["loss"].as_f64().unwrap_or(f64::NAN),
+                });
+            }
+            Some("eval") => s.evals.push(EvalPoint {
+                step: v["data"]["step"].as_u64().unwrap_or(0) as usize,
+                heldout_ppl: v["data"]["heldoutPpl"].as_f64().unwrap_or(f64::NAN),
+            }),
+            None if v.get("tuned_ppl").is_some() => s.summary = Some(v),
+            _ => {}
+        }
+    }
+    if !alive(record.pid) {
+        s.state = if s.summary.is_some() {
+            "done"
+        } else if record.out.join(STOP_FILE).exists() {
+            "stopped"
+        } else {
+            let log = std::fs::read_to_string(record.out.join("job.log")).unwrap_or_default();
+            s.error = log
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("Error"))
+                .map(str::to_string)
+                .or(Some(log));
+            "failed"
+        };
+    }
+    s
+}
+
+/// An adapter on disk.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdapterEntry {
+    pub name: String,
+    pub path: PathBuf,
+    pub base_ppl: Option<f64>,
+    pub tuned_ppl: Option<f64>,
+    pub created_at: u64,
+}
+
+/// Every finished adapter under `adapters` (folders with `adapter_config.json`).
+pub fn list_adapters(adapters: &Path) -> Vec<AdapterEntry> {
+    let Ok(entries) = std::fs::read_dir(adapters) else {
+        return Vec::new();
+    };
+    let mut out: Vec<AdapterEntry> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("adapter_config.json").exists())
+        .map(|p| {
+            let summary: Option<serde_json::Value> =
+                std::fs::read_to_string(log_path(&p)).ok().and_then(|t| {
+                    t.lines()
+                        .rev()
+                        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                        .find(|v| v.get("tuned_ppl").is_some())
+                });
+            let created_at = std::fs::metadata(p.join("adapter_config.json"))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            AdapterEntry {
+                name: p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                base_ppl: summary.as_ref().and_then(|s| s["base_ppl"].as_f64()),
+                tuned_ppl: summary.as_ref().and_then(|s| s["tuned_ppl"].as_f64()),
+                path: p,
+                created_at,
+            }
+        })
+        .collect();
+    out.sort_by_key(|a| std::cmp::Reverse(a.created_at));
+    out
+}

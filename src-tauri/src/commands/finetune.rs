@@ -1,0 +1,272 @@
+//! The fine-tune pane: dataset report, a training job that runs as its own process (closing
+//! the window does not stop it), re-attaching to its progress, and the adapters.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use penwright_engine::finetune::dataset::{self, DatasetReport};
+use penwright_engine::finetune::job::{self, AdapterEntry, JobStatus};
+use penwright_engine::finetune::train::FinetuneConfig;
+use serde::{Deserialize, Serialize};
+use tauri::State;
+use tauri::ipc::Channel;
+
+use crate::error::{CommandError, CommandResult};
+use crate::state::AppState;
+
+fn adapters_dir() -> PathBuf {
+    penwright_models::paths::adapters_dir()
+}
+
+/// The `penwright` command line next to the app's own binary.
+fn penwright_binary() -> CommandResult<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| CommandError::new("io", e.to_string()))?;
+    let bin = exe.with_file_name("penwright");
+    if !bin.exists() {
+        return Err(CommandError::new(
+            "missing_binary",
+            format!(
+                "{} is missing: fine-tuning runs it as a background job",
+                bin.display()
+            ),
+        ));
+    }
+    Ok(bin)
+}
+
+fn active_model(state: &AppState) -> CommandResult<PathBuf> {
+    state
+        .status
+        .lock()
+        .expect("status lock")
+        .model
+        .as_ref()
+        .map(|m| m.path.clone())
+        .ok_or_else(|| CommandError::new("no_model", "load a model first"))
+}
+
+fn checked_paths(paths: &[String]) -> CommandResult<Vec<PathBuf>> {
+    if paths.is_empty() {
+        return Err(CommandError::new(
+            "invalid_argument",
+            "choose files or folders to learn from",
+        ));
+    }
+    paths
+        .iter()
+        .map(|p| {
+            let p = PathBuf::from(p);
+            if p.is_absolute() {
+                Ok(p)
+            } else {
+                Err(CommandError::new(
+                    "invalid_path",
+                    format!("{} is not an absolute path", p.display()),
+                ))
+            }
+        })
+        .collect()
+}
+
+#[tauri::command]
+pub async fn dataset_report(
+    state: State<'_, AppState>,
+    paths: Vec<String>,
+) -> CommandResult<DatasetReport> {
+    let paths = checked_paths(&paths)?;
+    let model = active_model(&state)?;
+    tauri::async_runtime::spawn_blocking(move || {
+        let tokenizer = penwright_engine::loader::load_tokenizer(&model)?;
+        Ok::<_, penwright_engine::EngineError>(
+            dataset::build(&paths, &tokenizer, 257, 10, 42)?.report,
+        )
+    })
+    .await
+    .map_err(|e| CommandError::new("engine", e.to_string()))?
+    .map_err(Into::into)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartConfig {
+    pub paths: Vec<String>,
+    pub preset: Option<String>,
+    pub rank: Option<usize>,
+    pub alpha: Option<f64>,
+    pub steps: Option<usize>,
+    pub learning_rate: Option<f64>,
+    pub seq_len: Option<usize>,
+    pub batch: Option<usize>,
+    pub eval_every: Option<usize>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    pub job_id: String,
+}
+
+fn spawn_reaper(mut child: std::process::Child) {
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+}
+
+#[tauri::command]
+pub fn finetune_start(state: State<'_, AppState>, config: StartConfig) -> CommandResult<Started> {
+    let paths = checked_paths(&config.paths)?;
+    let model = active_model(&state)?;
+    let thorough = config.preset.as_deref() == Some("thorough");
+    let defaults = FinetuneConfig::default();
+    let cfg = FinetuneConfig {
+        rank: config
+            .rank
+            .unwrap_or(if thorough { 16 } else { 8 })
+            .clamp(1, 256),
+        alpha: config.alpha.unwrap_or(if thorough { 32.0 } else { 16.0 }),
+        steps: Some(
+            config
+                .steps
+                .unwrap_or(if thorough { 600 } else { 150 })
+                .clamp(1, 100_000),
+        ),
+        learning_rate: config.learning_rate.unwrap_or(defaults.learning_rate),
+        seq_len: config.seq_len.unwrap_or(defaults.seq_len).clamp(8, 4096),
+        batch: config.batch.unwrap_or(defaults.batch).clamp(1, 64),
+        eval_every: config.eval_every.unwrap_or(0),
+        checkpoint_every: 25,
+        ..defaults
+    };
+    let name = format!(
+        "adapter-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    );
+    let (record, child) = job::start(
+        &penwright_binary()?,
+        &adapters_dir(),
+        &model,
+        &paths,
+        &name,
+        &cfg,
+        None,
+    )?;
+    spawn_reaper(child);
+    Ok(Started {
+        job_id: record.job_id,
+    })
+}
+
+#[tauri::command]
+pub fn finetune_resume() -> CommandResult<Started> {
+    let record = job::current(&adapters_dir())
+        .ok_or_else(|| CommandError::new("no_job", "no job to resume"))?;
+    let name = record
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (record, child) = job::start(
+        &penwright_binary()?,
+        &adapters_dir(),
+        &record.model,
+        &record.data,
+        &name,
+        &record.config,
+        Some(&record.out),
+    )?;
+    spawn_reaper(child);
+    Ok(Started {
+        job_id: record.job_id,
+    })
+}
+
+#[tauri::command]
+pub fn finetune_stop() -> CommandResult<()> {
+    let record = job::current(&adapters_dir())
+        .ok_or_else(|| CommandError::new("no_job", "no job is running"))?;
+    job::request_stop(&record)?;
+    Ok(())
+}
+
+/// Re-attaches to the current job: returns what it has done so far and streams what follows.
+#[tauri::command]
+pub fn finetune_attach(on_event: Channel<serde_json::Value>) -> Option<JobStatus> {
+    let record = job::current(&adapters_dir())?;
+    let status = job::status(&record);
+    if status.state == "running" {
+        std::thread::spawn(move || {
+            let path = job::log_path(&record.out);
+            let mut offset = std::fs::metadata(&path).map_or(0, |m| m.len());
+            loop {
+                std::thread::sleep(Duration::from_millis(400));
+                let text = std::fs::read(&path).unwrap_or_default();
+                let len = text.len() as u64;
+                if len > offset {
+                    let new = String::from_utf8_lossy(&text[offset as usize..]).into_owned();
+                    // only whole lines
+                    let consumed = new.rfind('\n').map_or(0, |i| i + 1);
+                    for line in new[..consumed].lines() {
+                        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                            continue;
+                        };
+                        let event = if v.get("tuned_ppl").is_some() {
+                            serde_json::json!({"event": "done", "data": {
+                                "basePpl": v["base_ppl"], "tunedPpl": v["tuned_ppl"], "adapter": v["adapter"]}})
+                        } else {
+                            v
+                        };
+                        if on_event.send(event).is_err() {
+                            return;
+                        }
+                    }
+                    offset += consumed as u64;
+                }
+                if !job::alive(record.pid) && len <= offset {
+                    let s = job::status(&record);
+                    if s.state == "failed" {
+                        let _ = on_event.send(serde_json::json!({"event": "error", "data": {
+                            "message": s.error.unwrap_or_else(|| "the fine-tuning job failed".into())}}));
+                    }
+                    return;
+                }
+            }
+        });
+    }
+    Some(status)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdapterRow {
+    #[serde(flatten)]
+    pub entry: AdapterEntry,
+    pub active: bool,
+}
+
+#[tauri::command]
+pub fn list_adapters(state: State<'_, AppState>) -> Vec<AdapterRow> {
+    let active = state.status.lock().expect("status lock").adapter.clone();
+    job::list_adapters(&adapters_dir())
+        .into_iter()
+        .map(|entry| AdapterRow {
+            active: active.as_deref() == Some(entry.path.to_string_lossy().as_ref()),
+            entry,
+        })
+        .collect()
+}
+
+/// Activates an adapter for generation (merged into the loaded model) or, with `null`,
+/// goes back to the base model.
+#[tauri::command]
+pub async fn set_adapter(state: State<'_, AppState>, path: Option<String>) -> CommandResult<()> {
+    let job = state
+        .engine
+        .submit(penwright_engine::worker::Request::SetAdapter {
+            adapter: path.clone().map(PathBuf::from),
+        });
+    job.finish(|_| {}).await?;
+    state.status.lock().expect("status lock").adapter = path;
+    Ok(())
+}
