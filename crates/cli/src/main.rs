@@ -36,6 +36,10 @@ struct ModelArgs {
     /// auto, gpu or cpu
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
+    /// A LoRA adapter folder (PEFT format) merged into the model (complete, summarize,
+    /// translate, generate)
+    #[arg(long)]
+    adapter: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -76,9 +80,6 @@ enum Command {
         /// Score at most this many tokens
         #[arg(long)]
         max_tokens: Option<usize>,
-        /// A LoRA adapter folder (PEFT format)
-        #[arg(long)]
-        adapter: Option<PathBuf>,
     },
     /// Generates text, streamed; with --json one final object
     Generate {
@@ -205,8 +206,16 @@ fn load(args: &ModelArgs) -> Result<LoadedModel> {
     let path = resolve_model(args.model.as_deref())?;
     let device = select(args.device)?;
     eprintln!("penwright: device {} ({})", device.name, device.reason);
-    let loaded = load_model(&path, device, &mut |_| {})
+    let mut loaded = load_model(&path, device, &mut |_| {})
         .with_context(|| format!("loading {}", path.display()))?;
+    if let Some(dir) = &args.adapter {
+        let adapter = penwright_engine::lora::Adapter::open(dir)?;
+        let n = penwright_engine::lora::merge_adapter(&mut loaded.model, &adapter)?;
+        eprintln!(
+            "penwright: adapter {} merged into {n} projections",
+            dir.display()
+        );
+    }
     Ok(loaded)
 }
 
@@ -256,17 +265,8 @@ fn main() -> Result<()> {
             file,
             ctx,
             max_tokens,
-            adapter,
         } => {
-            let mut loaded = load(&model)?;
-            if let Some(dir) = &adapter {
-                let adapter = penwright_engine::lora::Adapter::open(dir)?;
-                let n = penwright_engine::lora::merge_adapter(&mut loaded.model, &adapter)?;
-                eprintln!(
-                    "penwright: adapter {} merged into {n} projections",
-                    dir.display()
-                );
-            }
+            let loaded = load(&model)?;
             let text = read_text(&file)?;
             let mut ids = loaded.tokenizer()?.encode_with_bos(&text, false)?;
             if let Some(n) = max_tokens {
@@ -502,13 +502,22 @@ fn start_engine(model: &ModelArgs) -> Result<(EngineHandle, DeviceReport)> {
         model: model.model.clone(),
         device: model.device,
     });
-    match load.finish_blocking(|_| {})? {
-        Outcome::Loaded { device, .. } => {
-            eprintln!("penwright: device {} ({})", device.name, device.reason);
-            Ok((engine, device))
+    let Outcome::Loaded { device, .. } = load.finish_blocking(|_| {})? else {
+        unreachable!("a load job ends with Loaded")
+    };
+    eprintln!("penwright: device {} ({})", device.name, device.reason);
+    if let Some(dir) = &model.adapter {
+        let job = engine.submit(Request::SetAdapter {
+            adapter: Some(dir.clone()),
+        });
+        if let Outcome::AdapterSet { merged_projections } = job.finish_blocking(|_| {})? {
+            eprintln!(
+                "penwright: adapter {} merged into {merged_projections} projections",
+                dir.display()
+            );
         }
-        _ => unreachable!("a load job ends with Loaded"),
     }
+    Ok((engine, device))
 }
 
 /// Progress to stderr; streamed text to stdout unless the output is JSON.
