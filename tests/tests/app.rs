@@ -173,14 +173,7 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
     let home = private_home();
     let data = home.path().join("my-writing");
-    std::fs::create_dir_all(&data).unwrap();
-    let text =
-        std::fs::read_to_string(penwright_e2e::repo_root().join("tests/data/moby-dick-ch1.txt"))
-            .unwrap();
-    let paragraphs: Vec<&str> = text.split("\n\n").filter(|p| p.len() > 200).collect();
-    for (i, chunk) in paragraphs.chunks(paragraphs.len().div_ceil(8)).enumerate() {
-        std::fs::write(data.join(format!("part{i}.md")), chunk.join("\n\n")).unwrap();
-    }
+    penwright_e2e::write_moby_dick_parts(&data);
     let (_driver, session) = open_app(home.path());
     // folders come from the native picker, which WebDriver cannot drive: start the job with the
     // command the Start button sends

@@ -166,11 +166,7 @@ fn a_non_utf8_document_is_refused_with_its_offset() {
 fn finetune_writes_a_peft_adapter_that_perplexity_loads() {
     default_model();
     let data = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo_root().join("tests/data/moby-dick-ch1.txt")).unwrap();
-    let paragraphs: Vec<&str> = text.split("\n\n").filter(|p| p.len() > 200).collect();
-    for (i, chunk) in paragraphs.chunks(paragraphs.len().div_ceil(8)).enumerate() {
-        std::fs::write(data.path().join(format!("part{i}.md")), chunk.join("\n\n")).unwrap();
-    }
+    penwright_e2e::write_moby_dick_parts(data.path());
     let out = tempfile::tempdir().unwrap();
     let adapter = out.path().join("adapter");
     let summary = penwright_json(&[
@@ -229,11 +225,7 @@ fn finetune_writes_a_peft_adapter_that_perplexity_loads() {
 fn finetune_resumed_after_kill_follows_the_uninterrupted_loss_curve() {
     default_model();
     let data = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo_root().join("tests/data/moby-dick-ch1.txt")).unwrap();
-    let paragraphs: Vec<&str> = text.split("\n\n").filter(|p| p.len() > 200).collect();
-    for (i, chunk) in paragraphs.chunks(paragraphs.len().div_ceil(8)).enumerate() {
-        std::fs::write(data.path().join(format!("part{i}.md")), chunk.join("\n\n")).unwrap();
-    }
+    penwright_e2e::write_moby_dick_parts(data.path());
     let args = |out: &std::path::Path| -> Vec<String> {
         [
             "finetune",

@@ -3,29 +3,16 @@
 //! dequantize the weights to f32, so the comparison is on top-1 tokens and logit distance,
 //! not float32 bits (see tests/fixtures/README in ../shared for the HF-vs-llama.cpp spread).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::default_model_path;
+use std::path::Path;
 
 use burn::tensor::Device;
 use penwright_engine::config::ModelConfig;
 use penwright_engine::gguf::GgufFile;
 use penwright_engine::model::LanguageModel;
 use penwright_engine::weights::{GgufWeights, WeightSource};
-
-/// `$PENWRIGHT_DEFAULT_MODEL`, else the catalog's install path (`make setup` fetches it).
-pub fn default_model_path() -> PathBuf {
-    if let Ok(p) = std::env::var("PENWRIGHT_DEFAULT_MODEL") {
-        return PathBuf::from(p);
-    }
-    let path = penwright_models::Catalog::embedded()
-        .default_entry()
-        .primary_path();
-    assert!(
-        path.exists(),
-        "default model missing at {}: run `make setup`",
-        path.display()
-    );
-    path
-}
 
 fn load(device: &Device) -> LanguageModel {
     let file = GgufFile::open(default_model_path()).unwrap();

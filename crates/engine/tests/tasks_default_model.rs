@@ -2,33 +2,36 @@
 //! map-reduce summaries of a document several times the context, Markdown-preserving
 //! translation.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::default_model_path;
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use penwright_engine::device::cpu_device;
 use penwright_engine::loader::{LoadedModel, load_model};
+use penwright_engine::model::KvCache;
 use penwright_engine::tasks::autocomplete::{AutocompleteSession, AutocompleteSettings};
 use penwright_engine::tasks::summarize::{SummaryLength, summarize};
 use penwright_engine::tasks::translate::{structure, translate};
 use penwright_engine::tasks::{ChatRunner, TaskProgress};
 
-fn default_model_path() -> PathBuf {
-    if let Ok(p) = std::env::var("PENWRIGHT_DEFAULT_MODEL") {
-        return PathBuf::from(p);
-    }
-    let path = penwright_models::Catalog::embedded()
-        .default_entry()
-        .primary_path();
-    assert!(
-        path.exists(),
-        "default model missing at {}: run `make setup`",
-        path.display()
-    );
-    path
-}
-
 fn load() -> LoadedModel {
     load_model(&default_model_path(), cpu_device("test"), &mut |_| {}).unwrap()
+}
+
+fn chat_runner<'a>(
+    loaded: &'a LoadedModel,
+    cache: &'a mut KvCache,
+    cancel: &'a AtomicBool,
+) -> ChatRunner<'a> {
+    ChatRunner {
+        model: &loaded.model,
+        tokenizer: loaded.tokenizer().unwrap(),
+        template: loaded.chat_template.clone().unwrap(),
+        cache,
+        cancel,
+    }
 }
 
 fn moby_dick() -> String {
@@ -115,13 +118,7 @@ fn long_documents_are_summarized_in_chunks_to_the_end() {
     let cancel = AtomicBool::new(false);
     // a context of 512 positions: the chapter is several times that
     let mut cache = loaded.model.new_cache(512);
-    let mut runner = ChatRunner {
-        model: &loaded.model,
-        tokenizer: loaded.tokenizer().unwrap(),
-        template: loaded.chat_template.clone().unwrap(),
-        cache: &mut cache,
-        cancel: &cancel,
-    };
+    let mut runner = chat_runner(&loaded, &mut cache, &cancel);
     let text = moby_dick();
     let mut progress: Vec<TaskProgress> = Vec::new();
     let mut streamed = String::new();
@@ -158,13 +155,7 @@ fn translation_keeps_the_markdown_structure() {
     let loaded = load();
     let cancel = AtomicBool::new(false);
     let mut cache = loaded.model.new_cache(1024);
-    let mut runner = ChatRunner {
-        model: &loaded.model,
-        tokenizer: loaded.tokenizer().unwrap(),
-        template: loaded.chat_template.clone().unwrap(),
-        cache: &mut cache,
-        cancel: &cancel,
-    };
+    let mut runner = chat_runner(&loaded, &mut cache, &cancel);
     let doc = "# Travel notes\n\nThe *old* town has **narrow** streets and a [small museum](https://example.org/museum).\n\n- Morning: coffee\n  - with `milk`\n- Evening: the river\n\n| Place | Time |\n| ----- | ---- |\n| Bridge | noon |\n\n> Bring a map.\n\n```sh\ncurl https://example.org\n```\n";
     let mut blocks = 0;
     let t = translate(

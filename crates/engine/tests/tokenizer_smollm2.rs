@@ -3,28 +3,14 @@
 //! `tests/fixtures/smollm2-tokenizer-ref.json` (no BOS, special tokens as plain text), and
 //! against Hugging Face's ids for the special-token cases when special tokens are parsed.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::default_model_path;
+use std::path::Path;
 
 use penwright_engine::chat::{ChatMessage, ChatTemplate};
 use penwright_engine::gguf::GgufFile;
 use penwright_engine::tokenizer::{GgufTokenizerSpec, Tokenizer};
-
-/// `$PENWRIGHT_DEFAULT_MODEL`, else the catalog's install path under `$PENWRIGHT_HOME`
-/// (`models/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf`).
-fn default_model_path() -> PathBuf {
-    let path = match std::env::var_os("PENWRIGHT_DEFAULT_MODEL") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => penwright_models::Catalog::embedded()
-            .default_entry()
-            .primary_path(),
-    };
-    assert!(
-        path.is_file(),
-        "the default model is missing at {}: run `make setup` (or set PENWRIGHT_DEFAULT_MODEL)",
-        path.display()
-    );
-    path
-}
 
 fn spec() -> GgufTokenizerSpec {
     let file = GgufFile::open(default_model_path()).unwrap();

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use burn::module::{LoraAdapter, Module, Param, ParamId, Reparameterizer};
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use rand::SeedableRng;
@@ -556,7 +556,7 @@ fn run<M: Trainable>(
         base_model_name_or_path: Some(ctx.model_path.display().to_string()),
     };
     let save_checkpoint = |net: &M,
-                           optim_path: &dyn Fn(&Path) -> Result<()>,
+                           optim: &ModuleOptimizer,
                            step: usize,
                            losses: &[f64],
                            seconds: f64|
@@ -564,7 +564,9 @@ fn run<M: Trainable>(
         let tmp = ctx.out.join(".checkpoint.tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         save_adapter(&tmp, &adapter_config, &adapter_tensors(net)?)?;
-        optim_path(&tmp.join("optimizer.bin"))?;
+        optim
+            .save(tmp.join("optimizer.bin"))
+            .map_err(|e| EngineError::Other(format!("cannot save the optimizer state: {e:?}")))?;
         let state = CheckpointState {
             step,
             total_steps: ctx.total_steps,
@@ -594,14 +596,9 @@ fn run<M: Trainable>(
     let tokens_per_step = rows_per_step(cfg) * cfg.seq_len;
     while step < ctx.total_steps {
         if ctx.cancel.load(Ordering::Relaxed) {
-            let optim_ref = &optim;
             save_checkpoint(
                 &net,
-                &|p| {
-                    optim_ref
-                        .save(p)
-                        .map_err(|e| EngineError::Other(format!("{e:?}")))
-                },
+                &optim,
                 step,
                 &losses,
                 prior_seconds + session_start.elapsed().as_secs_f64(),
@@ -645,18 +642,7 @@ fn run<M: Trainable>(
             });
         }
         if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 {
-            let optim_ref = &optim;
-            let path = save_checkpoint(
-                &net,
-                &|p| {
-                    optim_ref
-                        .save(p)
-                        .map_err(|e| EngineError::Other(format!("{e:?}")))
-                },
-                step,
-                &losses,
-                prior_seconds + elapsed,
-            )?;
+            let path = save_checkpoint(&net, &optim, step, &losses, prior_seconds + elapsed)?;
             on_event(FinetuneEvent::Checkpoint { step, path });
         }
     }
@@ -666,14 +652,9 @@ fn run<M: Trainable>(
         heldout_ppl: tuned_ppl,
     });
     save_adapter(ctx.out, &adapter_config, &adapter_tensors(&net)?)?;
-    let optim_ref = &optim;
     save_checkpoint(
         &net,
-        &|p| {
-            optim_ref
-                .save(p)
-                .map_err(|e| EngineError::Other(format!("{e:?}")))
-        },
+        &optim,
         step,
         &losses,
         prior_seconds + session_start.elapsed().as_secs_f64(),
