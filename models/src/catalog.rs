@@ -220,6 +220,19 @@ impl CatalogEntry {
             .unwrap_or(&self.files[0])
     }
 
+    /// [`CatalogEntry::params`] as a number (`"135M"` → 135 000 000, `"1.7B"` → 1.7e9).
+    pub fn parameter_count(&self) -> Option<u64> {
+        let p = self.params.trim();
+        let (digits, scale) = match p.char_indices().last()? {
+            (i, 'K' | 'k') => (&p[..i], 1e3),
+            (i, 'M' | 'm') => (&p[..i], 1e6),
+            (i, 'B' | 'b') => (&p[..i], 1e9),
+            _ => (p, 1.0),
+        };
+        let n: f64 = digits.trim().parse().ok()?;
+        (n.is_finite() && n > 0.0).then(|| (n * scale).round() as u64)
+    }
+
     /// The sum of the known file sizes (a lower bound when some are unknown).
     pub fn known_size(&self) -> u64 {
         self.files.iter().filter_map(|f| f.size).sum()
@@ -371,6 +384,16 @@ pub(crate) fn check_relative_path(path: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameter_counts_read_as_people_write_them() {
+        let mut e = Catalog::embedded().default_entry().clone();
+        assert_eq!(e.parameter_count(), Some(135_000_000));
+        e.params = "1.7B".into();
+        assert_eq!(e.parameter_count(), Some(1_700_000_000));
+        e.params = "about a billion".into();
+        assert_eq!(e.parameter_count(), None);
+    }
 
     const SHA: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 

@@ -484,6 +484,36 @@ pub fn runtime_files(listing: &[ModelFile]) -> Vec<ModelFile> {
         .collect()
 }
 
+/// What a repository offers Penwright: GGUF files (the user picks one), and the set of
+/// files of a Hugging Face model folder when it has `config.json` and safetensors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepoOffer {
+    pub gguf: Vec<ModelFile>,
+    /// Empty when the repository has no usable safetensors model.
+    pub safetensors: Vec<ModelFile>,
+}
+
+impl RepoOffer {
+    pub fn from_listing(listing: &[ModelFile]) -> RepoOffer {
+        let gguf = listing
+            .iter()
+            .filter(|f| f.path.to_ascii_lowercase().ends_with(".gguf"))
+            .cloned()
+            .collect();
+        let runtime = runtime_files(listing);
+        let usable = runtime.iter().any(|f| f.path == "config.json")
+            && runtime.iter().any(|f| f.path.ends_with(".safetensors"));
+        RepoOffer {
+            gguf,
+            safetensors: if usable { runtime } else { Vec::new() },
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.gguf.is_empty() && self.safetensors.is_empty()
+    }
+}
+
 #[derive(Deserialize)]
 struct ApiModel {
     #[serde(default)]

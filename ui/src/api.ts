@@ -172,13 +172,29 @@ export interface ModelEntry {
   architecture: string;
   quantization: string;
   sizeBytes: number;
+  /** Estimated memory to run it. */
+  memoryBytes: number;
   path: string;
   installed: boolean;
   isDefault: boolean;
-  active: boolean;
+  active?: boolean;
+  origin: "catalog" | "imported" | "hub";
+  repo: string | null;
   languages: string[];
   description: string;
+  /** Why an installed model cannot be used (moved, damaged, unknown architecture). */
+  problem: string | null;
 }
+
+/** What a Hugging Face repository offers: .gguf files, and/or a safetensors model folder. */
+export interface RepoOffer {
+  repo: string;
+  gguf: { path: string; sizeBytes: number | null }[];
+  safetensorsBytes: number | null;
+}
+
+/** A catalog model by name, or a Hub repository (one .gguf file, or its safetensors folder). */
+export type DownloadTarget = { name: string } | { repo: string; file: string | null };
 
 export type DownloadEvent = { event: "progress"; data: { file: string; done: number; total: number } };
 
@@ -254,10 +270,13 @@ export async function loadModel(spec: string | null, device: DeviceChoice, onEve
 
 export const listModels = () => call<ModelEntry[]>("list_models");
 export const catalog = () => call<ModelEntry[]>("catalog");
-export const importModel = (path: string) => call<ModelInfo>("import_model", { path });
+export const importModel = (path: string) => call<ModelEntry>("import_model", { path });
+export const removeModel = (path: string) => call<void>("remove_model", { path });
+export const hubRepo = (repo: string) => call<RepoOffer>("hub_repo", { repo });
 
-export async function downloadModel(name: string, onEvent: (e: DownloadEvent) => void): Promise<void> {
-  return call<void>("download_model", { name, onEvent: channel(onEvent) });
+export async function downloadModel(target: DownloadTarget, onEvent: (e: DownloadEvent) => void): Promise<ModelEntry> {
+  const args = "name" in target ? { name: target.name } : { repo: target.repo, file: target.file };
+  return call<ModelEntry>("download_model", { ...args, onEvent: channel(onEvent) });
 }
 
 export const cancelDownload = () => call<void>("cancel_download");

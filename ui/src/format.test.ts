@@ -41,8 +41,8 @@ describe("format", () => {
     expect(formatDuration(-1)).toBe("—");
     expect(formatParameters(134_515_008)).toBe("135M");
     expect(formatParameters(1_540_000_000)).toBe("1.5B");
-    expect(memoryEstimate(0)).toBe("—");
-    expect(memoryEstimate(1_000_000_000)).toMatch(/^≈ 1\.3 GB RAM$/);
+    expect(memoryEstimate(0)).toBe("");
+    expect(memoryEstimate(790_000_000)).toBe("≈ 790 MB to run");
   });
 
   it("relative change of perplexity", () => {

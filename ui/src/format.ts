@@ -88,7 +88,8 @@ export function formatParameters(n: number): string {
 }
 
 /** Rough memory needed to run a model of `sizeBytes` on disk: weights plus ~20% for caches. */
-export function memoryEstimate(sizeBytes: number): string {
-  if (!sizeBytes) return "—";
-  return `≈ ${formatBytes(sizeBytes * 1.2 + 64e6)} RAM`;
+/** The engine's estimate of the memory a model needs to run: "≈ 790 MB to run". */
+export function memoryEstimate(memoryBytes: number): string {
+  if (!memoryBytes) return "";
+  return `≈ ${formatBytes(memoryBytes)} to run`;
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use penwright_engine::device::{DeviceChoice, select};
 use penwright_engine::finetune::train::{FinetuneConfig, finetune};
+use penwright_engine::installed;
 use penwright_engine::loader::{LoadedModel, load_model, resolve_model};
 use penwright_engine::model::LanguageModel;
 use penwright_engine::sampler::SamplerConfig;
@@ -44,9 +45,21 @@ struct ModelArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Installs a catalog model (default: the default model) and verifies its checksum
-    Fetch { name: Option<String> },
-    /// Lists the catalog and what is installed
+    /// Installs a catalog model (default: the default model), or a model from a Hugging Face
+    /// repository (--repo, with --file for one of its .gguf files); checks checksums.
+    /// An interrupted download resumes where it stopped.
+    Fetch {
+        name: Option<String>,
+        /// A Hub repository id (owner/name); the endpoint comes from $PENWRIGHT_HF_ENDPOINT
+        #[arg(long, conflicts_with = "name")]
+        repo: Option<String>,
+        /// The .gguf file of --repo to download (default: its safetensors model folder)
+        #[arg(long, requires = "repo")]
+        file: Option<String>,
+    },
+    /// Adds a .gguf file or Hugging Face folder on disk to the installed models (used in place)
+    Import { path: PathBuf },
+    /// Lists the installed models and the catalog's suggestions
     Models {
         #[arg(long)]
         json: bool,
@@ -226,7 +239,16 @@ fn print_json(value: &serde_json::Value) {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Fetch { name } => fetch(name.as_deref()),
+        Command::Fetch { name, repo, file } => match repo {
+            Some(repo) => fetch_repo(&repo, file),
+            None => fetch(name.as_deref()),
+        },
+        Command::Import { path } => {
+            let path = std::path::absolute(&path)?;
+            let entry = installed::import_model(&penwright_models::models_dir(), &path)?;
+            print_json(&serde_json::to_value(&entry)?);
+            Ok(())
+        }
         Command::Models { json } => models(json),
         Command::Tokenize { model, text } => {
             let loaded = load(&model)?;
@@ -591,41 +613,62 @@ fn fetch(name: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+fn fetch_repo(repo: &str, file: Option<String>) -> Result<()> {
+    let request = installed::DownloadRequest::Repo {
+        repo: repo.to_string(),
+        revision: "main".into(),
+        file,
+    };
+    let mut last_report = std::time::Instant::now();
+    let entry = installed::download_model(
+        &penwright_models::models_dir(),
+        &penwright_models::HubClient::from_env(),
+        &request,
+        &mut |p| {
+            if last_report.elapsed().as_millis() >= 500 {
+                last_report = std::time::Instant::now();
+                let total = p
+                    .total
+                    .map_or("?".into(), |t| format!("{:.1}", t as f64 / 1e6));
+                eprintln!(
+                    "penwright: {} {:.1} of {total} MB",
+                    p.file,
+                    p.done as f64 / 1e6
+                );
+            }
+        },
+        &AtomicBool::new(false),
+    )?;
+    println!("{}", entry.path.display());
+    Ok(())
+}
+
 fn models(json: bool) -> Result<()> {
-    let catalog = penwright_models::Catalog::embedded();
-    let rows: Vec<serde_json::Value> = catalog
-        .entries()
-        .iter()
-        .map(|e| {
-            json!({
-                "name": e.name,
-                "architecture": e.architecture,
-                "installed": e.primary_path().exists(),
-                "default": e.default,
-                "path": e.primary_path(),
-            })
-        })
-        .collect();
+    let dir = penwright_models::models_dir();
+    let mut rows = installed::installed_models(&dir)?;
+    rows.extend(installed::catalog_suggestions(&dir));
     if json {
-        print_json(&json!(rows));
-    } else {
-        for r in rows {
-            println!(
-                "{:<36} {:<8} {}{}",
-                r["name"].as_str().unwrap_or(""),
-                r["architecture"].as_str().unwrap_or(""),
-                if r["installed"].as_bool() == Some(true) {
-                    "installed"
-                } else {
-                    "-"
-                },
-                if r["default"].as_bool() == Some(true) {
-                    " (default)"
-                } else {
-                    ""
-                }
-            );
-        }
+        print_json(&serde_json::to_value(&rows)?);
+        return Ok(());
+    }
+    for m in rows {
+        let state = match (&m.problem, m.installed) {
+            (Some(p), _) => format!("unusable: {p}"),
+            (None, true) => format!(
+                "installed, {:.0} MB, ~{:.0} MB to run",
+                m.size_bytes as f64 / 1e6,
+                m.memory_bytes as f64 / 1e6
+            ),
+            (None, false) => "-".into(),
+        };
+        println!(
+            "{:<36} {:<8} {:<8} {}{}",
+            m.name,
+            m.architecture,
+            m.quantization,
+            state,
+            if m.is_default { " (default)" } else { "" }
+        );
     }
     Ok(())
 }

@@ -73,8 +73,20 @@ pub enum EngineError {
     Device(String),
     #[error("cancelled")]
     Cancelled,
+    /// Downloading, verifying or listing model files.
+    #[error(transparent)]
+    Fetch(penwright_models::FetchError),
     #[error("{0}")]
     Other(String),
+}
+
+impl From<penwright_models::FetchError> for EngineError {
+    fn from(e: penwright_models::FetchError) -> Self {
+        match e {
+            penwright_models::FetchError::Cancelled => EngineError::Cancelled,
+            other => EngineError::Fetch(other),
+        }
+    }
 }
 
 impl EngineError {

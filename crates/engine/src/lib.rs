@@ -11,6 +11,7 @@ pub mod error;
 pub mod finetune;
 pub mod generate;
 pub mod gguf;
+pub mod installed;
 pub mod loader;
 pub mod lora;
 pub mod model;

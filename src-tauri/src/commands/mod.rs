@@ -2,5 +2,6 @@
 
 pub mod documents;
 pub mod finetune;
+pub mod library;
 pub mod model;
 pub mod tasks;

@@ -1,4 +1,4 @@
-//! Loading the model, the device it runs on, the installed models and the catalog.
+//! Loading the model and the device it runs on.
 
 use penwright_engine::device::{DeviceChoice, gpu_adapter};
 use penwright_engine::loader::ModelInfo;
@@ -131,63 +131,4 @@ pub async fn devices() -> Devices {
             reason: e,
         },
     }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelEntry {
-    pub name: String,
-    pub display_name: String,
-    pub architecture: String,
-    pub quantization: String,
-    pub size_bytes: u64,
-    pub path: String,
-    pub installed: bool,
-    pub is_default: bool,
-    pub active: bool,
-    pub languages: Vec<String>,
-    pub description: String,
-}
-
-fn entries(state: &AppState, installed_only: Option<bool>) -> Vec<ModelEntry> {
-    let active = state
-        .status
-        .lock()
-        .expect("status lock")
-        .model
-        .as_ref()
-        .map(|m| m.path.clone());
-    penwright_models::Catalog::embedded()
-        .entries()
-        .iter()
-        .map(|e| {
-            let path = e.primary_path();
-            ModelEntry {
-                name: e.name.clone(),
-                display_name: e.display_name.clone(),
-                architecture: e.architecture.clone(),
-                quantization: e.quantization.clone(),
-                size_bytes: e.files.iter().filter_map(|f| f.size).sum(),
-                installed: path.exists(),
-                is_default: e.default,
-                active: active.as_ref() == Some(&path),
-                path: path.display().to_string(),
-                languages: e.languages.clone(),
-                description: e.description.clone(),
-            }
-        })
-        .filter(|m| installed_only.is_none_or(|want| m.installed == want))
-        .collect()
-}
-
-/// Models installed on this machine.
-#[tauri::command]
-pub fn list_models(state: State<'_, AppState>) -> Vec<ModelEntry> {
-    entries(&state, Some(true))
-}
-
-/// Catalog models not installed yet.
-#[tauri::command]
-pub fn catalog(state: State<'_, AppState>) -> Vec<ModelEntry> {
-    entries(&state, Some(false))
 }

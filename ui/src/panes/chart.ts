@@ -27,7 +27,9 @@ export class TrainingChart {
   private readonly resize: ResizeObserver | null;
 
   constructor(private readonly host: HTMLElement) {
-    this.resize = typeof ResizeObserver === "undefined" ? null : new ResizeObserver(() => this.fit());
+    // the host gets its size when the pane or the chart box is shown: draw (or fit) then, so a
+    // chart filled while hidden (re-attaching to a finished job) is not left empty
+    this.resize = typeof ResizeObserver === "undefined" ? null : new ResizeObserver(() => this.refit());
     this.resize?.observe(host);
   }
 

@@ -5,7 +5,7 @@
 import * as api from "../api";
 import { startBusy } from "../busy";
 import type { AppContext } from "../context";
-import { pickPaths } from "../dialogs";
+import { confirmDialog, pickPaths } from "../dialogs";
 import { h, setChildren } from "../dom";
 import { baseName, formatBytes, memoryEstimate } from "../format";
 import { currentModel, loadModel, modelChanged } from "../model";
@@ -28,7 +28,8 @@ export function languagesLabel(languages: string[]): string {
 }
 
 interface DownloadState {
-  name: string;
+  /** `catalog:<name>` or `repo:<owner/name>:<file>`. */
+  key: string;
   paused: boolean;
   done: number;
   total: number;
@@ -89,40 +90,68 @@ export function modelsPane(_ctx: AppContext): Pane {
   const downloadBar = progressBar("models-progress");
 
   function meta(m: api.ModelEntry): string {
-    return [m.architecture, m.quantization, formatBytes(m.sizeBytes), memoryEstimate(m.sizeBytes), languagesLabel(m.languages)].filter(Boolean).join(" · ");
+    const size = m.sizeBytes ? formatBytes(m.sizeBytes) : "";
+    return [m.architecture, m.quantization, size, memoryEstimate(m.memoryBytes), languagesLabel(m.languages)].filter(Boolean).join(" · ");
   }
 
+  const ORIGIN_BADGE: Record<api.ModelEntry["origin"], string | null> = { catalog: null, imported: "Imported", hub: "Hugging Face" };
+
   function installedCard(m: api.ModelEntry): HTMLElement {
-    const useBtn = button(m.active ? "In use" : "Use", "models-use", () => void use(m.path, m.displayName), m.active ? "quiet" : "secondary");
-    useBtn.disabled = m.active;
+    const active = !!m.active;
+    const useBtn = button(active ? "In use" : "Use", "models-use", () => void use(m.path, m.displayName), active ? "quiet" : "secondary");
+    useBtn.disabled = active || !!m.problem;
+    const actions: HTMLElement[] = [useBtn];
+    if (!m.isDefault && !active) {
+      const label = m.origin === "imported" ? "Remove from list" : "Delete";
+      const rm = button(label, "models-remove", () => void remove(m), "quiet");
+      rm.title = m.origin === "imported" ? "Forget this model; the file stays where it is" : "Delete the downloaded files";
+      actions.push(rm);
+    }
+    const badge = ORIGIN_BADGE[m.origin];
     return h(
       "li",
-      { class: `card${m.active ? " active" : ""}`, "data-testid": "models-installed-item", "data-name": m.name },
+      { class: `card${active ? " active" : ""}${m.problem ? " broken" : ""}`, "data-testid": "models-installed-item", "data-name": m.name, "data-origin": m.origin },
       h(
         "div",
         { class: "card-main" },
-        h("div", { class: "card-title" }, m.displayName, m.isDefault ? h("span", { class: "badge muted" }, "Default") : null, m.active ? h("span", { class: "badge" }, "Active") : null),
-        h("div", { class: "card-meta" }, meta(m)),
+        h(
+          "div",
+          { class: "card-title" },
+          m.displayName,
+          m.isDefault ? h("span", { class: "badge muted" }, "Default") : null,
+          badge ? h("span", { class: "badge muted" }, badge) : null,
+          active ? h("span", { class: "badge" }, "Active") : null,
+        ),
+        h("div", { class: "card-meta" }, m.problem ? "" : meta(m)),
+        m.repo && m.origin === "hub" ? h("div", { class: "card-desc mono" }, m.repo) : null,
+        m.origin === "imported" ? h("div", { class: "card-desc mono", title: m.path }, m.path) : null,
+        m.problem ? h("div", { class: "card-problem", "data-testid": "models-problem" }, m.problem) : null,
         m.description ? h("div", { class: "card-desc" }, m.description) : null,
       ),
-      useBtn,
+      h("div", { class: "card-actions" }, actions),
     );
   }
 
-  function catalogCard(m: api.ModelEntry): HTMLElement {
-    const mine = download?.name === m.name ? download : null;
+  /** Download / Pause / Resume / Cancel for one target, with the progress bar under `body`. */
+  function downloadControls(key: string, target: api.DownloadTarget, label = "Download"): { controls: HTMLElement[]; bar: HTMLElement | null } {
+    const mine = download?.key === key ? download : null;
     const controls: HTMLElement[] = [];
     if (!mine) {
-      const b = button("Download", "models-download", () => void startDownload(m.name));
+      const b = button(label, "models-download", () => void startDownload(key, target));
       b.disabled = !!download;
       controls.push(b);
     } else if (mine.paused) {
-      controls.push(button("Resume", "models-resume", () => void startDownload(m.name), "primary"));
+      controls.push(button("Resume", "models-resume", () => void startDownload(key, target), "primary"));
       controls.push(button("Cancel", "models-cancel", () => cancelDownload(), "quiet"));
     } else {
       controls.push(button("Pause", "models-pause", () => void pauseDownload()));
       controls.push(button("Cancel", "models-cancel", () => cancelDownload(), "quiet"));
     }
+    return { controls, bar: mine ? downloadBar.element : null };
+  }
+
+  function catalogCard(m: api.ModelEntry): HTMLElement {
+    const { controls, bar } = downloadControls(`catalog:${m.name}`, { name: m.name });
     return h(
       "li",
       { class: "card", "data-testid": "models-catalog-item", "data-name": m.name },
@@ -132,7 +161,7 @@ export function modelsPane(_ctx: AppContext): Pane {
         h("div", { class: "card-title" }, m.displayName),
         h("div", { class: "card-meta" }, meta(m)),
         m.description ? h("div", { class: "card-desc" }, m.description) : null,
-        mine ? downloadBar.element : null,
+        bar,
       ),
       h("div", { class: "card-actions" }, controls),
     );
@@ -144,6 +173,7 @@ export function modelsPane(_ctx: AppContext): Pane {
   function render() {
     setChildren(installed, installedModels.length ? installedModels.map(installedCard) : h("li", { class: "empty" }, "No models installed yet."));
     setChildren(catalogList, catalogModels.length ? catalogModels.map(catalogCard) : h("li", { class: "empty" }, "Every catalog model is installed."));
+    renderOffer();
   }
 
   async function refresh() {
@@ -167,24 +197,94 @@ export function modelsPane(_ctx: AppContext): Pane {
     await refresh();
   }
 
+  async function remove(m: api.ModelEntry) {
+    const question = m.origin === "imported" ? `Remove ${m.displayName} from the list? The file stays where it is.` : `Delete ${m.displayName} (${formatBytes(m.sizeBytes)})?`;
+    if (!(await confirmDialog(question, { title: "Remove model", okLabel: m.origin === "imported" ? "Remove" : "Delete" }))) return;
+    try {
+      await api.removeModel(m.path);
+      toast(`${m.displayName} removed`, "success", 2000);
+    } catch (e) {
+      toastError(e, `Could not remove ${m.displayName}`);
+    }
+    await refresh();
+  }
+
+  // -- Hugging Face Hub by repository id -----------------------------------------------------
+  const repoInput = h("input", {
+    type: "text",
+    class: "input",
+    placeholder: "owner/name, e.g. Qwen/Qwen2.5-0.5B-Instruct-GGUF",
+    spellcheck: false,
+    "aria-label": "Hugging Face repository id",
+    "data-testid": "models-repo",
+  });
+  const findBtn = button("Find", "models-find", () => void findRepo());
+  repoInput.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") void findRepo();
+  });
+  const offerBox = h("ul", { class: "card-list", "data-testid": "models-offer", hidden: true });
+  let offer: api.RepoOffer | null = null;
+
+  async function findRepo() {
+    const repo = repoInput.value.trim();
+    if (!repo) return;
+    findBtn.disabled = true;
+    error.show(null);
+    try {
+      offer = await api.hubRepo(repo);
+    } catch (e) {
+      offer = null;
+      error.show(api.toApiError(e).message);
+    } finally {
+      findBtn.disabled = false;
+    }
+    renderOffer();
+  }
+
+  function offerRow(title: string, size: number | null, key: string, target: api.DownloadTarget): HTMLElement {
+    const { controls, bar } = downloadControls(key, target);
+    return h(
+      "li",
+      { class: "card", "data-testid": "models-offer-item", "data-file": "file" in target ? (target.file ?? "") : "" },
+      h("div", { class: "card-main" }, h("div", { class: "card-title mono" }, title), h("div", { class: "card-meta" }, size ? formatBytes(size) : "size unknown"), bar),
+      h("div", { class: "card-actions" }, controls),
+    );
+  }
+
+  function renderOffer() {
+    if (!offer) {
+      offerBox.hidden = true;
+      return;
+    }
+    const o = offer;
+    const rows: HTMLElement[] = [];
+    if (o.safetensorsBytes !== null) rows.push(offerRow("Model folder (safetensors)", o.safetensorsBytes, `repo:${o.repo}:`, { repo: o.repo, file: null }));
+    for (const f of o.gguf) rows.push(offerRow(f.path, f.sizeBytes, `repo:${o.repo}:${f.path}`, { repo: o.repo, file: f.path }));
+    setChildren(offerBox, rows);
+    offerBox.hidden = false;
+  }
+
   // -- downloads -----------------------------------------------------------------------------
   let endBusy: (() => void) | null = null;
 
-  async function startDownload(name: string) {
-    download = { name, paused: false, done: download?.name === name ? download.done : 0, total: download?.total ?? 0, file: "" };
+  async function startDownload(key: string, target: api.DownloadTarget) {
+    const resuming = download?.key === key;
+    download = { key, paused: false, done: resuming ? download!.done : 0, total: resuming ? download!.total : 0, file: "" };
     render();
-    downloadBar.indeterminate("Connecting…");
+    if (resuming && download.total) downloadBar.set(download.done, download.total, "Resuming…");
+    else downloadBar.indeterminate("Connecting…");
     endBusy ??= startBusy("Downloading model");
     try {
-      await api.downloadModel(name, (e) => {
-        if (!download || download.name !== name) return;
+      const entry = await api.downloadModel(target, (e) => {
+        if (!download || download.key !== key) return;
         download.done = e.data.done;
         download.total = e.data.total;
         download.file = e.data.file;
-        downloadBar.set(e.data.done, e.data.total, `${baseName(e.data.file)} · ${formatBytes(e.data.done)} of ${formatBytes(e.data.total)}`);
+        const of = e.data.total ? ` of ${formatBytes(e.data.total)}` : "";
+        downloadBar.set(e.data.done, e.data.total, `${baseName(e.data.file)} · ${formatBytes(e.data.done)}${of}`);
       });
       download = null;
-      toast("Download complete", "success");
+      toast(`${entry.displayName} is installed`, "success");
     } catch (e) {
       if (api.isCancelled(e)) {
         // paused or cancelled: the state was set by the button
@@ -234,7 +334,7 @@ export function modelsPane(_ctx: AppContext): Pane {
     const done = startBusy("Importing model");
     try {
       const info = await api.importModel(picked[0]);
-      toast(`Imported ${info.name}`, "success");
+      toast(`Imported ${info.displayName}`, "success");
       await refresh();
     } catch (e) {
       toastError(e, "Import failed");
@@ -250,6 +350,12 @@ export function modelsPane(_ctx: AppContext): Pane {
     error.element,
     section("Installed", installed),
     section("Get more models", h("p", { class: "hint" }, "Multilingual models such as Qwen2.5-Instruct translate far better than the small default."), catalogList),
+    section(
+      "From the Hugging Face Hub",
+      h("p", { class: "hint" }, "Any Llama, Qwen2 or GPT-2 model: a repository with .gguf files, or with config.json and safetensors. Downloads resume after a pause and are checked against the Hub's checksums."),
+      h("div", { class: "actions repo-row" }, repoInput, findBtn),
+      offerBox,
+    ),
     section(
       "Import",
       h("p", { class: "hint" }, "A .gguf file, or a Hugging Face folder (config.json, *.safetensors, tokenizer.json)."),
