@@ -208,6 +208,7 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
         std::thread::sleep(Duration::from_millis(500));
     };
     eprintln!("job finished in {}", job_dir.display());
+    session.script("window.__errs = []; window.addEventListener('unhandledrejection', e => window.__errs.push('rejection: ' + (e.reason && (e.reason.stack || e.reason)))); window.addEventListener('error', e => window.__errs.push('error: ' + e.message));", json!([]));
     let open = session.wait_for("[data-testid=open-finetune]", Duration::from_secs(5));
     session.click(&open);
     let adapters = session.script_async(
@@ -233,6 +234,19 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
     assert_eq!(steps, 3, "{log}");
     let adapters = session.wait_for("[data-testid=finetune-adapter]", Duration::from_secs(30));
     eprintln!("adapter listed: {}", session.text(&adapters));
+    // the chart of the finished job: uPlot's canvas with the loss series
+    let chart = session.script(
+        "const host = document.querySelector('[data-testid=finetune-chart]');
+         return {boxHidden: host.parentElement.hidden, width: host.clientWidth,
+                 canvas: !!host.querySelector('canvas'), legend: host.innerText, errors: window.__errs, language: navigator.language};",
+        json!([]),
+    );
+    eprintln!("chart: {chart}");
+    session.wait_until(
+        "the loss chart to be drawn",
+        "return !!document.querySelector('[data-testid=finetune-chart] canvas');",
+        Duration::from_secs(10),
+    );
     screenshot(&session, "finetune");
     let adapter_dir = std::fs::read_dir(home.path().join("adapters"))
         .unwrap()

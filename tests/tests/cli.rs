@@ -310,3 +310,52 @@ fn finetune_resumed_after_kill_follows_the_uninterrupted_loss_curve() {
         );
     }
 }
+
+/// The app's Stop button (a stop request in the job's folder) ends the run after the current
+/// step with a final checkpoint, and `--resume` finishes it.
+#[test]
+fn a_stop_request_ends_finetuning_with_a_checkpoint_that_resumes() {
+    default_model();
+    let data = tempfile::tempdir().unwrap();
+    penwright_e2e::write_moby_dick_parts(data.path());
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("adapter");
+    let args = [
+        "finetune",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--seq-len",
+        "24",
+        "--batch",
+        "1",
+        "--json",
+    ];
+    let mut child = std::process::Command::new(penwright_e2e::binary("penwright"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // read to the end (a closed pipe would kill the writer): ask to stop at the first step
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        if line.unwrap().contains("\"event\":\"step\"") && !dir.join("stop-requested").exists() {
+            std::fs::write(dir.join("stop-requested"), b"").unwrap();
+        }
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "a stopped run exits with 130");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint/state.json")).unwrap())
+            .unwrap();
+    let at = state["step"].as_u64().unwrap();
+    assert!((1..3).contains(&at), "stopped at step {at}");
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let summary = penwright_json(&resume);
+    assert_eq!(summary["steps"], 3, "{summary}");
+}

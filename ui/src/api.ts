@@ -129,6 +129,8 @@ export interface FinetuneConfig {
   seqLen: number;
   batch: number;
   evalEvery: number;
+  /** Train where the models run (the Models pane's choice). */
+  device?: DeviceChoice;
 }
 
 export interface StepData {

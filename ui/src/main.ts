@@ -14,6 +14,7 @@ import { Documents } from "./documents";
 import { Editor } from "./editor";
 import { baseName, formatTime, wordCount } from "./format";
 import { HelpOverlay } from "./help";
+import { ensureUsableLanguage } from "./locale";
 import { currentModel, loadModel, refreshStatus } from "./model";
 import { finetunePane } from "./panes/finetune";
 import { PaneHost } from "./panes/host";
@@ -26,6 +27,8 @@ import { StatusBar } from "./statusbar";
 import { currentTheme, installTheme, toggleTheme } from "./theme";
 import { toast, toastError } from "./toast";
 import { TopBar } from "./topbar";
+
+ensureUsableLanguage();
 
 /** Shows a failed suggestion at most once in a while (they fail on every pause otherwise). */
 function suggestionErrorReporter(): (e: unknown) => void {

@@ -203,6 +203,9 @@ enum Command {
         /// Continue from the checkpoint in --out
         #[arg(long)]
         resume: bool,
+        /// Train on the GPU (wgpu) or the CPU; auto as for inference
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
         #[arg(long)]
         json: bool,
     },
@@ -450,9 +453,39 @@ fn main() -> Result<()> {
             targets,
             checkpoint_every,
             resume,
+            device,
             json,
         } => {
             let path = resolve_model(model.as_deref())?;
+            // Ctrl-C stops after the current step with a final checkpoint; a second one quits
+            let stop = std::sync::Arc::new(AtomicBool::new(false));
+            let flag = std::sync::Arc::clone(&stop);
+            ctrlc::set_handler(move || {
+                if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!("penwright: stopping after this step (Ctrl-C again to quit now)");
+            })
+            .context("installing the Ctrl-C handler")?;
+            // the app's Stop button asks a background job through a file in --out
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            {
+                let (flag, stop_file) = (
+                    std::sync::Arc::clone(&stop),
+                    out.join(penwright_engine::finetune::job::STOP_FILE),
+                );
+                let _ = std::fs::remove_file(&stop_file); // a stale request of an earlier run
+                std::thread::spawn(move || {
+                    loop {
+                        if stop_file.exists() {
+                            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                            return;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                    }
+                });
+            }
             let config = FinetuneConfig {
                 rank,
                 alpha,
@@ -464,23 +497,26 @@ fn main() -> Result<()> {
                 eval_every,
                 targets,
                 checkpoint_every,
+                device,
                 ..Default::default()
             };
-            let summary = finetune(
-                &path,
-                &data,
-                &out,
-                &config,
-                resume,
-                &AtomicBool::new(false),
-                &mut |event| {
-                    if json {
-                        println!("{}", serde_json::to_string(&event).expect("json"));
-                    } else {
-                        eprintln!("penwright: {event:?}");
-                    }
-                },
-            )?;
+            let summary = finetune(&path, &data, &out, &config, resume, &stop, &mut |event| {
+                if json {
+                    println!("{}", serde_json::to_string(&event).expect("json"));
+                } else {
+                    eprintln!("penwright: {event:?}");
+                }
+            });
+            let summary = match summary {
+                Err(penwright_engine::EngineError::Cancelled) => {
+                    eprintln!(
+                        "penwright: stopped; the checkpoint in {} continues with --resume",
+                        out.display()
+                    );
+                    std::process::exit(130);
+                }
+                other => other?,
+            };
             print_json(&json!({
                 "steps": summary.steps,
                 "train_tokens": summary.train_tokens,

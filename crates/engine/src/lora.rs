@@ -62,12 +62,6 @@ impl Adapter {
                 config_path.display()
             )));
         }
-        if config.fan_in_fan_out {
-            return Err(EngineError::Config(format!(
-                "{}: fan_in_fan_out adapters (GPT-2 Conv1D style) are not supported yet",
-                config_path.display()
-            )));
-        }
         let weights = WeightSource::Safetensors(SafetensorsWeights::open_dir(dir)?);
         Ok(Adapter {
             dir: dir.to_path_buf(),
@@ -121,6 +115,14 @@ fn merge(
 pub fn merge_adapter(model: &mut LanguageModel, adapter: &Adapter) -> Result<usize> {
     let scale = adapter.config.scale();
     let mut merged = 0;
+    if adapter.config.fan_in_fan_out && !matches!(model.network, Network::Gpt2(_)) {
+        // PEFT sets fan_in_fan_out only for Conv1D (GPT-2) layers
+        return Err(EngineError::Config(format!(
+            "{}: a fan_in_fan_out adapter (made for GPT-2's Conv1D layers) does not fit this {} model",
+            adapter.dir.display(),
+            model.config.architecture.name()
+        )));
+    }
     match &mut model.network {
         Network::Llama(llama) => {
             for (l, block) in llama.layers.iter_mut().enumerate() {
@@ -144,10 +146,24 @@ pub fn merge_adapter(model: &mut LanguageModel, adapter: &Adapter) -> Result<usi
                 }
             }
         }
-        Network::Gpt2(_) => {
-            return Err(EngineError::Config(
-                "LoRA adapters for GPT-2 are not supported yet".into(),
-            ));
+        Network::Gpt2(gpt2) => {
+            // GPT-2's Conv1D stores [in, out] like our Linear, so PEFT's fan_in_fan_out
+            // delta transpose(B A) is the same A^T B^T as for nn.Linear layers here
+            for (l, block) in gpt2.h.iter_mut().enumerate() {
+                let targets: [(&str, &mut Linear); 4] = [
+                    ("attn.c_attn", &mut block.c_attn),
+                    ("attn.c_proj", &mut block.attn_c_proj),
+                    ("mlp.c_fc", &mut block.c_fc),
+                    ("mlp.c_proj", &mut block.mlp_c_proj),
+                ];
+                for (path, linear) in targets {
+                    let module = format!("transformer.h.{l}.{path}");
+                    if let Some((a, b)) = adapter.factors(&module)? {
+                        merge(linear, a, b, scale, &module, &adapter.dir)?;
+                        merged += 1;
+                    }
+                }
+            }
         }
     }
     if merged == 0 {

@@ -200,3 +200,23 @@ fn peft_adapter_reproduces_peft_logits() {
     eprintln!("tiny-llama + PEFT adapter: max |Δlogit| = {diff:e}");
     assert!(diff < 1e-4, "adapter logits differ by {diff}");
 }
+
+/// A PEFT adapter on GPT-2's Conv1D layers (`fan_in_fan_out`) reproduces PEFT's logits.
+#[test]
+fn peft_adapter_on_gpt2_conv1d_layers_reproduces_peft_logits() {
+    use penwright_engine::lora::{Adapter, merge_adapter};
+    let mut model = load(&fixture("tiny-gpt2"), &Device::flex());
+    let adapter = Adapter::open(&fixture("tiny-gpt2-lora")).unwrap();
+    assert!(adapter.config.fan_in_fan_out);
+    // c_attn and c_fc of both blocks
+    assert_eq!(merge_adapter(&mut model, &adapter).unwrap(), 4);
+    let r = reference(&fixture("tiny-gpt2-lora"));
+    let ours = full_logits(&model, &r.ids);
+    let diff = max_abs_diff(&ours, &r.logits);
+    eprintln!("tiny-gpt2 + PEFT Conv1D adapter: max |Δlogit| = {diff:e}");
+    assert!(diff < 1e-4, "adapter logits differ by {diff}");
+    // the same adapter does not fit a Llama model
+    let mut llama = load(&fixture("tiny-llama"), &Device::flex());
+    let err = merge_adapter(&mut llama, &adapter).unwrap_err().to_string();
+    assert!(err.contains("fan_in_fan_out"), "{err}");
+}

@@ -98,6 +98,8 @@ pub struct StartConfig {
     pub seq_len: Option<usize>,
     pub batch: Option<usize>,
     pub eval_every: Option<usize>,
+    /// auto / gpu / cpu: the device the models pane chose
+    pub device: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -135,6 +137,12 @@ pub fn finetune_start(state: State<'_, AppState>, config: StartConfig) -> Comman
         batch: config.batch.unwrap_or(defaults.batch).clamp(1, 64),
         eval_every: config.eval_every.unwrap_or(0),
         checkpoint_every: 25,
+        device: config
+            .device
+            .as_deref()
+            .unwrap_or("auto")
+            .parse()
+            .map_err(|e: String| CommandError::new("invalid_argument", e))?,
         ..defaults
     };
     let name = format!(

@@ -12,13 +12,13 @@ import { pickPaths } from "../dialogs";
 import { h, setChildren } from "../dom";
 import { baseName, dirName, formatCount, formatDuration, formatTime, relativeChange } from "../format";
 import { setAdapterName } from "../model";
-import { onSettings } from "../settings";
+import { onSettings, settings } from "../settings";
 import { toast, toastError } from "../toast";
 import type { TrainingChart } from "./chart";
 import type { Pane } from "./host";
 import { button, inlineError, progressBar, section, segmented } from "./ui";
 
-type Settings = Omit<api.FinetuneConfig, "paths" | "preset">;
+type Settings = Omit<api.FinetuneConfig, "paths" | "preset" | "device">;
 
 export const PRESETS: Record<api.Preset, Settings> = {
   quick: { rank: 8, alpha: 16, steps: 200, learningRate: 2e-4, seqLen: 256, batch: 4, evalEvery: 25 },
@@ -59,7 +59,7 @@ export function finetunePane(ctx: AppContext): Pane {
   const reportBox = h("div", { class: "report", "data-testid": "finetune-report", hidden: true });
   const addFiles = button("Add files…", "finetune-add-files", () => void add(false));
   const addFolder = button("Add folder…", "finetune-add-folder", () => void add(true));
-  const dataHint = h("p", { class: "hint" }, "Your own writing: Markdown or text files, or folders of them. A tenth is held out to measure the result.");
+  const dataHint = h("p", { class: "hint" }, "Your own writing: Markdown, text, Word (.docx), PDF or HTML files, or folders of them. A tenth of the documents is held out to measure the result.");
 
   async function add(directory: boolean) {
     try {
@@ -67,7 +67,7 @@ export function finetunePane(ctx: AppContext): Pane {
         directory,
         multiple: true,
         title: directory ? "Add folders of your writing" : "Add files of your writing",
-        filters: directory ? undefined : [{ name: "Text", extensions: ["md", "markdown", "txt"] }],
+        filters: directory ? undefined : [{ name: "Documents", extensions: ["md", "markdown", "txt", "docx", "pdf", "html", "htm"] }],
       });
       if (!picked.length) {
         if (!api.backendAvailable()) toast("Choosing files needs the Penwright app (backend unavailable).", "error");
@@ -196,7 +196,7 @@ export function finetunePane(ctx: AppContext): Pane {
   function config(): api.FinetuneConfig {
     const values: Partial<Record<keyof Settings, string>> = {};
     for (const f of FIELDS) values[f.key] = inputs[f.key].value;
-    return { paths, preset: preset.value(), ...readSettings(values, preset.value()) };
+    return { paths, preset: preset.value(), device: settings().device, ...readSettings(values, preset.value()) };
   }
 
   // -- run -----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-//! A training set from the writer's own documents: files and folders are imported (what
+//! A training set from the writer's own documents: files and folders are imported (.txt, .md,
+//! .html, .pdf, .docx: see [`super::extract`]; what
 //! cannot be read is skipped and reported, never fatal), whitespace is normalized, exact
 //! duplicates dropped, documents split into train / held-out by a hash of their text (stable
 //! when files are added), tokenized and packed into fixed-length sequences with EOS between
@@ -42,8 +43,6 @@ pub struct Dataset {
     pub heldout: Vec<Vec<u32>>,
     pub report: DatasetReport,
 }
-
-const TEXT_EXTENSIONS: [&str; 4] = ["txt", "md", "markdown", "text"];
 
 /// Collapses runs of spaces/tabs, trims lines, keeps paragraph breaks (at most one blank line).
 pub fn normalize(text: &str) -> String {
@@ -109,40 +108,10 @@ pub fn import(paths: &[PathBuf]) -> (Vec<Document>, Vec<Skipped>, usize) {
     let mut duplicates = 0;
     let mut docs = Vec::new();
     for path in files {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if !TEXT_EXTENSIONS.contains(&ext.as_str()) {
-            let reason = match ext.as_str() {
-                "docx" | "pdf" | "html" | "htm" | "odt" | "rtf" => {
-                    format!(".{ext} import is not supported yet; save it as .txt or .md")
-                }
-                _ => "not a text document (.txt, .md)".into(),
-            };
-            skipped.push(Skipped { path, reason });
-            continue;
-        }
-        let text = match std::fs::read(&path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(t) => t,
-                Err(e) => {
-                    skipped.push(Skipped {
-                        path,
-                        reason: format!(
-                            "not UTF-8 (invalid byte at offset {})",
-                            e.utf8_error().valid_up_to()
-                        ),
-                    });
-                    continue;
-                }
-            },
-            Err(e) => {
-                skipped.push(Skipped {
-                    path,
-                    reason: e.to_string(),
-                });
+        let text = match super::extract::extract_text(&path) {
+            Ok(t) => t,
+            Err(reason) => {
+                skipped.push(Skipped { path, reason });
                 continue;
             }
         };
@@ -258,7 +227,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), "Hello   world").unwrap();
         std::fs::write(dir.path().join("b.md"), "Hello world").unwrap(); // duplicate after normalizing
-        std::fs::write(dir.path().join("c.pdf"), "%PDF").unwrap();
+        std::fs::write(dir.path().join("c.pdf"), "%PDF").unwrap(); // damaged
         std::fs::write(dir.path().join("d.txt"), b"caf\xe9").unwrap();
         std::fs::write(dir.path().join("e.txt"), "Another document.").unwrap();
         let (docs, skipped, dups) = import(&[dir.path().to_path_buf(), dir.path().join("missing")]);
@@ -266,7 +235,7 @@ mod tests {
         assert_eq!(dups, 1);
         let reasons: Vec<&str> = skipped.iter().map(|s| s.reason.as_str()).collect();
         assert_eq!(skipped.len(), 3, "{reasons:?}");
-        assert!(reasons.iter().any(|r| r.contains(".pdf")));
+        assert!(reasons.iter().any(|r| r.contains("PDF")), "{reasons:?}");
         assert!(reasons.iter().any(|r| r.contains("UTF-8")));
         assert!(reasons.iter().any(|r| r.contains("no such")));
     }

@@ -138,6 +138,15 @@ pub fn start(
         &config.eval_every.to_string(),
     ]);
     cmd.args(["--checkpoint-every", &config.checkpoint_every.to_string()]);
+    let device = match config.device {
+        crate::device::DeviceChoice::Auto => "auto",
+        crate::device::DeviceChoice::Gpu => "gpu",
+        crate::device::DeviceChoice::Cpu => "cpu",
+    };
+    cmd.args(["--device", device]);
+    if !config.targets.is_empty() {
+        cmd.arg("--targets").arg(config.targets.join(","));
+    }
     if let Some(steps) = config.steps {
         cmd.args(["--steps", &steps.to_string()]);
     }
@@ -220,17 +229,36 @@ pub fn status(record: &JobRecord) -> JobStatus {
         } else if record.out.join(STOP_FILE).exists() {
             "stopped"
         } else {
-            let log = std::fs::read_to_string(record.out.join("job.log")).unwrap_or_default();
-            s.error = log
-                .lines()
-                .rev()
-                .find(|l| l.starts_with("Error"))
-                .map(str::to_string)
-                .or(Some(log));
+            s.error = Some(failure_message(&record.out));
             "failed"
         };
     }
     s
+}
+
+/// Why a job that is gone ended without its summary, and what can be resumed: the error it
+/// printed (an engine error, or a panic such as a device running out of memory), or, when
+/// it printed none, that it was killed (the system's out-of-memory killer, or `kill -9`).
+pub fn failure_message(out: &Path) -> String {
+    let log = std::fs::read_to_string(out.join("job.log")).unwrap_or_default();
+    let printed = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("Error") || l.contains("panicked"))
+        .map(|l| l.trim_start_matches("Error: ").to_string());
+    let checkpoint = std::fs::read_to_string(super::train::checkpoint_dir(out).join("state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["step"].as_u64());
+    let what = printed.unwrap_or_else(|| {
+        "the job was killed without a word (out of memory? the system's OOM killer ends the \
+         largest process)"
+            .into()
+    });
+    match checkpoint {
+        Some(step) => format!("{what}. Its checkpoint at step {step} can be resumed."),
+        None => format!("{what}. It had not saved a checkpoint yet: start it again."),
+    }
 }
 
 /// An adapter on disk.
@@ -279,4 +307,35 @@ pub fn list_adapters(adapters: &Path) -> Vec<AdapterEntry> {
         .collect();
     out.sort_by_key(|a| std::cmp::Reverse(a.created_at));
     out
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_job_says_why_and_what_can_be_resumed() {
+        let out = tempfile::tempdir().unwrap();
+        // killed silently (OOM killer, kill -9) before any checkpoint
+        std::fs::write(out.path().join("job.log"), "penwright: device CPU\n").unwrap();
+        let msg = failure_message(out.path());
+        assert!(
+            msg.contains("killed") && msg.contains("start it again"),
+            "{msg}"
+        );
+        // a device error after a checkpoint
+        let ckpt = super::super::train::checkpoint_dir(out.path());
+        std::fs::create_dir_all(&ckpt).unwrap();
+        std::fs::write(ckpt.join("state.json"), r#"{"step": 25}"#).unwrap();
+        std::fs::write(
+            out.path().join("job.log"),
+            "thread 'main' panicked at cubecl: out of memory allocating 2 GiB\n",
+        )
+        .unwrap();
+        let msg = failure_message(out.path());
+        assert!(
+            msg.contains("out of memory") && msg.contains("step 25"),
+            "{msg}"
+        );
+    }
 }

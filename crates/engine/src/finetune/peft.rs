@@ -60,7 +60,7 @@ pub fn save_adapter(dir: &Path, config: &AdapterConfig, tensors: &[AdapterTensor
         "lora_dropout": 0.0,
         "target_modules": config.target_modules,
         "bias": "none",
-        "fan_in_fan_out": false,
+        "fan_in_fan_out": config.fan_in_fan_out,
         "use_rslora": false,
         "use_dora": false,
         "inference_mode": true,

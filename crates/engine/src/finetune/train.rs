@@ -54,6 +54,8 @@ pub struct FinetuneConfig {
     pub checkpoint_every: usize,
     pub seed: u64,
     pub heldout_percent: u64,
+    /// Where to train: a GPU through wgpu, or the CPU (`auto` as for inference).
+    pub device: crate::device::DeviceChoice,
 }
 
 impl Default for FinetuneConfig {
@@ -74,6 +76,7 @@ impl Default for FinetuneConfig {
             checkpoint_every: 50,
             seed: 42,
             heldout_percent: 10,
+            device: crate::device::DeviceChoice::Auto,
         }
     }
 }
@@ -82,6 +85,11 @@ impl Default for FinetuneConfig {
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "event", content = "data", rename_all = "camelCase")]
 pub enum FinetuneEvent {
+    /// Where training runs, and why.
+    Device {
+        name: String,
+        reason: String,
+    },
     Dataset(DatasetReport),
     #[serde(rename_all = "camelCase")]
     Step {
@@ -137,12 +145,15 @@ fn default_targets(arch: Architecture) -> Vec<String> {
 
 /// The networks we train, with their projections by burn path and Hugging Face module path.
 pub trait Trainable: Module + Sized {
+    /// The projections are GPT-2 Conv1D layers (PEFT's `fan_in_fan_out`).
+    const CONV1D: bool;
     fn logits(&self, ids: Tensor<2, Int>, rope: Option<&Rope>) -> Tensor<3>;
     /// `(burn param path of the weight, HF module path, short name, the layer)`.
     fn projections(&self) -> Vec<(String, String, &'static str, &Linear)>;
 }
 
 impl Trainable for Llama {
+    const CONV1D: bool = false;
     fn logits(&self, ids: Tensor<2, Int>, rope: Option<&Rope>) -> Tensor<3> {
         self.lm_head(self.forward_hidden(ids, rope.expect("rope"), None))
     }
@@ -172,6 +183,7 @@ impl Trainable for Llama {
 }
 
 impl Trainable for Gpt2 {
+    const CONV1D: bool = true;
     fn logits(&self, ids: Tensor<2, Int>, _rope: Option<&Rope>) -> Tensor<3> {
         self.lm_head(self.forward_hidden(ids, None))
     }
@@ -386,12 +398,15 @@ pub fn finetune(
     let mut cfg = prior
         .as_ref()
         .map_or_else(|| config.clone(), |p| p.config.clone());
-    let device = Device::flex().autodiff();
+    let chosen = crate::device::select(cfg.device)?;
+    let device = chosen.device.clone().autodiff();
+    on_event(FinetuneEvent::Device {
+        name: chosen.name.clone(),
+        reason: chosen.reason.clone(),
+    });
     let selected = SelectedDevice {
         device: device.clone(),
-        kind: crate::device::DeviceKind::Cpu,
-        name: "CPU (flex, autodiff)".into(),
-        reason: "training".into(),
+        ..chosen
     };
     device.seed(cfg.seed);
     let loaded = load_model(model_path, selected, &mut |_| {})?;
@@ -550,7 +565,8 @@ fn run<M: Trainable>(
         } else {
             cfg.targets.clone()
         },
-        fan_in_fan_out: false,
+        // PEFT's flag for GPT-2's Conv1D layers (it sets it itself when loading)
+        fan_in_fan_out: M::CONV1D,
         use_rslora: false,
         use_dora: false,
         base_model_name_or_path: Some(ctx.model_path.display().to_string()),
@@ -715,5 +731,263 @@ mod tests {
         let first_epoch: std::collections::BTreeSet<usize> =
             (0..7).map(|i| batch_for_step(7, i, 1, 1)[0]).collect();
         assert_eq!(first_epoch.len(), 7);
+    }
+
+    // ---- on the tiny fixture models (HF transformers 4.46.3 random weights) ----------------
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    fn autodiff_cpu() -> SelectedDevice {
+        SelectedDevice {
+            device: Device::flex().autodiff(),
+            kind: crate::device::DeviceKind::Cpu,
+            name: "CPU (flex, autodiff)".into(),
+            reason: "test".into(),
+        }
+    }
+
+    fn tiny(dir: &Path) -> (Network, ModelConfig, Device) {
+        let selected = autodiff_cpu();
+        let device = selected.device.clone();
+        let loaded = load_model(dir, selected, &mut |_| {}).unwrap();
+        (loaded.model.network, loaded.model.config, device)
+    }
+
+    fn tiny_llama() -> (Llama, ModelConfig, Device) {
+        let (net, config, device) = tiny(&fixture("tiny-llama"));
+        let Network::Llama(net) = net else {
+            unreachable!()
+        };
+        (net, config, device)
+    }
+
+    fn to_vec(t: Tensor<2>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().unwrap()
+    }
+
+    /// The loss of tiny-llama with LoRA factors `a` `[64, 4]`, `b` `[4, 64]` on layer 0's
+    /// q_proj, and the gradients of A and B.
+    fn loss_and_grads(rows: &[&[u32]], a: &[f32], b: &[f32]) -> (f64, Vec<f32>, Vec<f32>) {
+        let (net, config, device) = tiny_llama();
+        let rope = Rope::new(&config);
+        let path = "layers.0.self_attn.q_proj.weight".to_string();
+        let factors = (
+            Tensor::from_data(TensorData::new(a.to_vec(), [64, 4]), &device),
+            Tensor::from_data(TensorData::new(b.to_vec(), [4, 64]), &device),
+        );
+        let net = net.apply_reparameterization(AttachLora {
+            chosen: HashMap::from([(path.clone(), Some(factors))]),
+            rank: 4,
+            scale: 2.0,
+        });
+        let loss = batch_loss(&net, rows, Some(&rope), &device);
+        let value = loss.clone().into_data().try_into_vec::<f32>().unwrap()[0] as f64;
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        let ga = grads.get::<2>(param_id(&format!("{path}.lora_a"))).unwrap();
+        let gb = grads.get::<2>(param_id(&format!("{path}.lora_b"))).unwrap();
+        (value, to_vec(ga), to_vec(gb))
+    }
+
+    #[test]
+    fn lora_gradients_match_finite_differences() {
+        let rows: Vec<Vec<u32>> = (0..2u32)
+            .map(|r| (0..12u32).map(|i| (r * 131 + i * 37 + 5) % 1000).collect())
+            .collect();
+        let rows: Vec<&[u32]> = rows.iter().map(|r| r.as_slice()).collect();
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut sample = |n: usize| -> Vec<f32> {
+            use rand::Rng;
+            (0..n).map(|_| rng.random_range(-0.5f32..0.5)).collect()
+        };
+        // B non-zero (unlike at the start of training), so A's gradient is not zero either
+        let (a, b) = (sample(64 * 4), sample(4 * 64));
+        let (_, grad_a, grad_b) = loss_and_grads(&rows, &a, &b);
+        let eps = 1e-2f32;
+        for (which, grad) in [("A", &grad_a), ("B", &grad_b)] {
+            // the entries with the largest gradients: their differences are well above f32 noise
+            let mut order: Vec<usize> = (0..grad.len()).collect();
+            order.sort_by(|&i, &j| grad[j].abs().total_cmp(&grad[i].abs()));
+            for &k in &order[..4] {
+                let shifted = |delta: f32| {
+                    let (mut a2, mut b2) = (a.clone(), b.clone());
+                    if which == "A" {
+                        a2[k] += delta;
+                    } else {
+                        b2[k] += delta;
+                    }
+                    loss_and_grads(&rows, &a2, &b2).0
+                };
+                let numeric = (shifted(eps) - shifted(-eps)) / (2.0 * eps as f64);
+                let analytic = grad[k] as f64;
+                let rel = (numeric - analytic).abs() / analytic.abs().max(1e-6);
+                eprintln!(
+                    "d loss / d {which}[{k}]: autodiff {analytic:.6}, finite difference {numeric:.6}, rel {rel:.1e}"
+                );
+                assert!(
+                    rel < 2e-2,
+                    "d loss / d {which}[{k}]: autodiff {analytic:.6}, finite difference {numeric:.6} (rel {rel:.2e})"
+                );
+            }
+        }
+    }
+
+    fn run_tiny(
+        model: &Path,
+        cfg: &FinetuneConfig,
+        train: &[Vec<u32>],
+        out: &Path,
+    ) -> FinetuneSummary {
+        let (net, config, device) = tiny(model);
+        let rope = (config.architecture != Architecture::Gpt2).then(|| Rope::new(&config));
+        device.seed(cfg.seed);
+        let ctx = Ctx {
+            cfg,
+            out,
+            prior: None,
+            total_steps: cfg.steps.unwrap(),
+            train,
+            heldout: &train[..1],
+            rope: rope.as_ref(),
+            device: &device,
+            model_path: model,
+            started: Instant::now(),
+            train_tokens: train.iter().map(Vec::len).sum(),
+            cancel: &AtomicBool::new(false),
+        };
+        match net {
+            Network::Llama(net) => run(net, ctx, &mut |_| {}),
+            Network::Gpt2(net) => run(net, ctx, &mut |_| {}),
+        }
+        .unwrap()
+    }
+
+    #[test]
+    fn a_tiny_corpus_is_overfit() {
+        // two fixed 16-token sequences, trained on again and again
+        let train: Vec<Vec<u32>> = (0..2u32)
+            .map(|r| (0..17u32).map(|i| (r * 211 + i * 53 + 7) % 1000).collect())
+            .collect();
+        let cfg = FinetuneConfig {
+            targets: vec!["all-linear".into()],
+            steps: Some(40),
+            seq_len: 16,
+            batch: 2,
+            learning_rate: 1e-2,
+            warmup: 0.05,
+            checkpoint_every: 0,
+            ..Default::default()
+        };
+        let out = tempfile::tempdir().unwrap();
+        let summary = run_tiny(&fixture("tiny-llama"), &cfg, &train, out.path());
+        let (first, last) = (summary.losses[0], *summary.losses.last().unwrap());
+        eprintln!(
+            "loss {first:.3} -> {last:.3}; held-out ppl {:.1} -> {:.1}",
+            summary.base_ppl, summary.tuned_ppl
+        );
+        assert!(last < first / 2.0, "loss fell from {first} to only {last}");
+        assert!(summary.tuned_ppl < summary.base_ppl / 2.0);
+    }
+
+    /// tiny-llama as a Qwen2 model: the same weights plus (zero) q/k/v biases.
+    fn write_tiny_qwen2(dir: &Path) {
+        use safetensors::tensor::TensorView;
+        let bytes = std::fs::read(fixture("tiny-llama/model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut tensors: Vec<(String, TensorView)> = st.tensors();
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture("tiny-llama/config.json")).unwrap(),
+        )
+        .unwrap();
+        let (heads, kv, hd) = (4usize, 2usize, 16usize);
+        let zeros_q = vec![0u8; heads * hd * 4];
+        let zeros_kv = vec![0u8; kv * hd * 4];
+        for l in 0..2 {
+            for (p, z) in [
+                ("q_proj", &zeros_q),
+                ("k_proj", &zeros_kv),
+                ("v_proj", &zeros_kv),
+            ] {
+                tensors.push((
+                    format!("model.layers.{l}.self_attn.{p}.bias"),
+                    TensorView::new(safetensors::Dtype::F32, vec![z.len() / 4], z).unwrap(),
+                ));
+            }
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let data = safetensors::serialize(tensors, None).unwrap();
+        std::fs::write(dir.join("model.safetensors"), data).unwrap();
+        let mut config = config;
+        config["model_type"] = "qwen2".into();
+        config["architectures"] = serde_json::json!(["Qwen2ForCausalLM"]);
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    }
+
+    #[test]
+    fn exported_adapters_have_peft_keys_and_shapes() {
+        // made by make_peft_keys.py with PEFT itself
+        let reference: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture("peft_keys.json")).unwrap())
+                .unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let qwen2 = scratch.path().join("tiny-qwen2");
+        write_tiny_qwen2(&qwen2);
+        let train: Vec<Vec<u32>> = vec![(0..9u32).map(|i| i * 7 + 3).collect()];
+        let models = [
+            ("llama", fixture("tiny-llama"), Architecture::Llama),
+            ("qwen2", qwen2, Architecture::Qwen2),
+            ("gpt2", fixture("tiny-gpt2"), Architecture::Gpt2),
+        ];
+        for (arch, dir, architecture) in models {
+            for targets in ["default", "all-linear"] {
+                let cfg = FinetuneConfig {
+                    targets: if targets == "default" {
+                        default_targets(architecture)
+                    } else {
+                        vec!["all-linear".into()]
+                    },
+                    steps: Some(1),
+                    seq_len: 8,
+                    batch: 1,
+                    checkpoint_every: 0,
+                    ..Default::default()
+                };
+                let out = scratch.path().join(format!("{arch}-{targets}"));
+                run_tiny(&dir, &cfg, &train, &out);
+                let bytes = std::fs::read(out.join("adapter_model.safetensors")).unwrap();
+                let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+                let ours: std::collections::BTreeMap<String, serde_json::Value> = st
+                    .tensors()
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::json!(v.shape())))
+                    .collect();
+                let want = &reference[arch][targets];
+                let theirs: std::collections::BTreeMap<String, serde_json::Value> =
+                    serde_json::from_value(want["tensors"].clone()).unwrap();
+                assert_eq!(
+                    ours, theirs,
+                    "{arch} {targets}: keys and shapes differ from PEFT's"
+                );
+                let config: serde_json::Value = serde_json::from_str(
+                    &std::fs::read_to_string(out.join("adapter_config.json")).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(config["fan_in_fan_out"], want["fan_in_fan_out"], "{arch}");
+                // and the engine loads it back onto its base model
+                let adapter = crate::lora::Adapter::open(&out).unwrap();
+                let mut model = load_model(
+                    &dir,
+                    crate::device::select(crate::device::DeviceChoice::Cpu).unwrap(),
+                    &mut |_| {},
+                )
+                .unwrap()
+                .model;
+                let merged = crate::lora::merge_adapter(&mut model, &adapter).unwrap();
+                assert_eq!(merged * 2, theirs.len(), "{arch} {targets}");
+            }
+        }
     }
 }
