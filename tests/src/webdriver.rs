@@ -76,6 +76,7 @@ pub struct Session {
 pub const KEY_TAB: &str = "\u{E004}";
 pub const KEY_ESCAPE: &str = "\u{E00C}";
 pub const KEY_CONTROL: &str = "\u{E009}";
+pub const KEY_ENTER: &str = "\u{E007}";
 
 impl Session {
     /// Opens the app binary in a new session.

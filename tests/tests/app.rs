@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use penwright_e2e::webdriver::{Driver, KEY_TAB, Session};
+use penwright_e2e::webdriver::{Driver, KEY_ENTER, KEY_TAB, Session};
 use penwright_e2e::{binary, default_model, target_dir};
 use serde_json::json;
 
@@ -47,7 +47,7 @@ fn open_app(home: &Path) -> (Driver, Session) {
 fn editor_text(session: &Session) -> String {
     session
         .script(
-            "return document.querySelector('.cm-content').innerText;",
+            "return [...document.querySelectorAll('.cm-content .cm-line')].map(l => l.textContent).join('\\n');",
             json!([]),
         )
         .as_str()
@@ -110,6 +110,56 @@ fn summarize_streams_a_summary_of_the_document() {
     );
     eprintln!("summary: {summary}");
     screenshot(&session, "summarize");
+}
+
+#[test]
+fn translate_keeps_the_markdown_structure() {
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let home = private_home();
+    let (_driver, session) = open_app(home.path());
+    let editor = session.wait_for("[data-testid=editor]", Duration::from_secs(10));
+    session.click(&editor);
+    // the editor continues a list on Enter, so the second item is typed without its marker
+    let typed =
+        "# Travel notes\n\nThe train leaves at noon.\n\n- Buy the tickets\nPack a warm coat";
+    session.send_keys(&editor, &typed.replace('\n', KEY_ENTER));
+    let source = editor_text(&session);
+    eprintln!("source:\n{source}");
+    let items = |text: &str| {
+        text.lines()
+            .filter(|l| l.trim_start().starts_with("- "))
+            .count()
+    };
+    assert_eq!(items(&source), 2, "{source}");
+    let open = session.wait_for("[data-testid=open-translate]", Duration::from_secs(5));
+    session.click(&open);
+    let run = session.wait_for("[data-testid=translate-run]", Duration::from_secs(5));
+    session.click(&run);
+    session.wait_until(
+        "the translation to finish",
+        "const a = document.querySelector('[data-testid=translate-actions]'); return a && !a.hidden;",
+        Duration::from_secs(240),
+    );
+    let output =
+        session.text(&session.wait_for("[data-testid=translate-output]", Duration::from_secs(5)));
+    eprintln!("translation:\n{output}");
+    let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines[0].starts_with("# "),
+        "the heading stays a heading: {output}"
+    );
+    assert_eq!(
+        items(&output),
+        2,
+        "both list items stay list items: {output}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| !l.starts_with('#') && !l.trim_start().starts_with("- ")),
+        "the paragraph stays a paragraph: {output}"
+    );
+    screenshot(&session, "translate");
 }
 
 #[test]

@@ -22,7 +22,6 @@ const markdownHighlight = HighlightStyle.define([
   { tag: t.monospace, class: "md-code" },
   { tag: t.quote, class: "md-quote" },
   { tag: [t.processingInstruction, t.meta, t.contentSeparator], class: "md-mark" },
-  { tag: t.list, class: "md-list" },
   { tag: t.comment, class: "md-comment" },
 ]);
 
