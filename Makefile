@@ -12,7 +12,7 @@ ui:
 	cd ui && npm run build
 
 app: setup ui
-	cargo build -p penwright-app -p penwright-cli
+	cargo build --workspace
 
 ## Runs the desktop app on the embedded default model (starts Xvfb when there is no display).
 run: app

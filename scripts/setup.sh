@@ -57,4 +57,9 @@ fi
 
 # --- the default model ------------------------------------------------------------------
 say "default model:"
-cargo run -q -p penwright-cli --bin penwright -- fetch
+# the whole workspace in one go (the app embeds ui/dist): building a single package would
+# resolve dependency features differently and rebuild burn a second time
+(cd ui && npm run build --silent >/dev/null)
+cargo build -q --workspace
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+"$target_dir/debug/penwright" fetch

@@ -131,6 +131,8 @@ export interface FinetuneConfig {
   evalEvery: number;
   /** Train where the models run (the Models pane's choice). */
   device?: DeviceChoice;
+  /** Recompute activations in the backward pass: less memory, slower. */
+  gradientCheckpointing?: boolean;
 }
 
 export interface StepData {

@@ -206,6 +206,9 @@ enum Command {
         /// Train on the GPU (wgpu) or the CPU; auto as for inference
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
+        /// Recompute activations in the backward pass: less memory, slower steps
+        #[arg(long)]
+        gradient_checkpointing: bool,
         #[arg(long)]
         json: bool,
     },
@@ -454,6 +457,7 @@ fn main() -> Result<()> {
             checkpoint_every,
             resume,
             device,
+            gradient_checkpointing,
             json,
         } => {
             let path = resolve_model(model.as_deref())?;
@@ -498,6 +502,7 @@ fn main() -> Result<()> {
                 targets,
                 checkpoint_every,
                 device,
+                gradient_checkpointing,
                 ..Default::default()
             };
             let summary = finetune(&path, &data, &out, &config, resume, &stop, &mut |event| {

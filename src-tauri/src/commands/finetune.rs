@@ -100,6 +100,7 @@ pub struct StartConfig {
     pub eval_every: Option<usize>,
     /// auto / gpu / cpu: the device the models pane chose
     pub device: Option<String>,
+    pub gradient_checkpointing: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -143,6 +144,7 @@ pub fn finetune_start(state: State<'_, AppState>, config: StartConfig) -> Comman
             .unwrap_or("auto")
             .parse()
             .map_err(|e: String| CommandError::new("invalid_argument", e))?,
+        gradient_checkpointing: config.gradient_checkpointing.unwrap_or(false),
         ..defaults
     };
     let name = format!(

@@ -16,9 +16,9 @@ import { onSettings, settings } from "../settings";
 import { toast, toastError } from "../toast";
 import type { TrainingChart } from "./chart";
 import type { Pane } from "./host";
-import { button, inlineError, progressBar, section, segmented } from "./ui";
+import { button, inlineError, progressBar, section, segmented, toggleSwitch } from "./ui";
 
-type Settings = Omit<api.FinetuneConfig, "paths" | "preset" | "device">;
+type Settings = Omit<api.FinetuneConfig, "paths" | "preset" | "device" | "gradientCheckpointing">;
 
 export const PRESETS: Record<api.Preset, Settings> = {
   quick: { rank: 8, alpha: 16, steps: 200, learningRate: 2e-4, seqLen: 256, batch: 4, evalEvery: 25 },
@@ -180,7 +180,8 @@ export function finetunePane(ctx: AppContext): Pane {
     inputs[f.key] = input;
     advancedGrid.append(h("label", { class: "field" }, h("span", { class: "field-label" }, f.label), input));
   }
-  const advanced = h("details", { class: "advanced", "data-testid": "finetune-advanced" }, h("summary", {}, "Advanced settings"), advancedGrid);
+  const saveMemory = toggleSwitch("Save memory (gradient checkpointing: slower steps)", false, "finetune-checkpointing");
+  const advanced = h("details", { class: "advanced", "data-testid": "finetune-advanced" }, h("summary", {}, "Advanced settings"), advancedGrid, saveMemory.element);
 
   function applyPreset(p: api.Preset) {
     const s = PRESETS[p];
@@ -196,7 +197,7 @@ export function finetunePane(ctx: AppContext): Pane {
   function config(): api.FinetuneConfig {
     const values: Partial<Record<keyof Settings, string>> = {};
     for (const f of FIELDS) values[f.key] = inputs[f.key].value;
-    return { paths, preset: preset.value(), device: settings().device, ...readSettings(values, preset.value()) };
+    return { paths, preset: preset.value(), device: settings().device, gradientCheckpointing: saveMemory.input.checked, ...readSettings(values, preset.value()) };
   }
 
   // -- run -----------------------------------------------------------------------------------

@@ -144,6 +144,9 @@ pub fn start(
         crate::device::DeviceChoice::Cpu => "cpu",
     };
     cmd.args(["--device", device]);
+    if config.gradient_checkpointing {
+        cmd.arg("--gradient-checkpointing");
+    }
     if !config.targets.is_empty() {
         cmd.arg("--targets").arg(config.targets.join(","));
     }

@@ -56,6 +56,9 @@ pub struct FinetuneConfig {
     pub heldout_percent: u64,
     /// Where to train: a GPU through wgpu, or the CPU (`auto` as for inference).
     pub device: crate::device::DeviceChoice,
+    /// Recompute memory-bound activations in the backward pass instead of keeping them
+    /// (burn's balanced gradient checkpointing): less memory, more compute.
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for FinetuneConfig {
@@ -77,6 +80,7 @@ impl Default for FinetuneConfig {
             seed: 42,
             heldout_percent: 10,
             device: crate::device::DeviceChoice::Auto,
+            gradient_checkpointing: false,
         }
     }
 }
@@ -399,7 +403,10 @@ pub fn finetune(
         .as_ref()
         .map_or_else(|| config.clone(), |p| p.config.clone());
     let chosen = crate::device::select(cfg.device)?;
-    let device = chosen.device.clone().autodiff();
+    let device = match chosen.device.clone().autodiff() {
+        d if cfg.gradient_checkpointing => d.gradient_checkpointing(),
+        d => d,
+    };
     on_event(FinetuneEvent::Device {
         name: chosen.name.clone(),
         reason: chosen.reason.clone(),
@@ -751,7 +758,10 @@ mod tests {
     }
 
     fn tiny(dir: &Path) -> (Network, ModelConfig, Device) {
-        let selected = autodiff_cpu();
+        tiny_on(dir, autodiff_cpu())
+    }
+
+    fn tiny_on(dir: &Path, selected: SelectedDevice) -> (Network, ModelConfig, Device) {
         let device = selected.device.clone();
         let loaded = load_model(dir, selected, &mut |_| {}).unwrap();
         (loaded.model.network, loaded.model.config, device)
@@ -841,7 +851,15 @@ mod tests {
         train: &[Vec<u32>],
         out: &Path,
     ) -> FinetuneSummary {
-        let (net, config, device) = tiny(model);
+        // the device's seeded RNG is shared by the tests running in parallel: one run at a time
+        // draws its initial factors
+        static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        let mut selected = autodiff_cpu();
+        if cfg.gradient_checkpointing {
+            selected.device = selected.device.gradient_checkpointing();
+        }
+        let (net, config, device) = tiny_on(model, selected);
         let rope = (config.architecture != Architecture::Gpt2).then(|| Rope::new(&config));
         device.seed(cfg.seed);
         let ctx = Ctx {
@@ -890,6 +908,24 @@ mod tests {
         );
         assert!(last < first / 2.0, "loss fell from {first} to only {last}");
         assert!(summary.tuned_ppl < summary.base_ppl / 2.0);
+        // gradient checkpointing recomputes activations: the same training, step for step
+        let checkpointed = run_tiny(
+            &fixture("tiny-llama"),
+            &FinetuneConfig {
+                gradient_checkpointing: true,
+                ..cfg.clone()
+            },
+            &train,
+            tempfile::tempdir().unwrap().path(),
+        );
+        for (a, b) in summary.losses.iter().zip(&checkpointed.losses) {
+            assert!(
+                (a - b).abs() < 1e-4,
+                "{:?} vs {:?}",
+                summary.losses,
+                checkpointed.losses
+            );
+        }
     }
 
     /// tiny-llama as a Qwen2 model: the same weights plus (zero) q/k/v biases.
