@@ -364,7 +364,15 @@ fn a_model_downloads_from_the_hub_with_pause_and_resume_and_is_listed() {
         "const t = document.querySelector('[data-testid=models-offer] .progress-track'); return t && Number(t.getAttribute('aria-valuenow')) >= 10;",
         Duration::from_secs(60),
     );
-    session.click(&session.wait_for("[data-testid=models-pause]", Duration::from_secs(5)));
+    // the pane re-renders its buttons as the download's state changes: click what is there now
+    let click_now = |what: &str, testid: &str| {
+        session.wait_until(
+            what,
+            &format!("const b = document.querySelector('[data-testid={testid}]'); if (!b) return false; b.click(); return true;"),
+            Duration::from_secs(10),
+        );
+    };
+    click_now("the Pause button", "models-pause");
     session.wait_for("[data-testid=models-resume]", Duration::from_secs(10));
     let part = models
         .join("hub/penwright-test--SmolLM2-135M-GGUF")
@@ -377,7 +385,7 @@ fn a_model_downloads_from_the_hub_with_pause_and_resume_and_is_listed() {
         "a partial file stays while paused: {paused_at}"
     );
     screenshot(&session, "models-paused");
-    session.click(&session.wait_for("[data-testid=models-resume]", Duration::from_secs(5)));
+    click_now("the Resume button", "models-resume");
     session.wait_for(
         "[data-testid=models-installed-item][data-origin=hub]",
         Duration::from_secs(120),

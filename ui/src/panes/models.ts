@@ -30,6 +30,8 @@ export function languagesLabel(languages: string[]): string {
 interface DownloadState {
   /** `catalog:<name>` or `repo:<owner/name>:<file>`. */
   key: string;
+  /** Paused, but the transfer has not ended yet. */
+  stopping?: boolean;
   paused: boolean;
   done: number;
   total: number;
@@ -139,6 +141,10 @@ export function modelsPane(_ctx: AppContext): Pane {
     if (!mine) {
       const b = button(label, "models-download", () => void startDownload(key, target));
       b.disabled = !!download;
+      controls.push(b);
+    } else if (mine.paused && mine.stopping) {
+      const b = button("Pausing…", "models-pausing", () => {});
+      b.disabled = true;
       controls.push(b);
     } else if (mine.paused) {
       controls.push(button("Resume", "models-resume", () => void startDownload(key, target), "primary"));
@@ -266,6 +272,8 @@ export function modelsPane(_ctx: AppContext): Pane {
 
   // -- downloads -----------------------------------------------------------------------------
   let endBusy: (() => void) | null = null;
+  /** Settles when the running download command has returned (done, failed or cancelled). */
+  let inFlight: Promise<void> = Promise.resolve();
 
   async function startDownload(key: string, target: api.DownloadTarget) {
     const resuming = download?.key === key;
@@ -274,6 +282,8 @@ export function modelsPane(_ctx: AppContext): Pane {
     if (resuming && download.total) downloadBar.set(download.done, download.total, "Resuming…");
     else downloadBar.indeterminate("Connecting…");
     endBusy ??= startBusy("Downloading model");
+    let settled = () => {};
+    inFlight = new Promise<void>((resolve) => (settled = resolve));
     try {
       const entry = await api.downloadModel(target, (e) => {
         if (!download || download.key !== key) return;
@@ -293,6 +303,7 @@ export function modelsPane(_ctx: AppContext): Pane {
         toastError(e, "Download failed");
       }
     } finally {
+      settled();
       if (!download || download.paused) {
         endBusy?.();
         endBusy = null;
@@ -304,8 +315,12 @@ export function modelsPane(_ctx: AppContext): Pane {
   async function pauseDownload() {
     if (!download) return;
     download.paused = true;
-    // the backend keeps the partial file; downloading again resumes it
+    download.stopping = true;
+    render(); // no Resume yet: the transfer is still stopping
+    // the backend keeps the partial file; downloading again resumes it once this one has ended
     await api.cancelDownload().catch((e) => toastError(e));
+    await inFlight;
+    if (download) download.stopping = false;
     downloadBar.set(download.done, download.total, `Paused · ${formatBytes(download.done)} of ${formatBytes(download.total)}`);
     render();
   }
