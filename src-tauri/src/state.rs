@@ -28,6 +28,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The path of the loaded model, if one is loaded.
+    pub fn active_model_path(&self) -> Option<std::path::PathBuf> {
+        let status = self.status.lock().expect("status lock");
+        status.model.as_ref().map(|m| m.path.clone())
+    }
+
     pub fn new() -> Self {
         AppState {
             engine: EngineHandle::spawn(),

@@ -52,26 +52,8 @@ pub struct ModelEntry {
 }
 
 impl ModelEntry {
-    fn from_info(info: ModelInfo, origin: ModelOrigin, repo: Option<String>) -> ModelEntry {
-        ModelEntry {
-            name: info.path.display().to_string(),
-            display_name: info.name,
-            architecture: info.architecture,
-            quantization: info.quantization,
-            size_bytes: info.file_bytes,
-            memory_bytes: info.memory_bytes,
-            path: info.path,
-            installed: true,
-            is_default: false,
-            origin,
-            repo,
-            languages: Vec::new(),
-            description: String::new(),
-            problem: None,
-        }
-    }
-
-    fn unusable(path: &Path, origin: ModelOrigin, repo: Option<String>, problem: String) -> Self {
+    /// An installed model outside the catalog at `path`, before what its file says is known.
+    fn outside_catalog(path: PathBuf, origin: ModelOrigin, repo: Option<String>) -> ModelEntry {
         ModelEntry {
             name: path.display().to_string(),
             display_name: path
@@ -82,14 +64,32 @@ impl ModelEntry {
             quantization: String::new(),
             size_bytes: 0,
             memory_bytes: 0,
-            path: path.to_path_buf(),
+            path,
             installed: true,
             is_default: false,
             origin,
             repo,
             languages: Vec::new(),
             description: String::new(),
+            problem: None,
+        }
+    }
+
+    fn from_info(info: ModelInfo, origin: ModelOrigin, repo: Option<String>) -> ModelEntry {
+        ModelEntry {
+            display_name: info.name,
+            architecture: info.architecture,
+            quantization: info.quantization,
+            size_bytes: info.file_bytes,
+            memory_bytes: info.memory_bytes,
+            ..ModelEntry::outside_catalog(info.path, origin, repo)
+        }
+    }
+
+    fn unusable(path: &Path, origin: ModelOrigin, repo: Option<String>, problem: String) -> Self {
+        ModelEntry {
             problem: Some(problem),
+            ..ModelEntry::outside_catalog(path.to_path_buf(), origin, repo)
         }
     }
 

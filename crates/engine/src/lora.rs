@@ -123,12 +123,15 @@ pub fn merge_adapter(model: &mut LanguageModel, adapter: &Adapter) -> Result<usi
             model.config.architecture.name()
         )));
     }
-    match &mut model.network {
-        Network::Llama(llama) => {
-            for (l, block) in llama.layers.iter_mut().enumerate() {
-                let attn = &mut block.self_attn;
-                let mlp = &mut block.mlp;
-                let targets: [(&str, &mut Linear); 7] = [
+    // (PEFT module path, our layer) of every projection an adapter may target
+    let targets: Vec<(String, &mut Linear)> = match &mut model.network {
+        Network::Llama(llama) => llama
+            .layers
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(l, block)| {
+                let (attn, mlp) = (&mut block.self_attn, &mut block.mlp);
+                [
                     ("self_attn.q_proj", &mut attn.q_proj),
                     ("self_attn.k_proj", &mut attn.k_proj),
                     ("self_attn.v_proj", &mut attn.v_proj),
@@ -136,34 +139,31 @@ pub fn merge_adapter(model: &mut LanguageModel, adapter: &Adapter) -> Result<usi
                     ("mlp.gate_proj", &mut mlp.gate_proj),
                     ("mlp.up_proj", &mut mlp.up_proj),
                     ("mlp.down_proj", &mut mlp.down_proj),
-                ];
-                for (path, linear) in targets {
-                    let module = format!("model.layers.{l}.{path}");
-                    if let Some((a, b)) = adapter.factors(&module)? {
-                        merge(linear, a, b, scale, &module, &adapter.dir)?;
-                        merged += 1;
-                    }
-                }
-            }
-        }
-        Network::Gpt2(gpt2) => {
-            // GPT-2's Conv1D stores [in, out] like our Linear, so PEFT's fan_in_fan_out
-            // delta transpose(B A) is the same A^T B^T as for nn.Linear layers here
-            for (l, block) in gpt2.h.iter_mut().enumerate() {
-                let targets: [(&str, &mut Linear); 4] = [
+                ]
+                .map(|(path, linear)| (format!("model.layers.{l}.{path}"), linear))
+            })
+            .collect(),
+        // GPT-2's Conv1D stores [in, out] like our Linear, so PEFT's fan_in_fan_out delta
+        // transpose(B A) is the same A^T B^T as for nn.Linear layers here
+        Network::Gpt2(gpt2) => gpt2
+            .h
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(l, block)| {
+                [
                     ("attn.c_attn", &mut block.c_attn),
                     ("attn.c_proj", &mut block.attn_c_proj),
                     ("mlp.c_fc", &mut block.c_fc),
                     ("mlp.c_proj", &mut block.mlp_c_proj),
-                ];
-                for (path, linear) in targets {
-                    let module = format!("transformer.h.{l}.{path}");
-                    if let Some((a, b)) = adapter.factors(&module)? {
-                        merge(linear, a, b, scale, &module, &adapter.dir)?;
-                        merged += 1;
-                    }
-                }
-            }
+                ]
+                .map(|(path, linear)| (format!("transformer.h.{l}.{path}"), linear))
+            })
+            .collect(),
+    };
+    for (module, linear) in targets {
+        if let Some((a, b)) = adapter.factors(&module)? {
+            merge(linear, a, b, scale, &module, &adapter.dir)?;
+            merged += 1;
         }
     }
     if merged == 0 {

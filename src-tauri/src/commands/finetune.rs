@@ -36,12 +36,7 @@ fn penwright_binary() -> CommandResult<PathBuf> {
 
 fn active_model(state: &AppState) -> CommandResult<PathBuf> {
     state
-        .status
-        .lock()
-        .expect("status lock")
-        .model
-        .as_ref()
-        .map(|m| m.path.clone())
+        .active_model_path()
         .ok_or_else(|| CommandError::new("no_model", "load a model first"))
 }
 

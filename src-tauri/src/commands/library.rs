@@ -28,13 +28,7 @@ pub struct Listed {
 }
 
 fn listed(state: &AppState, entries: Vec<ModelEntry>) -> Vec<Listed> {
-    let active = state
-        .status
-        .lock()
-        .expect("status lock")
-        .model
-        .as_ref()
-        .map(|m| m.path.clone());
+    let active = state.active_model_path();
     entries
         .into_iter()
         .map(|entry| Listed {

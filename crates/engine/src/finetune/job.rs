@@ -138,12 +138,7 @@ pub fn start(
         &config.eval_every.to_string(),
     ]);
     cmd.args(["--checkpoint-every", &config.checkpoint_every.to_string()]);
-    let device = match config.device {
-        crate::device::DeviceChoice::Auto => "auto",
-        crate::device::DeviceChoice::Gpu => "gpu",
-        crate::device::DeviceChoice::Cpu => "cpu",
-    };
-    cmd.args(["--device", device]);
+    cmd.args(["--device", config.device.as_str()]);
     if config.gradient_checkpointing {
         cmd.arg("--gradient-checkpointing");
     }
