@@ -77,8 +77,8 @@ pub fn repo_root() -> PathBuf {
 /// "the writer's documents" for fine-tuning tests.
 pub fn write_moby_dick_parts(dir: &Path) {
     std::fs::create_dir_all(dir).expect("create the data folder");
-    let text = std::fs::read_to_string(repo_root().join("tests/data/moby-dick-ch1.txt"))
-        .expect("chapter 1");
+    let path = repo_root().join("tests/data/moby-dick-ch1.txt");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let paragraphs: Vec<&str> = text.split("\n\n").filter(|p| p.len() > 200).collect();
     for (i, chunk) in paragraphs.chunks(paragraphs.len().div_ceil(8)).enumerate() {
         std::fs::write(dir.join(format!("part{i}.md")), chunk.join("\n\n")).expect("write a part");

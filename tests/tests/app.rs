@@ -230,7 +230,8 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
     let started = session.script_async(
         "const done = arguments[arguments.length - 1];
          window.__TAURI_INTERNALS__.invoke('finetune_start', {config: {paths: [arguments[0]], preset: 'quick',
-           steps: 3, seqLen: 32, batch: 1, learningRate: 0.001, evalEvery: 0}})
+           steps: 3, seqLen: 32, batch: 1, learningRate: 0.001, evalEvery: 0, dropout: 0.1,
+           precision: 'f16'}})
            .then(r => done(r), e => done({error: e}));",
         json!([data]),
     );
@@ -282,6 +283,17 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
         .filter(|l| l.contains("\"event\":\"step\""))
         .count();
     assert_eq!(steps, 3, "{log}");
+    // the advanced settings reach the job: the base model in f16, the adapter's dropout
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"event\":\"device\"") && l.contains("\"precision\":\"f16\"")),
+        "{log}"
+    );
+    let adapter_config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(job_dir.join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(adapter_config["lora_dropout"], 0.1, "{adapter_config}");
     let adapters = session.wait_for("[data-testid=finetune-adapter]", Duration::from_secs(30));
     eprintln!("adapter listed: {}", session.text(&adapters));
     // the chart of the finished job: uPlot's canvas with the loss series

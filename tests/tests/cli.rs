@@ -241,6 +241,9 @@ fn finetune_resumed_after_kill_follows_the_uninterrupted_loss_curve() {
             "1",
             "--lr",
             "1e-3",
+            // dropout draws masks every step: a resumed run must draw the same ones
+            "--dropout",
+            "0.3",
             "--json",
         ]
         .iter()

@@ -40,8 +40,8 @@ describe("api", () => {
     expect(invoke).toHaveBeenLastCalledWith("save_document", { path: "/x.md", text: "text" }, undefined);
     await api.writeRecovery("t", null);
     expect(invoke).toHaveBeenLastCalledWith("write_recovery", { text: "t", path: null }, undefined);
-    await api.finetuneStart({ paths: ["/a"], preset: "quick", rank: 8, alpha: 16, steps: 10, learningRate: 1e-4, seqLen: 64, batch: 1, evalEvery: 5 });
-    expect(invoke).toHaveBeenLastCalledWith("finetune_start", { config: expect.objectContaining({ paths: ["/a"], learningRate: 1e-4 }) }, undefined);
+    await api.finetuneStart({ paths: ["/a"], preset: "quick", rank: 8, alpha: 16, steps: 10, learningRate: 1e-4, seqLen: 64, batch: 1, evalEvery: 5, dropout: 0.1, precision: "f16" });
+    expect(invoke).toHaveBeenLastCalledWith("finetune_start", { config: expect.objectContaining({ paths: ["/a"], learningRate: 1e-4, dropout: 0.1, precision: "f16" }) }, undefined);
   });
 
   it("normalizes errors to {kind, message}", async () => {

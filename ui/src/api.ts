@@ -129,11 +129,17 @@ export interface FinetuneConfig {
   seqLen: number;
   batch: number;
   evalEvery: number;
+  /** Dropout on the LoRA branches' input while training. */
+  dropout: number;
   /** Train where the models run (the Models pane's choice). */
   device?: DeviceChoice;
   /** Recompute activations in the backward pass: less memory, slower. */
   gradientCheckpointing?: boolean;
+  /** Precision of the frozen base model; refused where the device computes it wrong. */
+  precision?: Precision;
 }
+
+export type Precision = "f32" | "f16" | "bf16";
 
 export interface StepData {
   step: number;

@@ -79,6 +79,9 @@ describe("panes", () => {
     expect(s.steps).toBe(PRESETS.thorough.steps);
     expect(s.learningRate).toBe(0.0003);
     expect(s.batch).toBe(PRESETS.thorough.batch);
+    // a fraction stays a fraction; out of range falls back to the preset
+    expect(readSettings({ dropout: "0.15" }, "quick").dropout).toBe(0.15);
+    expect(readSettings({ dropout: "1.5" }, "quick").dropout).toBe(PRESETS.quick.dropout);
   });
 
   it("model languages", () => {

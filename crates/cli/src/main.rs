@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use penwright_engine::device::{DeviceChoice, select};
-use penwright_engine::finetune::train::{FinetuneConfig, finetune};
+use penwright_engine::finetune::train::{FinetuneConfig, Precision, finetune};
 use penwright_engine::installed;
 use penwright_engine::loader::{LoadedModel, load_model, resolve_model};
 use penwright_engine::model::LanguageModel;
@@ -171,7 +171,7 @@ enum Command {
         /// A .gguf file, a Hugging Face folder or a catalog name (default: the default model)
         #[arg(long)]
         model: Option<String>,
-        /// Files and folders of .txt / .md documents
+        /// Files and folders of documents (.txt, .md, .html, .pdf, .docx)
         #[arg(long, required = true, num_args = 1..)]
         data: Vec<PathBuf>,
         /// Where the adapter (and its checkpoint) go
@@ -181,6 +181,9 @@ enum Command {
         rank: usize,
         #[arg(long, default_value_t = 16.0)]
         alpha: f64,
+        /// Dropout on the LoRA branches' input while training
+        #[arg(long, default_value_t = 0.05)]
+        dropout: f64,
         #[arg(long, conflicts_with = "epochs")]
         steps: Option<usize>,
         #[arg(long)]
@@ -209,6 +212,10 @@ enum Command {
         /// Recompute activations in the backward pass: less memory, slower steps
         #[arg(long)]
         gradient_checkpointing: bool,
+        /// Precision of the frozen base model (f32, f16, bf16); refused where the device
+        /// does not compute it correctly
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
         #[arg(long)]
         json: bool,
     },
@@ -447,6 +454,7 @@ fn main() -> Result<()> {
             out,
             rank,
             alpha,
+            dropout,
             steps,
             epochs,
             seq_len,
@@ -458,6 +466,7 @@ fn main() -> Result<()> {
             resume,
             device,
             gradient_checkpointing,
+            precision,
             json,
         } => {
             let path = resolve_model(model.as_deref())?;
@@ -503,6 +512,8 @@ fn main() -> Result<()> {
                 checkpoint_every,
                 device,
                 gradient_checkpointing,
+                dropout,
+                precision,
                 ..Default::default()
             };
             let summary = finetune(&path, &data, &out, &config, resume, &stop, &mut |event| {

@@ -19,6 +19,9 @@ pub struct AdapterConfig {
     pub r: usize,
     pub lora_alpha: f64,
     pub target_modules: Vec<String>,
+    /// Dropout on the LoRA branch's input while training (no effect on generation).
+    #[serde(default)]
+    pub lora_dropout: f64,
     #[serde(default)]
     pub fan_in_fan_out: bool,
     #[serde(default)]
@@ -123,46 +126,16 @@ pub fn merge_adapter(model: &mut LanguageModel, adapter: &Adapter) -> Result<usi
             model.config.architecture.name()
         )));
     }
-    // (PEFT module path, our layer) of every projection an adapter may target
-    let targets: Vec<(String, &mut Linear)> = match &mut model.network {
-        Network::Llama(llama) => llama
-            .layers
-            .iter_mut()
-            .enumerate()
-            .flat_map(|(l, block)| {
-                let (attn, mlp) = (&mut block.self_attn, &mut block.mlp);
-                [
-                    ("self_attn.q_proj", &mut attn.q_proj),
-                    ("self_attn.k_proj", &mut attn.k_proj),
-                    ("self_attn.v_proj", &mut attn.v_proj),
-                    ("self_attn.o_proj", &mut attn.o_proj),
-                    ("mlp.gate_proj", &mut mlp.gate_proj),
-                    ("mlp.up_proj", &mut mlp.up_proj),
-                    ("mlp.down_proj", &mut mlp.down_proj),
-                ]
-                .map(|(path, linear)| (format!("model.layers.{l}.{path}"), linear))
-            })
-            .collect(),
-        // GPT-2's Conv1D stores [in, out] like our Linear, so PEFT's fan_in_fan_out delta
-        // transpose(B A) is the same A^T B^T as for nn.Linear layers here
-        Network::Gpt2(gpt2) => gpt2
-            .h
-            .iter_mut()
-            .enumerate()
-            .flat_map(|(l, block)| {
-                [
-                    ("attn.c_attn", &mut block.c_attn),
-                    ("attn.c_proj", &mut block.attn_c_proj),
-                    ("mlp.c_fc", &mut block.c_fc),
-                    ("mlp.c_proj", &mut block.mlp_c_proj),
-                ]
-                .map(|(path, linear)| (format!("transformer.h.{l}.{path}"), linear))
-            })
-            .collect(),
-    };
-    for (module, linear) in targets {
-        if let Some((a, b)) = adapter.factors(&module)? {
-            merge(linear, a, b, scale, &module, &adapter.dir)?;
+    for projection in model.network.projections() {
+        if let Some((a, b)) = adapter.factors(&projection.module)? {
+            merge(
+                projection.linear,
+                a,
+                b,
+                scale,
+                &projection.module,
+                &adapter.dir,
+            )?;
             merged += 1;
         }
     }

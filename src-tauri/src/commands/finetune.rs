@@ -96,6 +96,9 @@ pub struct StartConfig {
     /// auto / gpu / cpu: the device the models pane chose
     pub device: Option<String>,
     pub gradient_checkpointing: Option<bool>,
+    pub dropout: Option<f64>,
+    /// f32 / f16 / bf16 for the frozen base model
+    pub precision: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -140,6 +143,13 @@ pub fn finetune_start(state: State<'_, AppState>, config: StartConfig) -> Comman
             .parse()
             .map_err(|e: String| CommandError::new("invalid_argument", e))?,
         gradient_checkpointing: config.gradient_checkpointing.unwrap_or(false),
+        dropout: config.dropout.unwrap_or(defaults.dropout).clamp(0.0, 0.9),
+        precision: config
+            .precision
+            .as_deref()
+            .unwrap_or("f32")
+            .parse()
+            .map_err(|e: String| CommandError::new("invalid_argument", e))?,
         ..defaults
     };
     let name = format!(

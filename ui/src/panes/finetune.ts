@@ -18,11 +18,11 @@ import type { TrainingChart } from "./chart";
 import type { Pane } from "./host";
 import { button, inlineError, progressBar, section, segmented, toggleSwitch } from "./ui";
 
-type Settings = Omit<api.FinetuneConfig, "paths" | "preset" | "device" | "gradientCheckpointing">;
+type Settings = Omit<api.FinetuneConfig, "paths" | "preset" | "device" | "gradientCheckpointing" | "precision">;
 
 export const PRESETS: Record<api.Preset, Settings> = {
-  quick: { rank: 8, alpha: 16, steps: 200, learningRate: 2e-4, seqLen: 256, batch: 4, evalEvery: 25 },
-  thorough: { rank: 16, alpha: 32, steps: 800, learningRate: 1e-4, seqLen: 512, batch: 8, evalEvery: 50 },
+  quick: { rank: 8, alpha: 16, steps: 200, learningRate: 2e-4, seqLen: 256, batch: 4, evalEvery: 25, dropout: 0.05 },
+  thorough: { rank: 16, alpha: 32, steps: 800, learningRate: 1e-4, seqLen: 512, batch: 8, evalEvery: 50, dropout: 0.05 },
 };
 
 const FIELDS: { key: keyof Settings; label: string; min: number; max: number; step: number; hint: string }[] = [
@@ -33,7 +33,11 @@ const FIELDS: { key: keyof Settings; label: string; min: number; max: number; st
   { key: "seqLen", label: "Sequence length", min: 32, max: 8192, step: 32, hint: "Tokens per training example" },
   { key: "batch", label: "Batch size", min: 1, max: 256, step: 1, hint: "Examples per step" },
   { key: "evalEvery", label: "Evaluate every", min: 1, max: 10000, step: 1, hint: "Steps between held-out perplexity checks" },
+  { key: "dropout", label: "LoRA dropout", min: 0, max: 0.9, step: 0.01, hint: "Share of the adapter's input dropped while training; guards small datasets against overfitting" },
 ];
+
+/** Settings that are fractions, not counts. */
+const FRACTIONAL: ReadonlySet<keyof Settings> = new Set(["learningRate", "dropout"]);
 
 /** Reads the advanced inputs, falling back to the preset for anything invalid. */
 export function readSettings(values: Partial<Record<keyof Settings, string>>, preset: api.Preset): Settings {
@@ -42,7 +46,7 @@ export function readSettings(values: Partial<Record<keyof Settings, string>>, pr
   for (const f of FIELDS) {
     const raw = values[f.key];
     const n = raw === undefined || raw.trim() === "" ? NaN : Number(raw);
-    if (Number.isFinite(n) && n >= f.min && n <= f.max) out[f.key] = f.key === "learningRate" ? n : Math.round(n);
+    if (Number.isFinite(n) && n >= f.min && n <= f.max) out[f.key] = FRACTIONAL.has(f.key) ? n : Math.round(n);
   }
   return out;
 }
@@ -181,7 +185,24 @@ export function finetunePane(ctx: AppContext): Pane {
     advancedGrid.append(h("label", { class: "field" }, h("span", { class: "field-label" }, f.label), input));
   }
   const saveMemory = toggleSwitch("Save memory (gradient checkpointing: slower steps)", false, "finetune-checkpointing");
-  const advanced = h("details", { class: "advanced", "data-testid": "finetune-advanced" }, h("summary", {}, "Advanced settings"), advancedGrid, saveMemory.element);
+  const precision = segmented<api.Precision>(
+    "Base model precision",
+    [
+      { value: "f32", label: "f32" },
+      { value: "f16", label: "f16" },
+      { value: "bf16", label: "bf16" },
+    ],
+    "f32",
+    "finetune-precision",
+  );
+  const precisionField = h(
+    "div",
+    { class: "field" },
+    h("span", { class: "field-label" }, "Base model precision"),
+    precision.element,
+    h("p", { class: "hint" }, "f16 or bf16 halve the base model's memory and speed up GPUs made for them; the adapter still learns in f32. A device that computes them wrong is refused before training starts."),
+  );
+  const advanced = h("details", { class: "advanced", "data-testid": "finetune-advanced" }, h("summary", {}, "Advanced settings"), advancedGrid, saveMemory.element, precisionField);
 
   function applyPreset(p: api.Preset) {
     const s = PRESETS[p];
@@ -197,7 +218,7 @@ export function finetunePane(ctx: AppContext): Pane {
   function config(): api.FinetuneConfig {
     const values: Partial<Record<keyof Settings, string>> = {};
     for (const f of FIELDS) values[f.key] = inputs[f.key].value;
-    return { paths, preset: preset.value(), device: settings().device, gradientCheckpointing: saveMemory.input.checked, ...readSettings(values, preset.value()) };
+    return { paths, preset: preset.value(), device: settings().device, gradientCheckpointing: saveMemory.input.checked, precision: precision.value(), ...readSettings(values, preset.value()) };
   }
 
   // -- run -----------------------------------------------------------------------------------

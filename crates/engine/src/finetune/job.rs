@@ -139,6 +139,8 @@ pub fn start(
     ]);
     cmd.args(["--checkpoint-every", &config.checkpoint_every.to_string()]);
     cmd.args(["--device", config.device.as_str()]);
+    cmd.args(["--dropout", &config.dropout.to_string()]);
+    cmd.args(["--precision", config.precision.as_str()]);
     if config.gradient_checkpointing {
         cmd.arg("--gradient-checkpointing");
     }

@@ -57,7 +57,7 @@ pub fn save_adapter(dir: &Path, config: &AdapterConfig, tensors: &[AdapterTensor
         "task_type": "CAUSAL_LM",
         "r": config.r,
         "lora_alpha": config.lora_alpha,
-        "lora_dropout": 0.0,
+        "lora_dropout": config.lora_dropout,
         "target_modules": config.target_modules,
         "bias": "none",
         "fan_in_fan_out": config.fan_in_fan_out,

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::module::{LoraAdapter, Module, Param, ParamId, Reparameterizer};
+use burn::module::{Module, ParamId};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, FloatDType, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -24,10 +24,10 @@ use crate::config::{Architecture, ModelConfig};
 use crate::device::SelectedDevice;
 use crate::loader::load_model;
 use crate::lora::AdapterConfig;
-use crate::model::Network;
 use crate::model::gpt2::Gpt2;
-use crate::model::layers::{Linear, Rope};
+use crate::model::layers::{Linear, LoraBranch, Rope};
 use crate::model::llama::Llama;
+use crate::model::{Network, Projection};
 use crate::weights::HostTensor;
 use crate::{EngineError, Result};
 
@@ -37,6 +37,8 @@ use crate::{EngineError, Result};
 pub struct FinetuneConfig {
     pub rank: usize,
     pub alpha: f64,
+    /// Dropout on the LoRA branches' input while training (PEFT's `lora_dropout`).
+    pub dropout: f64,
     /// Module names to adapt (`q_proj`, `v_proj`, …; `c_attn` for GPT-2); `["all-linear"]`
     /// adapts every projection.
     pub targets: Vec<String>,
@@ -59,6 +61,95 @@ pub struct FinetuneConfig {
     /// Recompute memory-bound activations in the backward pass instead of keeping them
     /// (burn's balanced gradient checkpointing): less memory, more compute.
     pub gradient_checkpointing: bool,
+    /// The precision of the frozen base weights and their products (the LoRA factors,
+    /// norms, attention scores and loss stay f32).
+    pub precision: Precision,
+}
+
+/// Precision of the frozen base model while training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// The lower precision, if any.
+    fn half(self) -> Option<FloatDType> {
+        match self {
+            Precision::F32 => None,
+            Precision::F16 => Some(FloatDType::F16),
+            Precision::Bf16 => Some(FloatDType::BF16),
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "f16" | "fp16" => Ok(Precision::F16),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(format!("unknown precision '{other}' (f32, f16 or bf16)")),
+        }
+    }
+}
+
+/// Checks that `device` computes products in `precision` correctly, before a run relies on
+/// it: a 64×256 by 256×256 product in the lower precision must agree with f32 to 1% (f16 is
+/// ~5e-4 off, bf16 ~4e-3). A device without the type, or with a broken kernel, fails here
+/// with a message instead of training on garbage. Returns the measured relative error.
+pub fn check_precision(precision: Precision, device: &Device, name: &str) -> Result<f64> {
+    let Some(dtype) = precision.half() else {
+        return Ok(0.0);
+    };
+    let (m, k, n) = (64usize, 256usize, 256usize);
+    let host =
+        |len: usize, f: f32| -> Vec<f32> { (0..len).map(|i| ((i as f32) * f).sin()).collect() };
+    let device = device.clone().inner();
+    let probe = || -> std::result::Result<f64, String> {
+        let x = Tensor::<2>::from_data(TensorData::new(host(m * k, 0.37), [m, k]), &device);
+        let w = Tensor::<2>::from_data(TensorData::new(host(k * n, 0.91), [k, n]), &device) / 16.0;
+        let exact = x.clone().matmul(w.clone());
+        let low = x.cast(dtype).matmul(w.cast(dtype)).cast(FloatDType::F32);
+        let err = (exact.clone() - low).square().sum().sqrt() / exact.square().sum().sqrt();
+        let v = err
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| format!("{e:?}"))?[0];
+        Ok(v as f64)
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(probe));
+    let what = precision.as_str();
+    match outcome {
+        Ok(Ok(err)) if err.is_finite() && err < 1e-2 => Ok(err),
+        Ok(Ok(err)) => Err(EngineError::Device(format!(
+            "{name} does not compute {what} correctly (relative error {err:.1e} against f32): train in f32"
+        ))),
+        Ok(Err(e)) => Err(EngineError::Device(format!(
+            "{name} cannot compute in {what} ({e}): train in f32"
+        ))),
+        Err(panic) => Err(EngineError::Device(format!(
+            "{name} cannot compute in {what} ({}): train in f32",
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("the kernel panicked")
+        ))),
+    }
 }
 
 impl Default for FinetuneConfig {
@@ -66,6 +157,7 @@ impl Default for FinetuneConfig {
         FinetuneConfig {
             rank: 8,
             alpha: 16.0,
+            dropout: 0.05,
             targets: Vec::new(),
             steps: None,
             epochs: None,
@@ -81,6 +173,7 @@ impl Default for FinetuneConfig {
             heldout_percent: 10,
             device: crate::device::DeviceChoice::Auto,
             gradient_checkpointing: false,
+            precision: Precision::F32,
         }
     }
 }
@@ -93,6 +186,8 @@ pub enum FinetuneEvent {
     Device {
         name: String,
         reason: String,
+        /// `f32`, or the lower precision the base model runs in.
+        precision: String,
     },
     Dataset(DatasetReport),
     #[serde(rename_all = "camelCase")]
@@ -147,13 +242,14 @@ fn default_targets(arch: Architecture) -> Vec<String> {
     }
 }
 
-/// The networks we train, with their projections by burn path and Hugging Face module path.
+/// The networks we train.
 pub trait Trainable: Module + Sized {
     /// The projections are GPT-2 Conv1D layers (PEFT's `fan_in_fan_out`).
     const CONV1D: bool;
     fn logits(&self, ids: Tensor<2, Int>, rope: Option<&Rope>) -> Tensor<3>;
-    /// `(burn param path of the weight, HF module path, short name, the layer)`.
-    fn projections(&self) -> Vec<(String, String, &'static str, &Linear)>;
+    fn projections(&mut self) -> Vec<Projection<'_>>;
+    /// The (frozen) output projection.
+    fn output_projection(&mut self) -> &mut Linear;
 }
 
 impl Trainable for Llama {
@@ -161,28 +257,11 @@ impl Trainable for Llama {
     fn logits(&self, ids: Tensor<2, Int>, rope: Option<&Rope>) -> Tensor<3> {
         self.lm_head(self.forward_hidden(ids, rope.expect("rope"), None))
     }
-    fn projections(&self) -> Vec<(String, String, &'static str, &Linear)> {
-        let mut out = Vec::new();
-        for (l, b) in self.layers.iter().enumerate() {
-            let list: [(&str, &'static str, &Linear); 7] = [
-                ("self_attn", "q_proj", &b.self_attn.q_proj),
-                ("self_attn", "k_proj", &b.self_attn.k_proj),
-                ("self_attn", "v_proj", &b.self_attn.v_proj),
-                ("self_attn", "o_proj", &b.self_attn.o_proj),
-                ("mlp", "gate_proj", &b.mlp.gate_proj),
-                ("mlp", "up_proj", &b.mlp.up_proj),
-                ("mlp", "down_proj", &b.mlp.down_proj),
-            ];
-            for (group, name, linear) in list {
-                out.push((
-                    format!("layers.{l}.{group}.{name}.weight"),
-                    format!("model.layers.{l}.{group}.{name}"),
-                    name,
-                    linear,
-                ));
-            }
-        }
-        out
+    fn projections(&mut self) -> Vec<Projection<'_>> {
+        Llama::projections(self)
+    }
+    fn output_projection(&mut self) -> &mut Linear {
+        &mut self.lm_head
     }
 }
 
@@ -191,25 +270,11 @@ impl Trainable for Gpt2 {
     fn logits(&self, ids: Tensor<2, Int>, _rope: Option<&Rope>) -> Tensor<3> {
         self.lm_head(self.forward_hidden(ids, None))
     }
-    fn projections(&self) -> Vec<(String, String, &'static str, &Linear)> {
-        let mut out = Vec::new();
-        for (l, b) in self.h.iter().enumerate() {
-            let list: [(&str, &str, &'static str, &Linear); 4] = [
-                ("c_attn", "attn.c_attn", "c_attn", &b.c_attn),
-                ("attn_c_proj", "attn.c_proj", "c_proj", &b.attn_c_proj),
-                ("c_fc", "mlp.c_fc", "c_fc", &b.c_fc),
-                ("mlp_c_proj", "mlp.c_proj", "c_proj", &b.mlp_c_proj),
-            ];
-            for (field, hf, name, linear) in list {
-                out.push((
-                    format!("h.{l}.{field}.weight"),
-                    format!("transformer.h.{l}.{hf}"),
-                    name,
-                    linear,
-                ));
-            }
-        }
-        out
+    fn projections(&mut self) -> Vec<Projection<'_>> {
+        Gpt2::projections(self)
+    }
+    fn output_projection(&mut self) -> &mut Linear {
+        &mut self.lm_head
     }
 }
 
@@ -223,48 +288,49 @@ fn param_id(path: &str) -> ParamId {
     ParamId::from(h)
 }
 
-/// Attaches LoRA factors to the chosen weights: given ones (resume) or fresh ones
-/// (A ~ N(0, 1/r), B = 0, so the model starts unchanged).
-struct AttachLora {
-    chosen: HashMap<String, Option<(Tensor<2>, Tensor<2>)>>,
+/// Freezes the network and attaches a LoRA branch to each chosen projection (by module
+/// path): the given factors (resume) or fresh ones (A ~ N(0, 1/r), B = 0, so the model
+/// starts unchanged).
+fn attach_lora<M: Trainable>(
+    net: M,
+    mut chosen: HashMap<String, Option<(Tensor<2>, Tensor<2>)>>,
     rank: usize,
     scale: f64,
-}
-
-impl Reparameterizer for AttachLora {
-    type Reparam = LoraAdapter;
-
-    fn reparameterize<const D: usize>(
-        &mut self,
-        path: &str,
-        param: Param<Tensor<D>>,
-    ) -> (Param<Tensor<D>>, Option<LoraAdapter>) {
-        let base = param.set_require_grad(false);
-        if D != 2 {
-            return (base, None);
-        }
-        let Some(given) = self.chosen.remove(path) else {
-            return (base, None);
+    dropout: f64,
+) -> M {
+    let mut net = net.no_grad();
+    for p in net.projections() {
+        let Some(given) = chosen.remove(&p.module) else {
+            continue;
         };
-        let value = base.val();
-        let device = value.device();
-        let [d_in, d_out] = [value.dims()[0], value.dims()[1]];
+        let weight = p.linear.weight.val();
+        let device = weight.device();
+        let [d_in, d_out] = weight.dims();
         let (a, b) = given.unwrap_or_else(|| {
             (
                 Tensor::<2>::random(
-                    [d_in, self.rank],
-                    Distribution::Normal(0.0, 1.0 / self.rank as f64),
+                    [d_in, rank],
+                    Distribution::Normal(0.0, 1.0 / rank as f64),
                     &device,
                 ),
-                Tensor::<2>::zeros([self.rank, d_out], &device),
+                Tensor::<2>::zeros([rank, d_out], &device),
             )
         });
-        let adapter = LoraAdapter {
-            a: Param::initialized(param_id(&format!("{path}.lora_a")), a).set_require_grad(true),
-            b: Param::initialized(param_id(&format!("{path}.lora_b")), b).set_require_grad(true),
-            scale: self.scale,
-        };
-        (base, Some(adapter))
+        let module = p.module;
+        p.linear.lora = Some(LoraBranch::new(a, b, scale, dropout, |which| {
+            param_id(&format!("{module}.{which}"))
+        }));
+    }
+    net
+}
+
+/// Keeps the frozen projections (and the output projection) in the run's lower precision.
+fn store_base_as<M: Trainable>(net: &mut M, precision: Precision) {
+    if let Some(dtype) = precision.half() {
+        for p in net.projections() {
+            p.linear.store_as(dtype);
+        }
+        net.output_projection().store_as(dtype);
     }
 }
 
@@ -278,14 +344,14 @@ fn to_host(t: Tensor<2>) -> Result<HostTensor> {
 }
 
 /// The trained factors in PEFT's layout (A `[r, in]`, B `[out, r]`).
-fn adapter_tensors<M: Trainable>(net: &M) -> Result<Vec<AdapterTensors>> {
+fn adapter_tensors<M: Trainable>(net: &mut M) -> Result<Vec<AdapterTensors>> {
     let mut out = Vec::new();
-    for (_, module, _, linear) in net.projections() {
-        if let Some(adapter) = linear.weight.adapter() {
+    for p in net.projections() {
+        if let Some(branch) = &p.linear.lora {
             out.push(AdapterTensors {
-                module,
-                a: to_host(adapter.a.val().inner())?.transposed(),
-                b: to_host(adapter.b.val().inner())?.transposed(),
+                a: to_host(branch.a.val().inner())?.transposed(),
+                b: to_host(branch.b.val().inner())?.transposed(),
+                module: p.module,
             });
         }
     }
@@ -407,9 +473,11 @@ pub fn finetune(
         d if cfg.gradient_checkpointing => d.gradient_checkpointing(),
         d => d,
     };
+    check_precision(cfg.precision, &chosen.device, &chosen.name)?;
     on_event(FinetuneEvent::Device {
         name: chosen.name.clone(),
         reason: chosen.reason.clone(),
+        precision: cfg.precision.as_str().into(),
     });
     let selected = SelectedDevice {
         device: device.clone(),
@@ -487,24 +555,25 @@ struct Ctx<'a> {
 }
 
 fn run<M: Trainable>(
-    net: M,
+    mut net: M,
     ctx: Ctx<'_>,
     on_event: &mut dyn FnMut(FinetuneEvent),
 ) -> Result<FinetuneSummary> {
     let cfg = ctx.cfg;
     let all = cfg.targets.iter().any(|t| t == "all-linear");
-    let chosen_paths: Vec<(String, String)> = net
+    let chosen_modules: Vec<String> = net
         .projections()
         .into_iter()
-        .filter(|(_, _, name, _)| all || cfg.targets.iter().any(|t| t == name))
-        .map(|(path, module, _, _)| (path, module))
+        .filter(|p| all || cfg.targets.iter().any(|t| t == p.name))
+        .map(|p| p.module)
         .collect();
-    if chosen_paths.is_empty() {
+    if chosen_modules.is_empty() {
         return Err(EngineError::Config(format!(
             "no projection matches the targets {:?}",
             cfg.targets
         )));
     }
+    store_base_as(&mut net, cfg.precision);
     let base_ppl = match &ctx.prior {
         Some(p) => p.base_ppl,
         None => heldout_ppl(&net, ctx.heldout, ctx.rope, ctx.device)?,
@@ -516,34 +585,23 @@ fn run<M: Trainable>(
         });
     }
     // factors: from the checkpoint when resuming, else fresh
-    let resumed_factors: HashMap<String, (Tensor<2>, Tensor<2>)> = match &ctx.prior {
-        Some(_) => {
-            let adapter = crate::lora::Adapter::open(&checkpoint_dir(ctx.out))?;
-            let mut map = HashMap::new();
-            for (path, module) in &chosen_paths {
-                let (a, b) = adapter_factors(&adapter, module)?;
-                map.insert(
-                    path.clone(),
-                    (
-                        crate::model::layers::upload(a.transposed(), ctx.device),
-                        crate::model::layers::upload(b.transposed(), ctx.device),
-                    ),
-                );
-            }
-            map
+    let mut chosen: HashMap<String, Option<(Tensor<2>, Tensor<2>)>> =
+        chosen_modules.iter().map(|m| (m.clone(), None)).collect();
+    if ctx.prior.is_some() {
+        let adapter = crate::lora::Adapter::open(&checkpoint_dir(ctx.out))?;
+        for module in &chosen_modules {
+            let (a, b) = adapter_factors(&adapter, module)?;
+            let upload = |t: HostTensor| crate::model::layers::upload(t.transposed(), ctx.device);
+            chosen.insert(module.clone(), Some((upload(a), upload(b))));
         }
-        None => HashMap::new(),
-    };
-    let mut resumed_factors = resumed_factors;
-    let chosen = chosen_paths
-        .iter()
-        .map(|(p, _)| (p.clone(), resumed_factors.remove(p)))
-        .collect();
-    let mut net = net.apply_reparameterization(AttachLora {
+    }
+    let mut net = attach_lora(
+        net,
         chosen,
-        rank: cfg.rank,
-        scale: cfg.alpha / cfg.rank as f64,
-    });
+        cfg.rank,
+        cfg.alpha / cfg.rank as f64,
+        cfg.dropout,
+    );
     let mut optim = AdamWConfig::new()
         .with_weight_decay(0.0)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.clip_norm)))
@@ -562,10 +620,11 @@ fn run<M: Trainable>(
     let adapter_config = AdapterConfig {
         r: cfg.rank,
         lora_alpha: cfg.alpha,
+        lora_dropout: cfg.dropout,
         target_modules: if all {
-            chosen_paths
+            chosen_modules
                 .iter()
-                .map(|(_, m)| m.rsplit('.').next().unwrap_or_default().to_string())
+                .map(|m| m.rsplit('.').next().unwrap_or_default().to_string())
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect()
@@ -578,7 +637,7 @@ fn run<M: Trainable>(
         use_dora: false,
         base_model_name_or_path: Some(ctx.model_path.display().to_string()),
     };
-    let save_checkpoint = |net: &M,
+    let save_checkpoint = |net: &mut M,
                            optim: &ModuleOptimizer,
                            step: usize,
                            losses: &[f64],
@@ -620,7 +679,7 @@ fn run<M: Trainable>(
     while step < ctx.total_steps {
         if ctx.cancel.load(Ordering::Relaxed) {
             save_checkpoint(
-                &net,
+                &mut net,
                 &optim,
                 step,
                 &losses,
@@ -630,6 +689,10 @@ fn run<M: Trainable>(
         }
         let lr = learning_rate(cfg, step, ctx.total_steps);
         let rows = batch_for_step(ctx.train.len(), step, rows_per_step(cfg), cfg.seed);
+        // dropout masks drawn from a per-step seed: a resumed run draws what an
+        // uninterrupted one drew at this step
+        ctx.device
+            .seed(cfg.seed ^ (step as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
         let mut accumulator = burn::optim::GradientsAccumulator::new();
         let mut step_loss = 0.0;
         for micro in rows.chunks(cfg.batch) {
@@ -665,18 +728,20 @@ fn run<M: Trainable>(
             });
         }
         if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 {
-            let path = save_checkpoint(&net, &optim, step, &losses, prior_seconds + elapsed)?;
+            let path = save_checkpoint(&mut net, &optim, step, &losses, prior_seconds + elapsed)?;
             on_event(FinetuneEvent::Checkpoint { step, path });
         }
     }
+    // training throughput: the steps alone, not the final evaluation and saves
+    let training_seconds = session_start.elapsed().as_secs_f64();
     let tuned_ppl = heldout_ppl(&net, ctx.heldout, ctx.rope, ctx.device)?;
     on_event(FinetuneEvent::Eval {
         step,
         heldout_ppl: tuned_ppl,
     });
-    save_adapter(ctx.out, &adapter_config, &adapter_tensors(&net)?)?;
+    save_adapter(ctx.out, &adapter_config, &adapter_tensors(&mut net)?)?;
     save_checkpoint(
-        &net,
+        &mut net,
         &optim,
         step,
         &losses,
@@ -690,7 +755,7 @@ fn run<M: Trainable>(
         base_ppl,
         tuned_ppl,
         seconds,
-        tokens_per_s: trained as f64 / session_start.elapsed().as_secs_f64().max(1e-9),
+        tokens_per_s: trained as f64 / training_seconds.max(1e-9),
         adapter: ctx.out.to_path_buf(),
         losses,
     })
@@ -784,16 +849,18 @@ mod tests {
     fn loss_and_grads(rows: &[&[u32]], a: &[f32], b: &[f32]) -> (f64, Vec<f32>, Vec<f32>) {
         let (net, config, device) = tiny_llama();
         let rope = Rope::new(&config);
-        let path = "layers.0.self_attn.q_proj.weight".to_string();
+        let path = "model.layers.0.self_attn.q_proj".to_string();
         let factors = (
             Tensor::from_data(TensorData::new(a.to_vec(), [64, 4]), &device),
             Tensor::from_data(TensorData::new(b.to_vec(), [4, 64]), &device),
         );
-        let net = net.apply_reparameterization(AttachLora {
-            chosen: HashMap::from([(path.clone(), Some(factors))]),
-            rank: 4,
-            scale: 2.0,
-        });
+        let net = attach_lora(
+            net,
+            HashMap::from([(path.clone(), Some(factors))]),
+            4,
+            2.0,
+            0.0,
+        );
         let loss = batch_loss(&net, rows, Some(&rope), &device);
         let value = loss.clone().into_data().try_into_vec::<f32>().unwrap()[0] as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &net);
@@ -925,6 +992,125 @@ mod tests {
                 summary.losses,
                 checkpointed.losses
             );
+        }
+    }
+
+    fn logits_vec(t: Tensor<3>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().unwrap()
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// The activation-space branch computes what merging `W + s·A·B` computes (the same
+    /// adapter at training time and at generation time), and its dropout acts only while
+    /// training.
+    #[test]
+    fn the_lora_branch_equals_the_merged_weights_and_drops_out_only_in_training() {
+        let (net, config, device) = tiny_llama();
+        let rope = Rope::new(&config);
+        let ids = ids_tensor(&[&[5, 17, 230, 41, 9, 77, 310, 2]], &device);
+        let modules = [
+            "model.layers.0.self_attn.q_proj",
+            "model.layers.1.self_attn.v_proj",
+        ];
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut sample = |shape: [usize; 2]| -> Tensor<2> {
+            use rand::Rng;
+            let v: Vec<f32> = (0..shape[0] * shape[1])
+                .map(|_| rng.random_range(-0.3f32..0.3))
+                .collect();
+            Tensor::from_data(TensorData::new(v, shape), &device)
+        };
+        let mut factors = HashMap::new();
+        let mut merged_net = tiny_llama().0;
+        for p in merged_net.projections() {
+            if modules.contains(&p.module.as_str()) {
+                let [d_in, d_out] = p.linear.weight.dims();
+                let (a, b) = (sample([d_in, 4]), sample([4, d_out]));
+                let delta = a.clone().matmul(b.clone()) * 0.5;
+                p.linear.weight =
+                    burn::module::Param::from_tensor((p.linear.weight.val() + delta).detach());
+                factors.insert(p.module.clone(), Some((a, b)));
+            }
+        }
+        let net = attach_lora(net, factors, 4, 0.5, 0.5);
+        let merged = logits_vec(merged_net.valid().logits(ids.clone().inner(), Some(&rope)));
+        let branch = logits_vec(net.valid().logits(ids.clone().inner(), Some(&rope)));
+        let diff = max_diff(&merged, &branch);
+        assert!(diff < 1e-4, "branch vs merged: max |Δlogit| {diff}");
+        // on the training device the branch's input is dropped out, differently each pass
+        let first = logits_vec(net.logits(ids.clone(), Some(&rope)));
+        let second = logits_vec(net.logits(ids, Some(&rope)));
+        assert!(
+            max_diff(&first, &branch) > 1e-3,
+            "no dropout while training"
+        );
+        assert!(max_diff(&first, &second) > 1e-3, "the same mask twice");
+    }
+
+    #[test]
+    fn the_cpu_computes_half_precisions_correctly() {
+        let cpu = Device::flex();
+        for precision in [Precision::F16, Precision::Bf16] {
+            let err = check_precision(precision, &cpu, "CPU").unwrap();
+            eprintln!("{}: relative error {err:.1e}", precision.as_str());
+            assert!(
+                err > 0.0,
+                "{} computed exactly: not cast?",
+                precision.as_str()
+            );
+        }
+    }
+
+    /// The frozen base in f16 or bf16 trains as f32 does, within those types' rounding.
+    #[test]
+    fn half_precision_training_follows_f32() {
+        let train: Vec<Vec<u32>> = (0..4u32)
+            .map(|r| (0..17u32).map(|i| (r * 97 + i * 31 + 3) % 1000).collect())
+            .collect();
+        let cfg = FinetuneConfig {
+            targets: vec!["all-linear".into()],
+            steps: Some(8),
+            seq_len: 16,
+            batch: 2,
+            learning_rate: 5e-3,
+            dropout: 0.0,
+            checkpoint_every: 0,
+            ..Default::default()
+        };
+        let model = fixture("tiny-llama");
+        let full = run_tiny(&model, &cfg, &train, tempfile::tempdir().unwrap().path());
+        for (precision, tol) in [(Precision::F16, 5e-3), (Precision::Bf16, 3e-2)] {
+            let half = run_tiny(
+                &model,
+                &FinetuneConfig {
+                    precision,
+                    ..cfg.clone()
+                },
+                &train,
+                tempfile::tempdir().unwrap().path(),
+            );
+            eprintln!(
+                "f32 {:?}\n{} {:?}",
+                full.losses,
+                precision.as_str(),
+                half.losses
+            );
+            for (a, b) in full.losses.iter().zip(&half.losses) {
+                assert!(
+                    (a - b).abs() / a < tol,
+                    "{}: {:?} vs f32 {:?}",
+                    precision.as_str(),
+                    half.losses,
+                    full.losses
+                );
+            }
+            assert!(half.losses.last() < half.losses.first());
         }
     }
 

@@ -125,6 +125,29 @@ impl Gpt2 {
         self.ln_f.forward(x)
     }
 
+    /// Every projection LoRA may target (see [`super::Projection`]); GPT-2's Conv1D stores
+    /// `[in, out]` like our `Linear`, so PEFT's fan_in_fan_out factors fit as they do for
+    /// `nn.Linear` layers elsewhere.
+    pub fn projections(&mut self) -> Vec<super::Projection<'_>> {
+        let mut out = Vec::with_capacity(4 * self.h.len());
+        for (l, block) in self.h.iter_mut().enumerate() {
+            let table: [(&str, &'static str, &mut Linear); 4] = [
+                ("attn.c_attn", "c_attn", &mut block.c_attn),
+                ("attn.c_proj", "c_proj", &mut block.attn_c_proj),
+                ("mlp.c_fc", "c_fc", &mut block.c_fc),
+                ("mlp.c_proj", "c_proj", &mut block.mlp_c_proj),
+            ];
+            for (path, name, linear) in table {
+                out.push(super::Projection {
+                    module: format!("transformer.h.{l}.{path}"),
+                    name,
+                    linear,
+                });
+            }
+        }
+        out
+    }
+
     pub fn lm_head(&self, hidden: Tensor<3>) -> Tensor<3> {
         self.lm_head.forward(hidden)
     }

@@ -1,11 +1,12 @@
 //! Building blocks shared by the architectures: linear layers, norms, embeddings, RoPE and
 //! attention over the KV cache.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
+use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 
 use crate::Result;
 use crate::weights::{HostTensor, WeightSource};
@@ -15,11 +16,51 @@ pub fn upload<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(t.data, t.shape), device)
 }
 
-/// `y = x W + b` with `W` stored `[in, out]`.
+/// `y = x W + b` with `W` stored `[in, out]`, plus a LoRA branch while fine-tuning.
+///
+/// `W` and `b` may be kept in a lower precision than the activations (mixed-precision
+/// fine-tuning): the input is cast to their dtype for the product and the result cast back.
 #[derive(Module, Debug)]
 pub struct Linear {
     pub weight: Param<Tensor<2>>,
     pub bias: Option<Param<Tensor<1>>>,
+    pub lora: Option<LoraBranch>,
+}
+
+/// A trainable low-rank branch beside a frozen projection, in activation space:
+/// `y = x W + scale · dropout(x) A B` with `A` `[in, r]` and `B` `[r, out]` (PEFT's `lora_A`
+/// and `lora_B`, transposed). The frozen `W` never gets a gradient of its own, and the dropout
+/// acts on the branch's input as PEFT's `lora_dropout` does (only while training).
+#[derive(Module, Debug)]
+pub struct LoraBranch {
+    pub a: Param<Tensor<2>>,
+    pub b: Param<Tensor<2>>,
+    pub scale: f64,
+    pub dropout: Dropout,
+}
+
+impl LoraBranch {
+    /// A trainable branch with the given factors; `id` names the parameters stably (an
+    /// optimizer checkpoint finds them again by it).
+    pub fn new(
+        a: Tensor<2>,
+        b: Tensor<2>,
+        scale: f64,
+        dropout: f64,
+        id: impl Fn(&str) -> ParamId,
+    ) -> Self {
+        LoraBranch {
+            a: Param::initialized(id("lora_a"), a).set_require_grad(true),
+            b: Param::initialized(id("lora_b"), b).set_require_grad(true),
+            scale,
+            dropout: DropoutConfig::new(dropout).init(),
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let x = self.dropout.forward(x);
+        linear(linear(x, self.a.val(), None), self.b.val(), None) * self.scale
+    }
 }
 
 impl Linear {
@@ -65,6 +106,7 @@ impl Linear {
         Ok(Linear {
             weight: Param::from_tensor(upload::<2>(weight, device)),
             bias,
+            lora: None,
         })
     }
 
@@ -79,11 +121,35 @@ impl Linear {
                 Tensor::<2>::from_data(data, &embedding.weight.device()).reshape([d, v]),
             ),
             bias: None,
+            lora: None,
         }
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+        let weight = self.weight.val();
+        let (stored, activations) = (weight.dtype(), x.dtype());
+        let bias = self.bias.as_ref().map(|b| b.val());
+        let base = if stored == activations {
+            linear(x.clone(), weight, bias)
+        } else {
+            let stored: FloatDType = stored.into();
+            linear(x.clone().cast(stored), weight, bias).cast(FloatDType::from(activations))
+        };
+        match &self.lora {
+            Some(branch) => base + branch.forward(x),
+            None => base,
+        }
+    }
+
+    /// Keeps the (frozen) weight and bias in `dtype`; activations stay as they are.
+    pub fn store_as(&mut self, dtype: FloatDType) {
+        // detached: a new leaf on a training device, frozen
+        let weight = self.weight.val().cast(dtype).detach();
+        self.weight = Param::from_tensor(weight).set_require_grad(false);
+        if let Some(b) = &self.bias {
+            let bias = b.val().cast(dtype).detach();
+            self.bias = Some(Param::from_tensor(bias).set_require_grad(false));
+        }
     }
 }
 

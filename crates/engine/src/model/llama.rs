@@ -187,6 +187,31 @@ impl Llama {
         self.norm.forward(x)
     }
 
+    /// Every projection LoRA may target (see [`super::Projection`]).
+    pub fn projections(&mut self) -> Vec<super::Projection<'_>> {
+        let mut out = Vec::with_capacity(7 * self.layers.len());
+        for (l, block) in self.layers.iter_mut().enumerate() {
+            let (attn, mlp) = (&mut block.self_attn, &mut block.mlp);
+            let table: [(&str, &'static str, &mut Linear); 7] = [
+                ("self_attn", "q_proj", &mut attn.q_proj),
+                ("self_attn", "k_proj", &mut attn.k_proj),
+                ("self_attn", "v_proj", &mut attn.v_proj),
+                ("self_attn", "o_proj", &mut attn.o_proj),
+                ("mlp", "gate_proj", &mut mlp.gate_proj),
+                ("mlp", "up_proj", &mut mlp.up_proj),
+                ("mlp", "down_proj", &mut mlp.down_proj),
+            ];
+            for (group, name, linear) in table {
+                out.push(super::Projection {
+                    module: format!("model.layers.{l}.{group}.{name}"),
+                    name,
+                    linear,
+                });
+            }
+        }
+        out
+    }
+
     /// Logits `[batch, seq, vocab]` from final hidden states.
     pub fn lm_head(&self, hidden: Tensor<3>) -> Tensor<3> {
         self.lm_head.forward(hidden)

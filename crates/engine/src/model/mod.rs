@@ -21,6 +21,25 @@ pub enum Network {
     Gpt2(gpt2::Gpt2),
 }
 
+/// One projection of a network as adapters name it.
+pub struct Projection<'a> {
+    /// The Hugging Face module path (`model.layers.0.self_attn.q_proj`), PEFT's key stem.
+    pub module: String,
+    /// The short name `target_modules` match (`q_proj`, `c_attn`, …).
+    pub name: &'static str,
+    pub linear: &'a mut layers::Linear,
+}
+
+impl Network {
+    /// Every projection a LoRA adapter may target, in layer order.
+    pub fn projections(&mut self) -> Vec<Projection<'_>> {
+        match self {
+            Network::Llama(m) => m.projections(),
+            Network::Gpt2(m) => m.projections(),
+        }
+    }
+}
+
 /// A loaded causal language model on a device.
 pub struct LanguageModel {
     pub config: ModelConfig,
