@@ -294,6 +294,17 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
     )
     .unwrap();
     assert_eq!(adapter_config["lora_dropout"], 0.1, "{adapter_config}");
+    // and the pane says where the job trained, with the precision
+    let device = session.script(
+        "return document.querySelector('[data-testid=finetune-device]').textContent;",
+        json!([]),
+    );
+    assert!(
+        device
+            .as_str()
+            .is_some_and(|d| d.contains("base model in f16")),
+        "{device}"
+    );
     let adapters = session.wait_for("[data-testid=finetune-adapter]", Duration::from_secs(30));
     eprintln!("adapter listed: {}", session.text(&adapters));
     // the chart of the finished job: uPlot's canvas with the loss series
@@ -310,6 +321,16 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
         Duration::from_secs(10),
     );
     screenshot(&session, "finetune");
+    // the advanced settings: dropout among the numbers, the precision choice below them
+    session.script(
+        "const d = document.querySelector('[data-testid=finetune-advanced]'); d.open = true; d.scrollIntoView();",
+        json!([]),
+    );
+    session.wait_for(
+        "[data-testid=finetune-precision-bf16]",
+        Duration::from_secs(5),
+    );
+    screenshot(&session, "finetune-advanced");
     let adapter_dir = std::fs::read_dir(home.path().join("adapters"))
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -154,7 +154,8 @@ export type FinetuneEvent =
   | { event: "step"; data: StepData }
   | { event: "eval"; data: { step: number; heldoutPpl: number } }
   | { event: "done"; data: { basePpl: number; tunedPpl: number; adapter: string } }
-  | { event: "error"; data: { message: string } };
+  | { event: "error"; data: { message: string } }
+  | { event: "device"; data: { name: string; reason: string; precision: string } };
 
 export interface JobStatus {
   jobId: string;
@@ -165,6 +166,8 @@ export interface JobStatus {
   evals: { step: number; heldoutPpl: number }[];
   /** The job's final line once it is done (the CLI's JSON summary). */
   summary?: { base_ppl: number; tuned_ppl: number; adapter: string } | null;
+  /** Where the job trains (its device event). */
+  device?: { name: string; precision: string } | null;
 }
 
 export interface Adapter {

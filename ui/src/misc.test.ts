@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 
 import { withDocumentExtension } from "./documents";
 import { isEnglishOnlyDefault, type ModelSnapshot } from "./model";
-import { PRESETS, readSettings } from "./panes/finetune";
+import { PRESETS, deviceLabel, readSettings } from "./panes/finetune";
 import { languagesLabel } from "./panes/models";
 import { summaryProgressLabel } from "./panes/summarize";
 import { joinBlocks } from "./panes/translate";
@@ -82,6 +82,8 @@ describe("panes", () => {
     // a fraction stays a fraction; out of range falls back to the preset
     expect(readSettings({ dropout: "0.15" }, "quick").dropout).toBe(0.15);
     expect(readSettings({ dropout: "1.5" }, "quick").dropout).toBe(PRESETS.quick.dropout);
+    expect(deviceLabel("CPU (flex)", "f32")).toBe("CPU (flex)");
+    expect(deviceLabel("CPU (flex)", "f16")).toBe("CPU (flex) · base model in f16");
   });
 
   it("model languages", () => {

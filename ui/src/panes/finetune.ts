@@ -39,6 +39,11 @@ const FIELDS: { key: keyof Settings; label: string; min: number; max: number; st
 /** Settings that are fractions, not counts. */
 const FRACTIONAL: ReadonlySet<keyof Settings> = new Set(["learningRate", "dropout"]);
 
+/** Where a job trains: the device, and the base model's precision when it is not f32. */
+export function deviceLabel(name: string, precision: string): string {
+  return precision && precision !== "f32" ? `${name} · base model in ${precision}` : name;
+}
+
 /** Reads the advanced inputs, falling back to the preset for anything invalid. */
 export function readSettings(values: Partial<Record<keyof Settings, string>>, preset: api.Preset): Settings {
   const base = PRESETS[preset];
@@ -200,7 +205,7 @@ export function finetunePane(ctx: AppContext): Pane {
     { class: "field" },
     h("span", { class: "field-label" }, "Base model precision"),
     precision.element,
-    h("p", { class: "hint" }, "f16 or bf16 halve the base model's memory and speed up GPUs made for them; the adapter still learns in f32. A device that computes them wrong is refused before training starts."),
+    h("p", { class: "hint" }, "f16 or bf16 keep the frozen base model in half the memory while training and speed up GPUs built for them; the adapter still learns in f32. A device that computes them wrong is refused before training starts."),
   );
   const advanced = h("details", { class: "advanced", "data-testid": "finetune-advanced" }, h("summary", {}, "Advanced settings"), advancedGrid, saveMemory.element, precisionField);
 
@@ -228,7 +233,8 @@ export function finetunePane(ctx: AppContext): Pane {
   const progress = progressBar("finetune-progress");
   const speed = h("span", { "data-testid": "finetune-speed" });
   const eta = h("span", { "data-testid": "finetune-eta" });
-  const liveStats = h("div", { class: "hint stats-row", hidden: true }, speed, eta);
+  const where = h("span", { "data-testid": "finetune-device" });
+  const liveStats = h("div", { class: "hint stats-row", hidden: true }, speed, eta, where);
   const error = inlineError("finetune-error");
   const chartHost = h("div", { class: "chart", "data-testid": "finetune-chart" });
   const chartBox = h("div", { class: "chart-box", hidden: true }, chartHost);
@@ -286,6 +292,9 @@ export function finetunePane(ctx: AppContext): Pane {
         void refreshAdapters();
         updateButtons();
         break;
+      case "device":
+        where.textContent = `on ${deviceLabel(e.data.name, e.data.precision)}`;
+        break;
       case "error":
         jobState = "failed";
         progress.hide();
@@ -331,6 +340,7 @@ export function finetunePane(ctx: AppContext): Pane {
         if (status.state === "done" && status.summary) {
           showResult(status.summary.base_ppl, status.summary.tuned_ppl, status.summary.adapter);
         }
+        where.textContent = status.device ? `on ${deviceLabel(status.device.name, status.device.precision)}` : "";
         if (status.state === "running" || status.state === "stopped") {
           progress.set(status.step, status.totalSteps, `Step ${formatCount(status.step)} of ${formatCount(status.totalSteps)}${status.state === "stopped" ? " · stopped" : ""}`);
         }

@@ -49,6 +49,8 @@ pub struct JobStatus {
     pub evals: Vec<EvalPoint>,
     pub summary: Option<serde_json::Value>,
     pub error: Option<String>,
+    /// Where it trains: the job's device event (`name`, `reason`, `precision`).
+    pub device: Option<serde_json::Value>,
 }
 
 pub const STOP_FILE: &str = "stop-requested";
@@ -200,6 +202,7 @@ pub fn status(record: &JobRecord) -> JobStatus {
         evals: Vec::new(),
         summary: None,
         error: None,
+        device: None,
     };
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -219,6 +222,7 @@ pub fn status(record: &JobRecord) -> JobStatus {
                 step: v["data"]["step"].as_u64().unwrap_or(0) as usize,
                 heldout_ppl: v["data"]["heldoutPpl"].as_f64().unwrap_or(f64::NAN),
             }),
+            Some("device") => s.device = Some(v["data"].clone()),
             None if v.get("tuned_ppl").is_some() => s.summary = Some(v),
             _ => {}
         }
