@@ -844,6 +844,14 @@ mod tests {
         t.into_data().try_into_vec::<f32>().unwrap()
     }
 
+    /// `rows` fixed token sequences of `len` ids inside tiny-llama's vocabulary: id `i` of row
+    /// `r` is `(r·a + i·b + c) mod 1000`.
+    fn token_rows(rows: u32, len: u32, [a, b, c]: [u32; 3]) -> Vec<Vec<u32>> {
+        (0..rows)
+            .map(|r| (0..len).map(|i| (r * a + i * b + c) % 1000).collect())
+            .collect()
+    }
+
     /// The loss of tiny-llama with LoRA factors `a` `[64, 4]`, `b` `[4, 64]` on layer 0's
     /// q_proj, and the gradients of A and B.
     fn loss_and_grads(rows: &[&[u32]], a: &[f32], b: &[f32]) -> (f64, Vec<f32>, Vec<f32>) {
@@ -871,9 +879,7 @@ mod tests {
 
     #[test]
     fn lora_gradients_match_finite_differences() {
-        let rows: Vec<Vec<u32>> = (0..2u32)
-            .map(|r| (0..12u32).map(|i| (r * 131 + i * 37 + 5) % 1000).collect())
-            .collect();
+        let rows = token_rows(2, 12, [131, 37, 5]);
         let rows: Vec<&[u32]> = rows.iter().map(|r| r.as_slice()).collect();
         let mut rng = StdRng::seed_from_u64(3);
         let mut sample = |n: usize| -> Vec<f32> {
@@ -953,9 +959,7 @@ mod tests {
     #[test]
     fn a_tiny_corpus_is_overfit() {
         // two fixed 16-token sequences, trained on again and again
-        let train: Vec<Vec<u32>> = (0..2u32)
-            .map(|r| (0..17u32).map(|i| (r * 211 + i * 53 + 7) % 1000).collect())
-            .collect();
+        let train = token_rows(2, 17, [211, 53, 7]);
         let cfg = FinetuneConfig {
             targets: vec!["all-linear".into()],
             steps: Some(40),
@@ -1070,9 +1074,7 @@ mod tests {
     /// The frozen base in f16 or bf16 trains as f32 does, within those types' rounding.
     #[test]
     fn half_precision_training_follows_f32() {
-        let train: Vec<Vec<u32>> = (0..4u32)
-            .map(|r| (0..17u32).map(|i| (r * 97 + i * 31 + 3) % 1000).collect())
-            .collect();
+        let train = token_rows(4, 17, [97, 31, 3]);
         let cfg = FinetuneConfig {
             targets: vec!["all-linear".into()],
             steps: Some(8),
