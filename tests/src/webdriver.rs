@@ -96,18 +96,43 @@ impl Session {
             id: String::new(),
             agent,
         };
-        let v = s.call("POST", "/session", Some(caps));
+        // tauri-driver listens before its native WebKitWebDriver does, and drops a request
+        // that comes in between: retry the connection (not an answered error) for a while
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let response = loop {
+            match s.send("POST", "/session", Some(caps.clone())) {
+                Ok(response) => break response,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("POST /session: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => panic!("POST /session: {e}"),
+            }
+        };
+        let v = Self::answer("POST", "/session", response);
         s.id = v["sessionId"].as_str().expect("session id").to_string();
         s
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let response = self
+            .send(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        Self::answer(method, path, response)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let url = if path == "/session" {
             format!("{}{}", self.base, path)
         } else {
             format!("{}/session/{}{}", self.base, self.id, path)
         };
-        let response = match method {
+        match method {
             "GET" => self.agent.get(&url).call(),
             "DELETE" => self.agent.delete(&url).call(),
             _ => self
@@ -116,7 +141,10 @@ impl Session {
                 .header("Content-Type", "application/json")
                 .send(body.unwrap_or(json!({})).to_string()),
         }
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    }
+
+    /// The `value` of a WebDriver answer, which must be a success.
+    fn answer(method: &str, path: &str, response: ureq::http::Response<ureq::Body>) -> Value {
         let status = response.status();
         let text = response.into_body().read_to_string().expect("body");
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
