@@ -26,6 +26,11 @@ pub fn adapters_dir() -> PathBuf {
 }
 
 /// The editor's autosave recovery copies.
+/// Where `penwright bench --synthetic` keeps the random-weight models it writes.
+pub fn bench_dir() -> PathBuf {
+    penwright_home().join("bench")
+}
+
 pub fn recovery_dir() -> PathBuf {
     penwright_home().join("recovery")
 }

@@ -223,6 +223,11 @@ enum Command {
     Bench {
         #[command(flatten)]
         model: ModelArgs,
+        /// Bench a random-weight model of a real shape instead, SHAPE:MIX with SHAPE one of
+        /// smollm2-135m, smollm2-360m, smollm2-1.7b and MIX one of q8_0, q4_k_m, q4_1
+        /// (written once under $PENWRIGHT_HOME/bench; the tokenizer is the default model's)
+        #[arg(long, conflicts_with = "model")]
+        synthetic: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -236,7 +241,7 @@ fn load(args: &ModelArgs) -> Result<LoadedModel> {
         .with_context(|| format!("loading {}", path.display()))?;
     if let Some(dir) = &args.adapter {
         let adapter = penwright_engine::lora::Adapter::open(dir)?;
-        let n = penwright_engine::lora::merge_adapter(&mut loaded.model, &adapter)?;
+        let n = penwright_engine::lora::apply_adapter(&mut loaded.model, &adapter)?;
         eprintln!(
             "penwright: adapter {} merged into {n} projections",
             dir.display()
@@ -544,7 +549,14 @@ fn main() -> Result<()> {
             }));
             Ok(())
         }
-        Command::Bench { model, json } => {
+        Command::Bench {
+            mut model,
+            synthetic,
+            json,
+        } => {
+            if let Some(spec) = synthetic {
+                model.model = Some(synthetic_model(&spec)?.display().to_string());
+            }
             let loaded = load(&model)?;
             let report = penwright_engine::bench::run(&loaded)?;
             if json {
@@ -555,6 +567,29 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The synthetic model `SHAPE:MIX`, written first if it is not there yet.
+fn synthetic_model(spec: &str) -> Result<PathBuf> {
+    use penwright_engine::bench::synthetic::{Mix, SHAPES, shape, write_model};
+    let (shape_name, mix_name) = spec.split_once(':').unwrap_or((spec, "q4_k_m"));
+    let Some(shape) = shape(shape_name) else {
+        let known: Vec<&str> = SHAPES.iter().map(|s| s.name).collect();
+        bail!("unknown shape `{shape_name}` (one of {})", known.join(", "));
+    };
+    let Some(mix) = Mix::parse(mix_name) else {
+        bail!("unknown mix `{mix_name}` (q8_0, q4_k_m or q4_1)");
+    };
+    let dir = penwright_models::paths::bench_dir();
+    let path = dir.join(format!("{}-{}.gguf", shape.name, mix.name()));
+    if !path.exists() {
+        std::fs::create_dir_all(&dir)?;
+        let part = path.with_extension("gguf.part");
+        eprintln!("penwright: writing {} (random weights)", path.display());
+        write_model(&resolve_model(None)?, shape, mix, &part)?;
+        std::fs::rename(&part, &path)?;
+    }
+    Ok(path)
 }
 
 /// Reads a document as UTF-8, naming the file and the byte offset when it is not.

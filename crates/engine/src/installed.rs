@@ -98,14 +98,22 @@ impl ModelEntry {
         let (memory, size, problem) = match info {
             Some(Ok(info)) => (info.memory_bytes, info.file_bytes, None),
             Some(Err(e)) => (0, 0, Some(e.to_string())),
-            // not installed: weights as f32 plus ~15% (output copy, KV cache, runtime)
-            None => (
-                entry
-                    .parameter_count()
-                    .map_or(0, |p| p * 4 + p * 4 * 15 / 100 + (96 << 20)),
-                entry.known_size(),
-                None,
-            ),
+            // not installed: the weights as the files store them (they stay in that format)
+            // plus ~10% for the KV cache, and the runtime
+            None => {
+                let weights = if entry.size_is_known() {
+                    entry.known_size()
+                } else {
+                    entry.parameter_count().map_or(0, |p| {
+                        (p as f64 * bytes_per_weight(&entry.quantization)) as u64
+                    })
+                };
+                let memory = match weights {
+                    0 => 0,
+                    w => w + w / 10 + crate::loader::RUNTIME_BYTES,
+                };
+                (memory, entry.known_size(), None)
+            }
         };
         ModelEntry {
             name: entry.name.clone(),
@@ -359,6 +367,28 @@ pub fn download_model(
             ))
         }
     }
+}
+
+/// Bytes per weight of a quantization as catalogs and Hub repositories name it
+/// (`"Q4_K_M"`, `"bf16"`, …), block scales included; 2 (half precision) when unknown.
+fn bytes_per_weight(quantization: &str) -> f64 {
+    let q = quantization.to_ascii_uppercase();
+    let bits = match q.as_str() {
+        "F32" | "FLOAT32" => 32.0,
+        "Q8_0" => 8.5,
+        "Q6_K" => 6.56,
+        "Q5_K_M" | "Q5_K_S" | "Q5_K" => 5.5,
+        "Q5_0" => 5.5,
+        "Q5_1" => 6.0,
+        "Q4_K_M" => 4.85,
+        "Q4_K_S" | "Q4_K" => 4.5,
+        "Q4_1" => 5.0,
+        "Q4_0" => 4.5,
+        "Q3_K_M" | "Q3_K_S" | "Q3_K_L" | "Q3_K" => 3.9,
+        "Q2_K" => 3.0,
+        _ => 16.0,
+    };
+    bits / 8.0
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ pub mod loader;
 pub mod lora;
 pub mod model;
 pub mod perplexity;
-pub mod quant;
+
 pub mod sampler;
 pub mod tasks;
 pub mod tokenizer;

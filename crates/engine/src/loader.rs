@@ -33,26 +33,18 @@ pub struct ModelInfo {
 /// The context a memory estimate assumes for the KV cache.
 pub const ESTIMATE_CONTEXT: usize = 2048;
 
-/// Memory the engine needs to run a model: weights as f32 (GGUF blocks are dequantized
-/// on load), a transposed copy of a tied embedding for the output layer, an f32 KV cache
-/// of [`ESTIMATE_CONTEXT`] tokens, and ~96 MiB of runtime and activations.
-/// (Measured on the default model: 790 MB peak RSS against 788 MB estimated.)
-pub fn estimated_memory_bytes(config: &ModelConfig) -> u64 {
-    let f32_bytes = 4u64;
-    let weights = config.parameter_count() as u64 * f32_bytes;
-    let tied_copy = if config.tie_word_embeddings {
-        (config.vocab_size * config.hidden_size) as u64 * f32_bytes
-    } else {
-        0
-    };
+/// Memory the engine needs to run a model: its weights as the file stores them (they stay
+/// in their block format, memory-mapped on the CPU), an f32 KV cache of
+/// [`ESTIMATE_CONTEXT`] tokens, and ~[`RUNTIME_BYTES`] of runtime and activations.
+pub fn estimated_memory_bytes(config: &ModelConfig, weight_bytes: u64) -> u64 {
     let context = ESTIMATE_CONTEXT.min(config.max_position_embeddings.max(1)) as u64;
-    let kv = 2
-        * config.num_layers as u64
-        * context
-        * (config.num_kv_heads * config.head_dim) as u64
-        * f32_bytes;
-    weights + tied_copy + kv + (96 << 20)
+    let kv =
+        2 * config.num_layers as u64 * context * (config.num_kv_heads * config.head_dim) as u64 * 4;
+    weight_bytes + kv + RUNTIME_BYTES
 }
+
+/// The runtime, tokenizer, activations and logits beside weights and KV cache.
+pub const RUNTIME_BYTES: u64 = 96 << 20;
 
 /// What the model at `path` is (architecture, quantization, size, memory estimate) from
 /// its header or config, without reading its weights; fails with the same specific error
@@ -233,6 +225,7 @@ fn gguf_info(path: &Path, file: &GgufFile, config: &ModelConfig) -> ModelInfo {
     // the file's name, which the user chose, rather than `general.name`, which converters
     // often fill with training-run labels
     let name = catalog_name(path).unwrap_or_else(|| display_name(path));
+    let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     ModelInfo {
         name,
         path: path.to_path_buf(),
@@ -241,8 +234,8 @@ fn gguf_info(path: &Path, file: &GgufFile, config: &ModelConfig) -> ModelInfo {
         quantization: dominant_dtype(file),
         parameters: config.parameter_count(),
         context_length: config.max_position_embeddings,
-        file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
-        memory_bytes: estimated_memory_bytes(config),
+        file_bytes,
+        memory_bytes: estimated_memory_bytes(config, file_bytes),
     }
 }
 
@@ -324,7 +317,7 @@ fn hf_info(dir: &Path, config: &ModelConfig) -> ModelInfo {
         parameters: config.parameter_count(),
         context_length: config.max_position_embeddings,
         file_bytes,
-        memory_bytes: estimated_memory_bytes(config),
+        memory_bytes: estimated_memory_bytes(config, file_bytes),
     }
 }
 

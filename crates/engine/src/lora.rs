@@ -1,15 +1,17 @@
 //! LoRA adapters in PEFT's format (`adapter_config.json` + `adapter_model.safetensors`),
-//! made by PEFT or by Penwright, applied to a loaded model by merging: for each adapted
-//! projection `W' = W + (alpha / r) · B A` (PEFT's `[out, in]` convention; our linear
-//! weights are stored `[in, out]`, so we add `(alpha / r) · Aᵀ Bᵀ`).
+//! made by PEFT or by Penwright, applied to a loaded model as a low-rank branch beside each
+//! adapted projection: `y = x Wᵀ + (alpha / r) · x Aᵀ Bᵀ` (PEFT's `A` `[r, in]` and `B`
+//! `[out, r]`). The base weights stay in their packed format, so an adapter costs only its
+//! own few megabytes, and the result equals PEFT's merged `W + (alpha / r) · B A`.
 
 use std::path::{Path, PathBuf};
 
 use burn::module::Param;
+use burn::nn::DropoutConfig;
 use burn::tensor::Tensor;
 use serde::Deserialize;
 
-use crate::model::layers::{Linear, upload};
+use crate::model::layers::{Linear, LoraBranch, upload};
 use crate::model::{LanguageModel, Network};
 use crate::weights::{SafetensorsWeights, WeightSource};
 use crate::{EngineError, Result};
@@ -87,7 +89,7 @@ impl Adapter {
     }
 }
 
-fn merge(
+fn attach(
     linear: &mut Linear,
     a: crate::weights::HostTensor,
     b: crate::weights::HostTensor,
@@ -95,9 +97,9 @@ fn merge(
     name: &str,
     dir: &Path,
 ) -> Result<()> {
-    let [d_in, d_out] = linear.weight.dims();
-    let r = a.shape[0];
-    if a.shape != [r, d_in] || b.shape != [d_out, r] {
+    let [d_in, d_out] = linear.dims();
+    let r = a.shape.first().copied().unwrap_or(0);
+    if r == 0 || a.shape != [r, d_in] || b.shape != [d_out, r] {
         return Err(EngineError::TensorShape {
             path: dir.to_path_buf(),
             tensor: name.to_string(),
@@ -105,17 +107,20 @@ fn merge(
             actual: [a.shape.clone(), b.shape.clone()].concat(),
         });
     }
-    let device = linear.weight.device();
+    let device = linear.weight.blocks.device();
     let a_t: Tensor<2> = upload(a.transposed(), &device); // [in, r]
     let b_t: Tensor<2> = upload(b.transposed(), &device); // [r, out]
-    let delta = a_t.matmul(b_t) * scale;
-    let merged = linear.weight.val() + delta;
-    linear.weight = Param::from_tensor(merged);
+    linear.lora = Some(LoraBranch {
+        a: Param::from_tensor(a_t),
+        b: Param::from_tensor(b_t),
+        scale,
+        dropout: DropoutConfig::new(0.0).init(),
+    });
     Ok(())
 }
 
-/// Merges the adapter into the model's weights; returns how many projections it changed.
-pub fn merge_adapter(model: &mut LanguageModel, adapter: &Adapter) -> Result<usize> {
+/// Applies the adapter to the model's projections; returns how many it changed.
+pub fn apply_adapter(model: &mut LanguageModel, adapter: &Adapter) -> Result<usize> {
     let scale = adapter.config.scale();
     let mut merged = 0;
     if adapter.config.fan_in_fan_out && !matches!(model.network, Network::Gpt2(_)) {
@@ -128,7 +133,7 @@ pub fn merge_adapter(model: &mut LanguageModel, adapter: &Adapter) -> Result<usi
     }
     for projection in model.network.projections() {
         if let Some((a, b)) = adapter.factors(&projection.module)? {
-            merge(
+            attach(
                 projection.linear,
                 a,
                 b,

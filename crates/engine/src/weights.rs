@@ -7,7 +7,12 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use burn::tensor::{AllocationProperty, Bytes};
 use memmap2::Mmap;
+use penwright_kernels::GgmlType;
+use penwright_kernels::ops::PackedLayout;
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use crate::config::Architecture;
@@ -43,6 +48,49 @@ impl HostTensor {
     }
 }
 
+/// A weight matrix in its file's element format (GGUF blocks, or f32/f16/bf16), ready to
+/// go to a device: `layout.rows × layout.cols` in Hugging Face's `[out, in]` orientation,
+/// the bytes padded to whole `u32` words. Where the file's bytes can be used as they are,
+/// they are borrowed from its memory map, not copied.
+pub struct PackedHost {
+    pub layout: PackedLayout,
+    pub bytes: Bytes,
+}
+
+/// `range` of a mapped file as tensor bytes padded to whole words: borrowed from the map
+/// when the padded range lies inside the file and is word-aligned, else copied.
+fn mapped_bytes(map: &Arc<Mmap>, range: std::ops::Range<usize>) -> Bytes {
+    let padded = range.start..range.start + (range.end - range.start).div_ceil(4) * 4;
+    let aligned = (map.as_ptr() as usize + range.start).is_multiple_of(4);
+    if aligned && padded.end <= map.len() {
+        let owner = MapSlice {
+            map: map.clone(),
+            range: padded,
+        };
+        Bytes::from_shared(bytes::Bytes::from_owner(owner), AllocationProperty::File)
+    } else {
+        owned_bytes(map[range].to_vec())
+    }
+}
+
+/// Owned tensor bytes, zero-padded to whole words.
+fn owned_bytes(mut v: Vec<u8>) -> Bytes {
+    v.resize(v.len().div_ceil(4) * 4, 0);
+    Bytes::from_bytes_vec(v)
+}
+
+/// A part of a shared memory map (the owner `bytes::Bytes` keeps alive).
+struct MapSlice {
+    map: Arc<Mmap>,
+    range: std::ops::Range<usize>,
+}
+
+impl AsRef<[u8]> for MapSlice {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.range.clone()]
+    }
+}
+
 /// Where a model's tensors come from.
 pub enum WeightSource {
     Safetensors(SafetensorsWeights),
@@ -56,6 +104,35 @@ impl WeightSource {
             WeightSource::Safetensors(w) => w.get(name),
             WeightSource::Gguf(w) => w.get(name),
         }
+    }
+
+    /// Reads a 2-D weight in its file's format, checked against the Hugging Face shape
+    /// `[out, in]` (`conv1d`: GPT-2's Conv1D weights, which Hugging Face stores `[in, out]`).
+    pub fn get_packed(&self, name: &str, out_in: [usize; 2], conv1d: bool) -> Result<PackedHost> {
+        let packed = match self {
+            WeightSource::Safetensors(w) => w.get_packed(name, conv1d)?,
+            WeightSource::Gguf(w) => w.get_packed(name)?,
+        };
+        let (rows, cols) = (packed.layout.rows, packed.layout.cols);
+        if [rows, cols] != out_in {
+            let actual = if conv1d {
+                vec![cols, rows]
+            } else {
+                vec![rows, cols]
+            };
+            let expected = if conv1d {
+                vec![out_in[1], out_in[0]]
+            } else {
+                out_in.to_vec()
+            };
+            return Err(EngineError::TensorShape {
+                path: self.path().to_path_buf(),
+                tensor: name.to_string(),
+                expected,
+                actual,
+            });
+        }
+        Ok(packed)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -107,7 +184,7 @@ pub fn refuse_pickle(path: &Path) -> Result<()> {
 
 struct Shard {
     path: PathBuf,
-    mmap: Mmap,
+    mmap: Arc<Mmap>,
     header_len: usize,
     tensors: BTreeMap<String, safetensors::tensor::TensorInfo>,
 }
@@ -201,7 +278,7 @@ impl SafetensorsWeights {
             }
             shards.push(Shard {
                 path,
-                mmap,
+                mmap: Arc::new(mmap),
                 header_len,
                 tensors,
             });
@@ -220,8 +297,18 @@ impl SafetensorsWeights {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(String::as_str)
     }
+}
 
-    pub fn get(&self, name: &str) -> Result<HostTensor> {
+/// A tensor's place in its shard: the shard, the byte range, its dtype and shape.
+struct Located<'a> {
+    shard: &'a Shard,
+    range: std::ops::Range<usize>,
+    dtype: GgmlType,
+    shape: Vec<usize>,
+}
+
+impl SafetensorsWeights {
+    fn locate(&self, name: &str) -> Result<Located<'_>> {
         let shard = self
             .index
             .get(name)
@@ -233,18 +320,17 @@ impl SafetensorsWeights {
         let info = &shard.tensors[name];
         let start = 8 + shard.header_len + info.data_offsets.0;
         let end = 8 + shard.header_len + info.data_offsets.1;
-        let bytes = shard
-            .mmap
-            .get(start..end)
-            .ok_or_else(|| EngineError::Truncated {
+        if shard.mmap.get(start..end).is_none() {
+            return Err(EngineError::Truncated {
                 path: shard.path.clone(),
                 what: format!("tensor `{name}` ends past the end of the file"),
-            })?;
+            });
+        }
         let n: usize = info.shape.iter().product();
-        let (elem, dtype_name) = match info.dtype {
-            Dtype::F32 => (4, "F32"),
-            Dtype::F16 => (2, "F16"),
-            Dtype::BF16 => (2, "BF16"),
+        let dtype = match info.dtype {
+            Dtype::F32 => GgmlType::F32,
+            Dtype::F16 => GgmlType::F16,
+            Dtype::BF16 => GgmlType::BF16,
             other => {
                 return Err(EngineError::UnsupportedDtype {
                     path: shard.path.clone(),
@@ -253,33 +339,74 @@ impl SafetensorsWeights {
                 });
             }
         };
-        if bytes.len() != n * elem {
+        let elem = dtype.type_size();
+        if end - start != n * elem {
             return Err(EngineError::TensorSize {
                 path: shard.path.clone(),
                 tensor: name.to_string(),
                 shape: info.shape.clone(),
-                dtype: dtype_name.to_string(),
+                dtype: dtype.name().to_string(),
                 expected: n * elem,
-                actual: bytes.len(),
+                actual: end - start,
             });
         }
-        let data: Vec<f32> = match info.dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            _ => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-        };
+        Ok(Located {
+            shard,
+            range: start..end,
+            dtype,
+            shape: info.shape.clone(),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Result<HostTensor> {
+        let t = self.locate(name)?;
+        let bytes = &t.shard.mmap[t.range.clone()];
+        let n = bytes.len() / t.dtype.type_size();
+        let data =
+            penwright_kernels::dequant::dequantize_to_vec(t.dtype, bytes, n).map_err(|e| {
+                EngineError::Malformed {
+                    path: t.shard.path.clone(),
+                    what: format!("tensor `{name}`: {e}"),
+                }
+            })?;
         Ok(HostTensor {
             data,
-            shape: info.shape.clone(),
+            shape: t.shape,
+        })
+    }
+
+    /// A 2-D tensor in its stored precision; `conv1d` weights (`[in, out]`) are transposed
+    /// to `[out, in]` (a copy), the others borrowed from the map.
+    fn get_packed(&self, name: &str, conv1d: bool) -> Result<PackedHost> {
+        let t = self.locate(name)?;
+        let [a, b] =
+            <[usize; 2]>::try_from(t.shape.as_slice()).map_err(|_| EngineError::TensorShape {
+                path: t.shard.path.clone(),
+                tensor: name.to_string(),
+                expected: vec![0, 0],
+                actual: t.shape.clone(),
+            })?;
+        let (rows, cols, bytes) = if conv1d {
+            let elem = t.dtype.type_size();
+            let src = &t.shard.mmap[t.range.clone()];
+            let mut out = vec![0u8; src.len()];
+            for i in 0..a {
+                for j in 0..b {
+                    let (s, d) = ((i * b + j) * elem, (j * a + i) * elem);
+                    out[d..d + elem].copy_from_slice(&src[s..s + elem]);
+                }
+            }
+            (b, a, owned_bytes(out))
+        } else {
+            (a, b, mapped_bytes(&t.shard.mmap, t.range.clone()))
+        };
+        Ok(PackedHost {
+            layout: PackedLayout {
+                ty: t.dtype,
+                rows,
+                cols,
+            },
+            bytes,
         })
     }
 }
@@ -346,6 +473,71 @@ impl GgufWeights {
         Some(format!("blk.{layer}.{gguf_module}.{kind}"))
     }
 
+    /// How many heads a Q or K projection's rows were permuted over by llama.cpp's
+    /// converter (Llama GGUFs only; its RoPE works on adjacent pairs).
+    fn permuted_heads(&self, hf: &str) -> Option<usize> {
+        match self.architecture {
+            Architecture::Llama if hf.ends_with("q_proj.weight") || hf.ends_with("q_proj.bias") => {
+                Some(self.num_heads)
+            }
+            Architecture::Llama if hf.ends_with("k_proj.weight") || hf.ends_with("k_proj.bias") => {
+                Some(self.num_kv_heads)
+            }
+            _ => None,
+        }
+    }
+
+    /// A 2-D weight in its GGUF block format, `[out, in]` (GGUF's `ne0` is the input
+    /// dimension, GPT-2's Conv1D weights included). Borrowed from the map unless its rows
+    /// must be reordered.
+    fn get_packed(&self, hf: &str) -> Result<PackedHost> {
+        let name = self
+            .gguf_name(hf)
+            .ok_or_else(|| EngineError::MissingTensor {
+                path: self.file.path.clone(),
+                tensor: hf.to_string(),
+            })?;
+        let info = self
+            .file
+            .tensor_info(&name)
+            .ok_or_else(|| EngineError::MissingTensor {
+                path: self.file.path.clone(),
+                tensor: name.clone(),
+            })?;
+        let dims: Vec<usize> = info.shape();
+        let [rows, cols] =
+            <[usize; 2]>::try_from(dims.as_slice()).map_err(|_| EngineError::TensorShape {
+                path: self.file.path.clone(),
+                tensor: name.clone(),
+                expected: vec![0, 0],
+                actual: dims.clone(),
+            })?;
+        if !info.dtype.is_supported() {
+            return Err(EngineError::UnsupportedDtype {
+                path: self.file.path.clone(),
+                tensor: name,
+                dtype: info.dtype.name().to_string(),
+            });
+        }
+        let range = self.file.tensor_range(&name)?;
+        let bytes = match self.permuted_heads(hf) {
+            None => mapped_bytes(self.file.mapping(), range),
+            Some(heads) => {
+                let src = &self.file.mapping()[range];
+                let row_len = src.len() / rows.max(1);
+                owned_bytes(reorder_rows(src, row_len, &unpermuted_order(rows, heads)))
+            }
+        };
+        Ok(PackedHost {
+            layout: PackedLayout {
+                ty: info.dtype,
+                rows,
+                cols,
+            },
+            bytes,
+        })
+    }
+
     pub fn get(&self, hf: &str) -> Result<HostTensor> {
         let name = self
             .gguf_name(hf)
@@ -355,21 +547,11 @@ impl GgufWeights {
             })?;
         let (data, shape) = self.file.tensor_f32(&name)?;
         let mut t = HostTensor { data, shape };
+        if let Some(heads) = self.permuted_heads(hf) {
+            // undo llama.cpp's permutation to get back Hugging Face's rotate-half layout
+            t = unpermute_rows(t, heads);
+        }
         match self.architecture {
-            // llama.cpp permutes the rows of Q and K in Llama GGUFs so that its RoPE works on
-            // adjacent pairs; undo it to get back Hugging Face's rotate-half layout.
-            Architecture::Llama if hf.ends_with("q_proj.weight") => {
-                t = unpermute_rows(t, self.num_heads)
-            }
-            Architecture::Llama if hf.ends_with("k_proj.weight") => {
-                t = unpermute_rows(t, self.num_kv_heads)
-            }
-            Architecture::Llama if hf.ends_with("q_proj.bias") => {
-                t = unpermute_rows(t, self.num_heads)
-            }
-            Architecture::Llama if hf.ends_with("k_proj.bias") => {
-                t = unpermute_rows(t, self.num_kv_heads)
-            }
             // GPT-2's Conv1D weights are stored [in, out] by Hugging Face and transposed to
             // [out, in] by llama.cpp's converter.
             Architecture::Gpt2
@@ -387,25 +569,37 @@ impl GgufWeights {
 }
 
 /// Inverse of llama.cpp's `permute(w, n_head)`: rows grouped per head as
-/// `[n_head, head_dim/2, 2]` go back to `[n_head, 2, head_dim/2]`.
-fn unpermute_rows(t: HostTensor, n_head: usize) -> HostTensor {
-    let rows = t.shape[0];
-    let cols: usize = t.shape[1..].iter().product::<usize>().max(1);
-    let head_dim = rows / n_head;
+/// `[n_head, head_dim/2, 2]` go back to `[n_head, 2, head_dim/2]`. Returns, for each row of
+/// the result, the row of the input it comes from.
+fn unpermuted_order(rows: usize, n_head: usize) -> Vec<usize> {
+    let mut src_of: Vec<usize> = (0..rows).collect();
+    let head_dim = rows / n_head.max(1);
     let half = head_dim / 2;
-    let mut out = vec![0.0f32; t.data.len()];
     for h in 0..n_head {
         for i in 0..half {
             for j in 0..2 {
-                let src = h * head_dim + i * 2 + j;
-                let dst = h * head_dim + j * half + i;
-                out[dst * cols..(dst + 1) * cols]
-                    .copy_from_slice(&t.data[src * cols..(src + 1) * cols]);
+                src_of[h * head_dim + j * half + i] = h * head_dim + i * 2 + j;
             }
         }
     }
+    src_of
+}
+
+/// Rows of `row_len` units (f32 values or bytes) reordered: row `d` of the result is row
+/// `order[d]` of `src`.
+fn reorder_rows<T: Copy + Default>(src: &[T], row_len: usize, order: &[usize]) -> Vec<T> {
+    let mut out = vec![T::default(); src.len()];
+    for (d, &s) in order.iter().enumerate() {
+        out[d * row_len..(d + 1) * row_len].copy_from_slice(&src[s * row_len..(s + 1) * row_len]);
+    }
+    out
+}
+
+fn unpermute_rows(t: HostTensor, n_head: usize) -> HostTensor {
+    let rows = t.shape[0];
+    let cols: usize = t.shape[1..].iter().product::<usize>().max(1);
     HostTensor {
-        data: out,
+        data: reorder_rows(&t.data, cols, &unpermuted_order(rows, n_head)),
         shape: t.shape,
     }
 }

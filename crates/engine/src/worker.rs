@@ -337,7 +337,7 @@ impl Worker {
                 drop(current);
                 let mut loaded = load_model(&path, device, &mut |_| {})?;
                 let merged = match &adapter {
-                    Some(dir) => crate::lora::merge_adapter(
+                    Some(dir) => crate::lora::apply_adapter(
                         &mut loaded.model,
                         &crate::lora::Adapter::open(dir)?,
                     )?,

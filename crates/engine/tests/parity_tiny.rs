@@ -190,10 +190,10 @@ fn prefix_reuse_gives_the_logits_of_a_fresh_prefill() {
 /// A PEFT 0.13.2 adapter made elsewhere reproduces PEFT's base + adapter logits.
 #[test]
 fn peft_adapter_reproduces_peft_logits() {
-    use penwright_engine::lora::{Adapter, merge_adapter};
+    use penwright_engine::lora::{Adapter, apply_adapter};
     let mut model = load(&fixture("tiny-llama"), &Device::flex());
     let adapter = Adapter::open(&fixture("tiny-llama-lora")).unwrap();
-    assert_eq!(merge_adapter(&mut model, &adapter).unwrap(), 4);
+    assert_eq!(apply_adapter(&mut model, &adapter).unwrap(), 4);
     let r = reference(&fixture("tiny-llama-lora"));
     let ours = full_logits(&model, &r.ids);
     let diff = max_abs_diff(&ours, &r.logits);
@@ -204,12 +204,12 @@ fn peft_adapter_reproduces_peft_logits() {
 /// A PEFT adapter on GPT-2's Conv1D layers (`fan_in_fan_out`) reproduces PEFT's logits.
 #[test]
 fn peft_adapter_on_gpt2_conv1d_layers_reproduces_peft_logits() {
-    use penwright_engine::lora::{Adapter, merge_adapter};
+    use penwright_engine::lora::{Adapter, apply_adapter};
     let mut model = load(&fixture("tiny-gpt2"), &Device::flex());
     let adapter = Adapter::open(&fixture("tiny-gpt2-lora")).unwrap();
     assert!(adapter.config.fan_in_fan_out);
     // c_attn and c_fc of both blocks
-    assert_eq!(merge_adapter(&mut model, &adapter).unwrap(), 4);
+    assert_eq!(apply_adapter(&mut model, &adapter).unwrap(), 4);
     let r = reference(&fixture("tiny-gpt2-lora"));
     let ours = full_logits(&model, &r.ids);
     let diff = max_abs_diff(&ours, &r.logits);
@@ -217,6 +217,6 @@ fn peft_adapter_on_gpt2_conv1d_layers_reproduces_peft_logits() {
     assert!(diff < 1e-4, "adapter logits differ by {diff}");
     // the same adapter does not fit a Llama model
     let mut llama = load(&fixture("tiny-llama"), &Device::flex());
-    let err = merge_adapter(&mut llama, &adapter).unwrap_err().to_string();
+    let err = apply_adapter(&mut llama, &adapter).unwrap_err().to_string();
     assert!(err.contains("fan_in_fan_out"), "{err}");
 }

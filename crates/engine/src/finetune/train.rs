@@ -303,9 +303,8 @@ fn attach_lora<M: Trainable>(
         let Some(given) = chosen.remove(&p.module) else {
             continue;
         };
-        let weight = p.linear.weight.val();
-        let device = weight.device();
-        let [d_in, d_out] = weight.dims();
+        let device = p.linear.weight.blocks.device();
+        let [d_in, d_out] = p.linear.dims();
         let (a, b) = given.unwrap_or_else(|| {
             (
                 Tensor::<2>::random(
@@ -1034,11 +1033,11 @@ mod tests {
         let mut merged_net = tiny_llama().0;
         for p in merged_net.projections() {
             if modules.contains(&p.module.as_str()) {
-                let [d_in, d_out] = p.linear.weight.dims();
+                let [d_in, d_out] = p.linear.dims();
                 let (a, b) = (sample([d_in, 4]), sample([4, d_out]));
                 let delta = a.clone().matmul(b.clone()) * 0.5;
-                p.linear.weight =
-                    burn::module::Param::from_tensor((p.linear.weight.val() + delta).detach());
+                let merged = (p.linear.weight.dequantize() + delta.transpose()).detach();
+                p.linear.weight = crate::model::layers::PackedWeight::from_tensor(merged);
                 factors.insert(p.module.clone(), Some((a, b)));
             }
         }
@@ -1209,7 +1208,7 @@ mod tests {
                 )
                 .unwrap()
                 .model;
-                let merged = crate::lora::merge_adapter(&mut model, &adapter).unwrap();
+                let merged = crate::lora::apply_adapter(&mut model, &adapter).unwrap();
                 assert_eq!(merged * 2, theirs.len(), "{arch} {targets}");
             }
         }

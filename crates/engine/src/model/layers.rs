@@ -6,29 +6,97 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorCreationOptions, TensorData};
+use penwright_kernels::GgmlType;
+use penwright_kernels::ops::{PackedLayout, packed_dequantize, packed_linear, packed_rows};
 
 use crate::Result;
-use crate::weights::{HostTensor, WeightSource};
+use crate::weights::{HostTensor, PackedHost, WeightSource};
 
 /// Uploads a host tensor to the device.
 pub fn upload<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(t.data, t.shape), device)
 }
 
-/// `y = x W + b` with `W` stored `[in, out]`, plus a LoRA branch while fine-tuning.
-///
-/// `W` and `b` may be kept in a lower precision than the activations (mixed-precision
-/// fine-tuning): the input is cast to their dtype for the product and the result cast back.
+/// A weight matrix `[out, in]` kept on the device in its file's format (GGUF blocks, or
+/// f32/f16/bf16) and multiplied in it by the kernels of `penwright-kernels`; frozen.
+#[derive(Module, Debug)]
+pub struct PackedWeight {
+    /// The matrix's bytes as `u32` words.
+    pub blocks: Tensor<1, Int>,
+    #[module(skip)]
+    pub layout: PackedLayout,
+}
+
+impl PackedWeight {
+    pub fn upload(host: PackedHost, device: &Device) -> Self {
+        let words = host.bytes.len() / 4;
+        let data = TensorData::from_bytes(host.bytes, [words], DType::U32);
+        let options = TensorCreationOptions::new(device.clone()).with_dtype(DType::U32);
+        PackedWeight {
+            blocks: Tensor::from_data(data, options),
+            layout: host.layout,
+        }
+    }
+
+    /// `[out, in]` as Hugging Face writes it.
+    pub fn dims(&self) -> [usize; 2] {
+        [self.layout.rows, self.layout.cols]
+    }
+
+    /// `x[.., in] · Wᵀ`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        packed_linear(x, &self.blocks, self.layout)
+    }
+
+    /// The matrix in f32 (the reference the kernels are tested against).
+    pub fn dequantize(&self) -> Tensor<2> {
+        packed_dequantize(&self.blocks, self.layout)
+    }
+
+    /// A dense `[out, in]` f32, f16 or bf16 tensor packed as a weight of that type on its
+    /// device (a changed or converted matrix; loading takes the file's bytes instead).
+    pub fn from_tensor(t: Tensor<2>) -> Self {
+        let [rows, cols] = t.dims();
+        let device = t.device();
+        let data = t.into_data();
+        let ty = match data.dtype() {
+            DType::F16 => GgmlType::F16,
+            DType::BF16 => GgmlType::BF16,
+            DType::F32 => GgmlType::F32,
+            other => panic!("no packed weight type for {other:?}"),
+        };
+        let mut bytes = data.into_bytes().to_vec();
+        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+        let host = PackedHost {
+            layout: PackedLayout { ty, rows, cols },
+            bytes: burn::tensor::Bytes::from_bytes_vec(bytes),
+        };
+        PackedWeight::upload(host, &device)
+    }
+
+    /// Keeps an f32 matrix in half precision instead (the frozen base of mixed-precision
+    /// fine-tuning); quantized and half-precision weights are already compact and stay.
+    pub fn store_as(&mut self, dtype: FloatDType) {
+        if self.layout.ty == GgmlType::F32 && matches!(dtype, FloatDType::F16 | FloatDType::BF16) {
+            let device = self.blocks.device();
+            let half = self.dequantize().cast(dtype);
+            *self = PackedWeight::from_tensor(half.to_device(&device));
+        }
+    }
+}
+
+/// `y = x Wᵀ + b` with `W` packed (`[out, in]`), plus a LoRA branch: the trainable one of
+/// fine-tuning, or an adapter applied for generation.
 #[derive(Module, Debug)]
 pub struct Linear {
-    pub weight: Param<Tensor<2>>,
+    pub weight: PackedWeight,
     pub bias: Option<Param<Tensor<1>>>,
     pub lora: Option<LoraBranch>,
 }
 
-/// A trainable low-rank branch beside a frozen projection, in activation space:
-/// `y = x W + scale · dropout(x) A B` with `A` `[in, r]` and `B` `[r, out]` (PEFT's `lora_A`
+/// A low-rank branch beside a frozen projection, in activation space:
+/// `y = x Wᵀ + scale · dropout(x) A B` with `A` `[in, r]` and `B` `[r, out]` (PEFT's `lora_A`
 /// and `lora_B`, transposed). The frozen `W` never gets a gradient of its own, and the dropout
 /// acts on the branch's input as PEFT's `lora_dropout` does (only while training).
 #[derive(Module, Debug)]
@@ -72,31 +140,30 @@ impl Linear {
         bias: bool,
         device: &Device,
     ) -> Result<Self> {
-        let weight = w
-            .get_shaped(&format!("{prefix}.weight"), &shape_out_in)?
-            .transposed();
-        Self::assemble(w, prefix, weight, bias, shape_out_in[0], device)
+        let weight = w.get_packed(&format!("{prefix}.weight"), shape_out_in, false)?;
+        Self::assemble(w, prefix, weight, bias, device)
     }
 
-    /// From a GPT-2 `Conv1D` (weight already `[in, out]`).
+    /// From a GPT-2 `Conv1D` (weight stored `[in, out]`).
     pub fn from_hf_conv1d(
         w: &WeightSource,
         prefix: &str,
         shape_in_out: [usize; 2],
         device: &Device,
     ) -> Result<Self> {
-        let weight = w.get_shaped(&format!("{prefix}.weight"), &shape_in_out)?;
-        Self::assemble(w, prefix, weight, true, shape_in_out[1], device)
+        let [d_in, d_out] = shape_in_out;
+        let weight = w.get_packed(&format!("{prefix}.weight"), [d_out, d_in], true)?;
+        Self::assemble(w, prefix, weight, true, device)
     }
 
     fn assemble(
         w: &WeightSource,
         prefix: &str,
-        weight: HostTensor,
+        weight: PackedHost,
         bias: bool,
-        d_out: usize,
         device: &Device,
     ) -> Result<Self> {
+        let d_out = weight.layout.rows;
         let bias = if bias {
             let b = w.get_shaped(&format!("{prefix}.bias"), &[d_out])?;
             Some(Param::from_tensor(upload::<1>(b, device)))
@@ -104,52 +171,42 @@ impl Linear {
             None
         };
         Ok(Linear {
-            weight: Param::from_tensor(upload::<2>(weight, device)),
+            weight: PackedWeight::upload(weight, device),
             bias,
             lora: None,
         })
     }
 
-    /// An output projection tied to an embedding: its transpose, made contiguous once.
+    /// An output projection tied to an embedding: the same packed table (`[vocab, dim]` is
+    /// `[out, in]`), shared, not copied.
     pub fn tied(embedding: &Embedding) -> Self {
-        let w = embedding.weight.val().transpose();
-        let [d, v] = w.dims();
-        // a fresh contiguous copy: later matmuls read it row-major
-        let data = w.into_data();
         Linear {
-            weight: Param::from_tensor(
-                Tensor::<2>::from_data(data, &embedding.weight.device()).reshape([d, v]),
-            ),
+            weight: embedding.weight.clone(),
             bias: None,
             lora: None,
         }
     }
 
+    /// `[in, out]`.
+    pub fn dims(&self) -> [usize; 2] {
+        let [out, d_in] = self.weight.dims();
+        [d_in, out]
+    }
+
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let weight = self.weight.val();
-        let (stored, activations) = (weight.dtype(), x.dtype());
-        let bias = self.bias.as_ref().map(|b| b.val());
-        let base = if stored == activations {
-            linear(x.clone(), weight, bias)
-        } else {
-            let stored: FloatDType = stored.into();
-            linear(x.clone().cast(stored), weight, bias).cast(FloatDType::from(activations))
-        };
+        let mut y = self.weight.forward(x.clone());
+        if let Some(b) = &self.bias {
+            y = y + b.val().unsqueeze();
+        }
         match &self.lora {
-            Some(branch) => base + branch.forward(x),
-            None => base,
+            Some(branch) => y + branch.forward(x),
+            None => y,
         }
     }
 
-    /// Keeps the (frozen) weight and bias in `dtype`; activations stay as they are.
+    /// Keeps the (frozen) weight in `dtype` where it is f32 (see [`PackedWeight::store_as`]).
     pub fn store_as(&mut self, dtype: FloatDType) {
-        // detached: a new leaf on a training device, frozen
-        let weight = self.weight.val().cast(dtype).detach();
-        self.weight = Param::from_tensor(weight).set_require_grad(false);
-        if let Some(b) = &self.bias {
-            let bias = b.val().cast(dtype).detach();
-            self.bias = Some(Param::from_tensor(bias).set_require_grad(false));
-        }
+        self.weight.store_as(dtype);
     }
 }
 
@@ -215,29 +272,31 @@ impl LayerNorm {
     }
 }
 
-/// A lookup table of row vectors.
+/// A lookup table of row vectors, packed like the projections.
 #[derive(Module, Debug)]
 pub struct Embedding {
     /// `[num_embeddings, dim]`
-    pub weight: Param<Tensor<2>>,
+    pub weight: PackedWeight,
 }
 
 impl Embedding {
     pub fn load(w: &WeightSource, name: &str, shape: [usize; 2], device: &Device) -> Result<Self> {
-        let t = w.get_shaped(name, &shape)?;
+        let host = w.get_packed(name, shape, false)?;
         Ok(Embedding {
-            weight: Param::from_tensor(upload::<2>(t, device)),
+            weight: PackedWeight::upload(host, device),
         })
     }
 
     /// `[batch, seq]` ids → `[batch, seq, dim]`.
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [batch, seq] = ids.dims();
-        let dim = self.weight.dims()[1];
-        self.weight
-            .val()
-            .select(0, ids.reshape([batch * seq]))
-            .reshape([batch, seq, dim])
+        let dim = self.weight.layout.cols;
+        packed_rows(
+            ids.reshape([batch * seq]),
+            &self.weight.blocks,
+            self.weight.layout,
+        )
+        .reshape([batch, seq, dim])
     }
 }
 

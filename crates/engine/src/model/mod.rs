@@ -16,6 +16,7 @@ use layers::Rope;
 
 /// The network of one of the supported architectures.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per loaded model, moved once
 pub enum Network {
     Llama(llama::Llama),
     Gpt2(gpt2::Gpt2),

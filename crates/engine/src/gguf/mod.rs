@@ -7,16 +7,21 @@
 //! tensor data, each tensor at its offset from the start of that section.
 //!
 //! The parser takes untrusted bytes: it never panics, checks every length against the
-//! bytes that are left before allocating, and limits array nesting.
+//! bytes that are left before allocating, and limits array nesting. Writing is in
+//! [`write`].
+
+pub mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
+use penwright_kernels::GgmlType;
+use penwright_kernels::dequant::{self as quant, DequantError};
 
 use crate::error::{EngineError, Result};
-use crate::quant::{self, DequantError, GgmlType};
 
 /// The alignment of the data section and of each tensor when `general.alignment` is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
@@ -457,7 +462,7 @@ impl GgufHeader {
 pub struct GgufFile {
     pub path: PathBuf,
     pub header: GgufHeader,
-    mmap: Mmap,
+    mmap: Arc<Mmap>,
     index: HashMap<String, usize>,
 }
 
@@ -506,7 +511,7 @@ impl GgufFile {
         Ok(GgufFile {
             path,
             header,
-            mmap,
+            mmap: Arc::new(mmap),
             index,
         })
     }
@@ -605,17 +610,27 @@ impl GgufFile {
 
     /// The tensor's raw bytes, as stored.
     pub fn tensor_bytes(&self, name: &str) -> Result<&[u8]> {
+        let range = self.tensor_range(name)?;
+        Ok(&self.mmap[range])
+    }
+
+    /// Where the tensor's bytes are in the file.
+    pub fn tensor_range(&self, name: &str) -> Result<std::ops::Range<usize>> {
         let info = self.require_tensor(name)?;
-        let range = usize::try_from(self.header.data_offset.saturating_add(info.offset))
+        usize::try_from(self.header.data_offset.saturating_add(info.offset))
             .ok()
             .zip(info.byte_len())
-            .and_then(|(start, len)| Some(start..start.checked_add(len)?));
-        range
-            .and_then(|r| self.mmap.get(r))
+            .and_then(|(start, len)| Some(start..start.checked_add(len)?))
+            .filter(|r| r.end <= self.mmap.len())
             .ok_or_else(|| EngineError::Truncated {
                 path: self.path.clone(),
                 what: format!("tensor `{name}`"),
             })
+    }
+
+    /// The mapping itself, shared: tensors that stay in the file's format borrow it.
+    pub fn mapping(&self) -> &Arc<Mmap> {
+        &self.mmap
     }
 
     /// The tensor dequantized to f32, row-major, with the Hugging Face/PyTorch shape
@@ -646,61 +661,13 @@ impl GgufFile {
 pub(crate) mod tests {
     use super::*;
 
-    /// A minimal GGUF writer for tests.
+    /// A GGUF file built in memory, for tests.
     pub(crate) struct Writer {
         pub version: u32,
         pub alignment: usize,
         pub kvs: Vec<(String, MetaValue)>,
         /// name, dims (GGUF order), ggml type id, bytes
         pub tensors: Vec<(String, Vec<u64>, u32, Vec<u8>)>,
-    }
-
-    fn type_id(v: &MetaValue) -> u32 {
-        match v {
-            MetaValue::U8(_) => 0,
-            MetaValue::I8(_) => 1,
-            MetaValue::U16(_) => 2,
-            MetaValue::I16(_) => 3,
-            MetaValue::U32(_) => 4,
-            MetaValue::I32(_) => 5,
-            MetaValue::F32(_) => 6,
-            MetaValue::Bool(_) => 7,
-            MetaValue::String(_) => 8,
-            MetaValue::Array(_) => 9,
-            MetaValue::U64(_) => 10,
-            MetaValue::I64(_) => 11,
-            MetaValue::F64(_) => 12,
-        }
-    }
-
-    fn put_str(out: &mut Vec<u8>, s: &str) {
-        out.extend((s.len() as u64).to_le_bytes());
-        out.extend(s.as_bytes());
-    }
-
-    fn put_value(out: &mut Vec<u8>, v: &MetaValue) {
-        match v {
-            MetaValue::U8(x) => out.push(*x),
-            MetaValue::I8(x) => out.push(*x as u8),
-            MetaValue::U16(x) => out.extend(x.to_le_bytes()),
-            MetaValue::I16(x) => out.extend(x.to_le_bytes()),
-            MetaValue::U32(x) => out.extend(x.to_le_bytes()),
-            MetaValue::I32(x) => out.extend(x.to_le_bytes()),
-            MetaValue::F32(x) => out.extend(x.to_le_bytes()),
-            MetaValue::Bool(x) => out.push(*x as u8),
-            MetaValue::String(s) => put_str(out, s),
-            MetaValue::Array(items) => {
-                let elem = items.first().map(type_id).unwrap_or(0);
-                out.extend(elem.to_le_bytes());
-                out.extend((items.len() as u64).to_le_bytes());
-                for item in items {
-                    put_value(out, item);
-                }
-            }
-            MetaValue::U64(x) => out.extend(x.to_le_bytes()),
-            MetaValue::I64(x) => out.extend(x.to_le_bytes()),
-            MetaValue::F64(x) => out.extend(x.to_le_bytes()),
-        }
     }
 
     impl Writer {
@@ -726,34 +693,20 @@ pub(crate) mod tests {
 
         /// The file's bytes and the absolute offset of its data section.
         pub fn build(&self) -> (Vec<u8>, usize) {
-            let align = |n: usize| n.div_ceil(self.alignment) * self.alignment;
-            let mut out = b"GGUF".to_vec();
-            out.extend(self.version.to_le_bytes());
-            out.extend((self.tensors.len() as u64).to_le_bytes());
-            out.extend((self.kvs.len() as u64).to_le_bytes());
+            let mut w = write::GgufWriter::new();
+            w.version = self.version;
+            w.alignment = self.alignment;
             for (k, v) in &self.kvs {
-                put_str(&mut out, k);
-                out.extend(type_id(v).to_le_bytes());
-                put_value(&mut out, v);
+                w.kv(k, v.clone());
             }
-            let mut offset = 0usize;
             for (name, dims, ty, bytes) in &self.tensors {
-                put_str(&mut out, name);
-                out.extend((dims.len() as u32).to_le_bytes());
-                for d in dims {
-                    out.extend(d.to_le_bytes());
-                }
-                out.extend(ty.to_le_bytes());
-                out.extend((offset as u64).to_le_bytes());
-                offset = align(offset + bytes.len());
+                w.tensor(name, dims, *ty, bytes.len());
             }
-            let data_offset = align(out.len());
-            out.resize(data_offset, 0);
-            for (_, _, _, bytes) in &self.tensors {
-                out.extend(bytes);
-                out.resize(align(out.len()), 0);
-            }
-            (out, data_offset)
+            let mut out = Vec::new();
+            let offset = w
+                .write_to(&mut out, |i, buf| buf.extend_from_slice(&self.tensors[i].3))
+                .expect("writing to memory");
+            (out, offset as usize)
         }
     }
 

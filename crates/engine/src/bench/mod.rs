@@ -1,5 +1,7 @@
 //! `penwright bench`: the numbers that say whether Penwright keeps up with a writer.
 
+pub mod synthetic;
+
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 

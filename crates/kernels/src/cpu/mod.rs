@@ -1,0 +1,414 @@
+//! Products with weight matrices kept in their file's block format, on the CPU.
+//!
+//! - Few activation rows (decoding, a keystroke's prefill): the rows are quantized once to
+//!   8-bit blocks ([`activation`]) and every weight row is an integer dot product in SIMD
+//!   ([`x86`] where the CPU has AVX2, with AVX-512 VNNI where it has that too, else
+//!   [`scalar`]); unquantized f32/f16/bf16 weights are float dot products.
+//! - Many rows (prefill, training): tiles of weight rows are dequantized to f32 and
+//!   multiplied with the `gemm` crate's kernels.
+//!
+//! Output rows are split across rayon's pool (persistent threads, nothing spawned per call).
+
+pub mod activation;
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use crate::dequant::{DequantError, dequantize_on_thread};
+use crate::format::GgmlType;
+use activation::{ActivationBlocks, ActivationRow, QuantizedActivations};
+
+/// The instruction sets the dot products can use, found once at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    /// AVX2 + FMA + F16C.
+    Avx2,
+    /// AVX2 + AVX-512 VNNI/VL for the byte products.
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// The best this CPU supports (`PENWRIGHT_ISA=scalar|avx2` caps it, for comparisons).
+    pub fn detect() -> Isa {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            let cap = std::env::var("PENWRIGHT_ISA").ok();
+            let best = Self::supported();
+            match cap.as_deref() {
+                Some("scalar") => Isa::Scalar,
+                Some("avx2") if best == Isa::Avx512Vnni => Isa::Avx2,
+                _ => best,
+            }
+        })
+    }
+
+    /// Every instruction set this CPU runs, scalar first (for tests).
+    pub fn all_supported() -> Vec<Isa> {
+        let mut out = vec![Isa::Scalar];
+        let best = Self::supported();
+        if best != Isa::Scalar {
+            out.push(Isa::Avx2);
+        }
+        if best == Isa::Avx512Vnni {
+            out.push(Isa::Avx512Vnni);
+        }
+        out
+    }
+
+    fn supported() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            let vnni =
+                is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl");
+            if avx2 && vnni {
+                return Isa::Avx512Vnni;
+            }
+            if avx2 {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Scalar
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "AVX2",
+            Isa::Avx512Vnni => "AVX-512 VNNI",
+        }
+    }
+}
+
+/// A weight matrix `[rows, cols]` in a ggml block format: each row (one output feature)
+/// is `cols` input features in consecutive blocks.
+#[derive(Debug, Clone, Copy)]
+pub struct PackedMatrix<'a> {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    bytes: &'a [u8],
+    row_bytes: usize,
+}
+
+impl<'a> PackedMatrix<'a> {
+    /// Checks that `bytes` holds exactly `rows × cols` elements of `ty` (trailing padding
+    /// is allowed and ignored).
+    pub fn new(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        bytes: &'a [u8],
+    ) -> Result<Self, DequantError> {
+        if !ty.is_supported() {
+            return Err(DequantError::Unsupported(ty));
+        }
+        let row_bytes = ty.row_bytes(cols).ok_or(DequantError::NotBlockMultiple {
+            dtype: ty,
+            n_elems: cols,
+            block_size: ty.block_size(),
+        })?;
+        let expected = row_bytes.saturating_mul(rows);
+        if bytes.len() < expected {
+            return Err(DequantError::WrongLength {
+                dtype: ty,
+                n_elems: rows.saturating_mul(cols),
+                expected,
+                actual: bytes.len(),
+            });
+        }
+        Ok(PackedMatrix {
+            ty,
+            rows,
+            cols,
+            bytes: &bytes[..expected],
+            row_bytes,
+        })
+    }
+
+    pub fn row(&self, r: usize) -> &'a [u8] {
+        &self.bytes[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Rows `start..start + n` dequantized to f32 into `out` (`n × cols`).
+    pub fn dequantize_rows(&self, start: usize, out: &mut [f32]) {
+        let n = out.len() / self.cols;
+        let src = &self.bytes[start * self.row_bytes..(start + n) * self.row_bytes];
+        dequantize_on_thread(self.ty, src, out).expect("whole rows of whole blocks");
+    }
+}
+
+/// Which activation blocks a weight type's dot product reads; `None` for float weights.
+pub fn activation_blocks(ty: GgmlType) -> Option<ActivationBlocks> {
+    use GgmlType::*;
+    match ty {
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => Some(ActivationBlocks::B32),
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Some(ActivationBlocks::B256),
+        _ => None,
+    }
+}
+
+/// One weight row times one quantized activation row with the given instruction set.
+#[inline]
+pub fn dot(isa: Isa, ty: GgmlType, w: &[u8], a: ActivationRow<'_>) -> f32 {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa` values other than Scalar are only produced where the CPU has them.
+        Isa::Avx512Vnni => unsafe { x86::dot_vnni(ty, w, a) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::dot_avx2(ty, w, a) },
+        _ => scalar::dot(ty, w, a),
+    }
+}
+
+/// One unquantized weight row times an f32 row.
+#[inline]
+pub fn dot_float(isa: Isa, ty: GgmlType, w: &[u8], x: &[f32]) -> f32 {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dot`.
+        Isa::Avx512Vnni | Isa::Avx2 => unsafe { x86::dot_float_avx2(ty, w, x) },
+        _ => scalar::dot_float(ty, w, x),
+    }
+}
+
+/// Up to this many activation rows use the dot-product path; more take the GEMM path.
+pub const DOT_MAX_ROWS: usize = 6;
+
+/// A `*mut f32` that rayon tasks writing disjoint parts of one output may share.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: every task writes a disjoint set of elements, and the caller's `&mut` outlives
+// the parallel section.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so closures capture the `Send` wrapper, not its field).
+    fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: callers stay inside the output they were given.
+        unsafe { self.0.add(i) }
+    }
+}
+
+/// `y[m, w.rows] = x[m, w.cols] · Wᵀ`.
+pub fn matmul(x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [f32]) {
+    matmul_with(Isa::detect(), x, m, w, y)
+}
+
+/// [`matmul`] with a given instruction set (tests compare them).
+pub fn matmul_with(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [f32]) {
+    assert_eq!(x.len(), m * w.cols, "input is not [m, cols]");
+    assert_eq!(y.len(), m * w.rows, "output is not [m, rows]");
+    if m == 0 || w.rows == 0 {
+        return;
+    }
+    if m > DOT_MAX_ROWS {
+        return gemm_tiles(x, m, w, y);
+    }
+    let out = SharedOut(y.as_mut_ptr());
+    let rows = w.rows;
+    // ~4 tasks per thread keeps the load balanced without much scheduling
+    let per_task = rows
+        .div_ceil(4 * rayon::current_num_threads())
+        .clamp(8, 512);
+    match activation_blocks(w.ty) {
+        None => {
+            (0..rows.div_ceil(per_task)).into_par_iter().for_each(|t| {
+                for r in t * per_task..((t + 1) * per_task).min(rows) {
+                    let wr = w.row(r);
+                    for i in 0..m {
+                        let v = dot_float(isa, w.ty, wr, &x[i * w.cols..(i + 1) * w.cols]);
+                        // SAFETY: (i, r) is written by this task only.
+                        unsafe { *out.at(i * rows + r) = v };
+                    }
+                }
+            });
+        }
+        Some(blocks) => {
+            let mut act = QuantizedActivations::new(blocks);
+            act.quantize(x, m, w.cols);
+            let act = &act;
+            (0..rows.div_ceil(per_task)).into_par_iter().for_each(|t| {
+                for r in t * per_task..((t + 1) * per_task).min(rows) {
+                    let wr = w.row(r);
+                    for i in 0..m {
+                        let v = dot(isa, w.ty, wr, act.row(i));
+                        // SAFETY: (i, r) is written by this task only.
+                        unsafe { *out.at(i * rows + r) = v };
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Bytes of f32 weights a GEMM tile holds (fits the L2 cache beside the activations).
+const TILE_BYTES: usize = 256 << 10;
+
+/// The GEMM path: tiles of weight rows dequantized and multiplied, in parallel.
+fn gemm_tiles(x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [f32]) {
+    let (rows, cols) = (w.rows, w.cols);
+    if w.ty == GgmlType::F32 {
+        // aligned f32 rows are already what the GEMM reads
+        if let Ok(wf) = bytemuck::try_cast_slice::<u8, f32>(w.bytes) {
+            // SAFETY: the slices hold [m, cols], [rows, cols] and [m, rows].
+            unsafe {
+                gemm_f32(
+                    m,
+                    rows,
+                    cols,
+                    y.as_mut_ptr(),
+                    rows,
+                    x.as_ptr(),
+                    wf.as_ptr(),
+                    true,
+                )
+            };
+            return;
+        }
+    }
+    let tile = (TILE_BYTES / (4 * cols)).clamp(16, 256).min(rows);
+    let out = SharedOut(y.as_mut_ptr());
+    (0..rows.div_ceil(tile))
+        .into_par_iter()
+        .for_each_init(Vec::new, |buf, t| {
+            let r0 = t * tile;
+            let n = tile.min(rows - r0);
+            buf.resize(n * cols, 0.0);
+            w.dequantize_rows(r0, buf);
+            // SAFETY: this task writes columns r0..r0 + n of every output row only.
+            unsafe {
+                gemm_f32(
+                    m,
+                    n,
+                    cols,
+                    out.at(r0),
+                    rows,
+                    x.as_ptr(),
+                    buf.as_ptr(),
+                    false,
+                )
+            };
+        });
+}
+
+/// `dst[m, n] (row stride dst_rs) = lhs[m, k] · rhsᵀ` for `rhs` stored `[n, k]` row-major.
+///
+/// # Safety
+/// The pointers cover those extents.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_f32(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: *const f32,
+    rhs_nk: *const f32,
+    parallel: bool,
+) {
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            false,
+            lhs,
+            1,
+            k as isize,
+            rhs_nk,
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `y[m, w.cols] = g[m, w.rows] · W` (the gradient of [`matmul`] with respect to its
+/// input), from tiles of dequantized rows: memory stays bounded whatever the matrix.
+pub fn matmul_transposed(g: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [f32]) {
+    let (rows, cols) = (w.rows, w.cols);
+    assert_eq!(g.len(), m * rows, "gradient is not [m, rows]");
+    assert_eq!(y.len(), m * cols, "output is not [m, cols]");
+    y.fill(0.0);
+    if m == 0 || rows == 0 {
+        return;
+    }
+    let tile = ((4 * TILE_BYTES) / (4 * cols)).clamp(16, 1024).min(rows);
+    let mut buf = vec![0.0f32; tile * cols];
+    for r0 in (0..rows).step_by(tile) {
+        let n = tile.min(rows - r0);
+        let buf = &mut buf[..n * cols];
+        w.dequantize_rows(r0, buf);
+        // y[m, cols] += g[:, r0..r0 + n] · buf[n, cols]
+        // SAFETY: the pointers cover [m, rows] (row stride rows), [n, cols] and [m, cols].
+        unsafe {
+            gemm::gemm(
+                m,
+                cols,
+                n,
+                y.as_mut_ptr(),
+                1,
+                cols as isize,
+                true,
+                g.as_ptr().add(r0),
+                1,
+                rows as isize,
+                buf.as_ptr(),
+                1,
+                cols as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+    }
+}
+
+/// Rows `ids` of `w`, dequantized (an embedding lookup): `out[ids.len(), cols]`.
+pub fn gather_rows(w: &PackedMatrix<'_>, ids: &[usize], out: &mut [f32]) {
+    assert_eq!(out.len(), ids.len() * w.cols);
+    for (&id, dst) in ids.iter().zip(out.chunks_exact_mut(w.cols)) {
+        w.dequantize_rows(id, dst);
+    }
+}
+
+/// The whole matrix dequantized (`[rows, cols]`).
+pub fn dequantize(w: &PackedMatrix<'_>, out: &mut [f32]) {
+    assert_eq!(out.len(), w.rows * w.cols);
+    let per = (TILE_BYTES / (4 * w.cols.max(1))).max(1);
+    out.par_chunks_mut(per * w.cols)
+        .enumerate()
+        .for_each(|(t, chunk)| w.dequantize_rows(t * per, chunk));
+}
+
+#[cfg(test)]
+mod tests;

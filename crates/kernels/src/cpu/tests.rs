@@ -1,0 +1,209 @@
+//! The CPU kernels against the reference dequantizer, on llama.cpp's reference blocks and
+//! on seeded random blocks, with every instruction set this CPU has.
+
+use super::*;
+use crate::dequant::dequantize_to_vec;
+use crate::random::{Rng, random_matrix};
+use crate::testing::cases;
+
+const QUANTIZED: [GgmlType; 10] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+const FLOATS: [GgmlType; 3] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16];
+
+fn activations(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| rng.normal(1.0)).collect()
+}
+
+/// Σ w·x in f64 from the reference dequantization of `w`.
+fn reference_dot(ty: GgmlType, w: &[u8], x: &[f32]) -> (f64, f64) {
+    let wf = dequantize_to_vec(ty, w, x.len()).unwrap();
+    let dot = wf.iter().zip(x).map(|(&a, &b)| a as f64 * b as f64).sum();
+    let mag = wf
+        .iter()
+        .zip(x)
+        .map(|(&a, &b)| (a as f64 * b as f64).abs())
+        .sum();
+    (dot, mag)
+}
+
+/// The activation as the kernels see it: quantized, then dequantized.
+fn dequantized_activation(a: &QuantizedActivations, row: usize) -> Vec<f32> {
+    let r = a.row(row);
+    let bl = a.blocks.len();
+    r.qs.iter()
+        .enumerate()
+        .map(|(i, &q)| q as f32 * r.d[i / bl])
+        .collect()
+}
+
+#[test]
+fn quantized_dots_equal_reference_dequantization_on_every_isa() {
+    let mut blocks: Vec<(GgmlType, Vec<u8>, usize)> = cases()
+        .into_iter()
+        .filter(|c| QUANTIZED.contains(&c.dtype))
+        .map(|c| (c.dtype, c.bytes, c.n))
+        .collect();
+    for (i, ty) in QUANTIZED.into_iter().enumerate() {
+        for cols in [256, 768, 2304] {
+            blocks.push((ty, random_matrix(ty, 1, cols, 7 + i as u64), cols));
+        }
+    }
+    for (ty, bytes, n) in blocks {
+        let x = activations(n, n as u64 + ty.id() as u64);
+        let mut act = QuantizedActivations::new(activation_blocks(ty).unwrap());
+        act.quantize(&x, 1, n);
+        let xq = dequantized_activation(&act, 0);
+        // exactly what the integer arithmetic computes, up to f32 summation order
+        let (want, mag) = reference_dot(ty, &bytes, &xq);
+        // and close to the product with the unquantized activation
+        let (exact, _) = reference_dot(ty, &bytes, &x);
+        for isa in Isa::all_supported() {
+            let got = dot(isa, ty, &bytes, act.row(0)) as f64;
+            let err = (got - want).abs();
+            assert!(
+                err <= 2e-5 * mag + 1e-6,
+                "{ty} ({n} elements, {}): got {got}, reference {want} (err {err:e}, Σ|w·x| {mag})",
+                isa.name()
+            );
+            assert!(
+                (got - exact).abs() <= 0.02 * mag + 1e-4,
+                "{ty}: quantizing the activation moved the product from {exact} to {got}"
+            );
+        }
+    }
+}
+
+#[test]
+fn float_dots_equal_reference_on_every_isa() {
+    for ty in FLOATS {
+        for n in [8, 100, 576, 1000] {
+            let w = random_matrix(ty, 1, n, n as u64);
+            let x = activations(n, 3);
+            let (want, mag) = reference_dot(ty, &w, &x);
+            for isa in Isa::all_supported() {
+                let got = dot_float(isa, ty, &w, &x) as f64;
+                assert!(
+                    (got - want).abs() <= 1e-5 * mag + 1e-6,
+                    "{ty} n={n} {}: {got} vs {want}",
+                    isa.name()
+                );
+            }
+        }
+    }
+}
+
+/// `x · Wᵀ` from the reference dequantization, in f64.
+fn reference_matmul(ty: GgmlType, w: &[u8], rows: usize, cols: usize, x: &[f32]) -> Vec<f64> {
+    let wf = dequantize_to_vec(ty, w, rows * cols).unwrap();
+    let m = x.len() / cols;
+    let mut out = vec![0.0f64; m * rows];
+    for i in 0..m {
+        for r in 0..rows {
+            out[i * rows + r] = (0..cols)
+                .map(|k| x[i * cols + k] as f64 * wf[r * cols + k] as f64)
+                .sum();
+        }
+    }
+    out
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g as f64 - w).abs() <= tol * scale,
+            "{what}: element {i}: got {g}, want {w} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn matmul_takes_the_dot_and_gemm_paths_to_the_same_result() {
+    let (rows, cols) = (37, 512);
+    for ty in QUANTIZED.into_iter().chain(FLOATS) {
+        let w = random_matrix(ty, rows, cols, 11);
+        let pm = PackedMatrix::new(ty, rows, cols, &w).unwrap();
+        for m in [1, 3, DOT_MAX_ROWS + 1, 20] {
+            let x = activations(m * cols, m as u64);
+            let want = reference_matmul(ty, &w, rows, cols, &x);
+            // the dot path quantizes activations to 8 bits; the GEMM path is f32
+            let tol = if m <= DOT_MAX_ROWS && activation_blocks(ty).is_some() {
+                0.02
+            } else {
+                1e-4
+            };
+            for isa in Isa::all_supported() {
+                let mut y = vec![f32::NAN; m * rows];
+                matmul_with(isa, &x, m, &pm, &mut y);
+                assert_close(&format!("{ty} m={m} {}", isa.name()), &y, &want, tol);
+            }
+        }
+    }
+}
+
+#[test]
+fn transposed_product_and_row_gathers_match_the_dequantized_matrix() {
+    let (rows, cols) = (70, 256);
+    for ty in QUANTIZED.into_iter().chain(FLOATS) {
+        let w = random_matrix(ty, rows, cols, 5);
+        let pm = PackedMatrix::new(ty, rows, cols, &w).unwrap();
+        let wf = dequantize_to_vec(ty, &w, rows * cols).unwrap();
+        let m = 3;
+        let g = activations(m * rows, 9);
+        let mut y = vec![f32::NAN; m * cols];
+        matmul_transposed(&g, m, &pm, &mut y);
+        let want: Vec<f64> = (0..m * cols)
+            .map(|e| {
+                let (i, k) = (e / cols, e % cols);
+                (0..rows)
+                    .map(|r| g[i * rows + r] as f64 * wf[r * cols + k] as f64)
+                    .sum()
+            })
+            .collect();
+        assert_close(&format!("{ty} transposed"), &y, &want, 1e-4);
+
+        let ids = [3usize, 0, 69, 3];
+        let mut rows_out = vec![0.0f32; ids.len() * cols];
+        gather_rows(&pm, &ids, &mut rows_out);
+        for (j, &id) in ids.iter().enumerate() {
+            assert_eq!(
+                &rows_out[j * cols..(j + 1) * cols],
+                &wf[id * cols..(id + 1) * cols],
+                "{ty} row {id}"
+            );
+        }
+        let mut all = vec![0.0f32; rows * cols];
+        dequantize(&pm, &mut all);
+        assert_eq!(all, wf, "{ty} dequantize");
+    }
+}
+
+#[test]
+fn packed_matrices_check_their_bytes() {
+    let w = vec![0u8; 20 * 4];
+    assert!(PackedMatrix::new(GgmlType::Q4_1, 2, 64, &w).is_ok());
+    assert!(matches!(
+        PackedMatrix::new(GgmlType::Q4_1, 3, 64, &w),
+        Err(DequantError::WrongLength { .. })
+    ));
+    assert!(matches!(
+        PackedMatrix::new(GgmlType::Q4_1, 1, 40, &w),
+        Err(DequantError::NotBlockMultiple { .. })
+    ));
+    assert!(matches!(
+        PackedMatrix::new(GgmlType::IQ2_XS, 1, 256, &w),
+        Err(DequantError::Unsupported(GgmlType::IQ2_XS))
+    ));
+    assert!(PackedMatrix::new(GgmlType::Q4_1, usize::MAX, 64, &w).is_err());
+}

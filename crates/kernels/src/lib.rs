@@ -1,0 +1,20 @@
+//! Penwright's quantized kernels: weight matrices stay in their file's block format
+//! (GGUF's Q4_0 … Q6_K, or f16/bf16/f32) and are multiplied in it.
+//!
+//! - [`format`]: the ggml types and their block geometry.
+//! - [`dequant`]: the reference dequantizer every kernel is tested against.
+//! - [`cpu`]: SIMD dot products and tiled GEMM on the CPU.
+//! - [`cube`]: the GPU kernels (cubecl: wgpu and burn's other GPU runtimes).
+//! - [`ops`]: all of it as a burn backend extension, with autodiff.
+
+pub mod cpu;
+pub mod cube;
+pub mod dequant;
+pub mod format;
+pub mod ops;
+pub mod random;
+
+#[cfg(test)]
+mod testing;
+
+pub use format::GgmlType;

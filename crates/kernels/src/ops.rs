@@ -1,0 +1,323 @@
+//! The packed-weight operations as a burn backend extension: `Tensor`-level functions
+//! ([`packed_linear`], [`packed_rows`], [`packed_dequantize`]) that dispatch to the CPU
+//! kernels on flex, to the cubecl kernels on wgpu (with fusion), and through autodiff with
+//! a hand-written backward pass (the weights are frozen: only the input gets a gradient,
+//! computed from the same blocks).
+//!
+//! A packed weight is a 1-D `u32` tensor holding the matrix's bytes exactly as the file
+//! stores them (padded to whole words), and a [`PackedLayout`] saying what they are.
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{Bytes, DType, FloatDType, Int, Shape, Tensor};
+
+use crate::cpu::{self, PackedMatrix};
+use crate::format::GgmlType;
+
+/// What a packed weight tensor holds: `rows × cols` elements of `ty`, row-major, each row
+/// a run of whole blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedLayout {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl PackedLayout {
+    /// Bytes of the matrix (without the padding to whole words).
+    pub fn byte_len(&self) -> Option<usize> {
+        self.ty.row_bytes(self.cols)?.checked_mul(self.rows)
+    }
+
+    /// `u32` words the packed tensor has.
+    pub fn word_len(&self) -> Option<usize> {
+        Some(self.byte_len()?.div_ceil(4))
+    }
+}
+
+/// Output shape of `x[.., cols] · Wᵀ`.
+fn linear_shape(x: &Shape, layout: &PackedLayout) -> Shape {
+    with_last(x, layout.rows)
+}
+
+/// Output shape of `g[.., rows] · W`.
+fn transposed_shape(g: &Shape, layout: &PackedLayout) -> Shape {
+    with_last(g, layout.cols)
+}
+
+/// Output shape of a row lookup: `ids[n] → [n, cols]`.
+fn rows_shape(ids: &Shape, layout: &PackedLayout) -> Shape {
+    Shape::new([ids.num_elements(), layout.cols])
+}
+
+fn dequantized_shape(layout: &PackedLayout) -> Shape {
+    Shape::new([layout.rows, layout.cols])
+}
+
+fn with_last(shape: &Shape, last: usize) -> Shape {
+    let mut dims: Vec<usize> = shape.iter().copied().collect();
+    if let Some(d) = dims.last_mut() {
+        *d = last;
+    }
+    Shape::from(dims)
+}
+
+/// The primitive operations on packed weights. Activations are f32.
+#[backend_extension(Flex, Cube, Fusion, Autodiff)]
+pub trait PackedOps: Backend {
+    /// `x[.., cols] · Wᵀ → [.., rows]`.
+    #[fusion(dtype = x, shape = linear_shape(x, layout))]
+    fn packed_linear(
+        x: FloatTensor<Self>,
+        blocks: IntTensor<Self>,
+        layout: PackedLayout,
+    ) -> FloatTensor<Self>;
+
+    /// `g[.., rows] · W → [.., cols]`: the gradient of [`PackedOps::packed_linear`] with
+    /// respect to its input.
+    #[fusion(dtype = g, shape = transposed_shape(g, layout))]
+    fn packed_linear_transposed(
+        g: FloatTensor<Self>,
+        blocks: IntTensor<Self>,
+        layout: PackedLayout,
+    ) -> FloatTensor<Self>;
+
+    /// Rows `ids` of `W`, dequantized: `[n] → [n, cols]` (an embedding lookup).
+    #[fusion(dtype = DType::F32, shape = rows_shape(ids, layout))]
+    fn packed_rows(
+        ids: IntTensor<Self>,
+        blocks: IntTensor<Self>,
+        layout: PackedLayout,
+    ) -> FloatTensor<Self>;
+
+    /// The whole matrix in f32, `[rows, cols]` (tests and reference paths).
+    #[fusion(dtype = DType::F32, shape = dequantized_shape(layout))]
+    fn packed_dequantize(blocks: IntTensor<Self>, layout: PackedLayout) -> FloatTensor<Self>;
+}
+
+/// `x[.., cols] · Wᵀ → [.., rows]` for a packed weight.
+pub fn packed_linear<const D: usize>(
+    x: Tensor<D>,
+    blocks: &Tensor<1, Int>,
+    layout: PackedLayout,
+) -> Tensor<D> {
+    let x = if x.dtype() == DType::F32 {
+        x
+    } else {
+        x.cast(FloatDType::F32)
+    };
+    Tensor::from_dispatch(Dispatch::packed_linear(
+        x.into_dispatch(),
+        blocks.clone().into_dispatch(),
+        layout,
+    ))
+}
+
+/// Rows `ids` (`[n]`) of a packed weight, dequantized to `[n, cols]`.
+pub fn packed_rows(
+    ids: Tensor<1, Int>,
+    blocks: &Tensor<1, Int>,
+    layout: PackedLayout,
+) -> Tensor<2> {
+    Tensor::from_dispatch(Dispatch::packed_rows(
+        ids.into_dispatch(),
+        blocks.clone().into_dispatch(),
+        layout,
+    ))
+}
+
+/// A packed weight dequantized to `[rows, cols]` f32.
+pub fn packed_dequantize(blocks: &Tensor<1, Int>, layout: PackedLayout) -> Tensor<2> {
+    Tensor::from_dispatch(Dispatch::packed_dequantize(
+        blocks.clone().into_dispatch(),
+        layout,
+    ))
+}
+
+// --- flex (CPU) --------------------------------------------------------------------------
+
+/// The bytes of a packed weight on flex.
+fn flex_bytes(blocks: &FlexTensor, layout: &PackedLayout) -> PackedMatrix<'static> {
+    let len = layout.byte_len().expect("packed layout size");
+    let bytes = blocks.bytes();
+    let (start, _) = blocks
+        .layout()
+        .contiguous_offsets()
+        .expect("packed weights are contiguous");
+    let elem = match blocks.dtype() {
+        DType::U32 | DType::I32 => 4,
+        DType::U8 | DType::I8 => 1,
+        other => panic!("packed weights are stored as u32 words, not {other:?}"),
+    };
+    let bytes = &bytes[start * elem..];
+    // SAFETY: the storage is reference-counted by `blocks`, which the caller keeps alive
+    // for the whole product; the 'static only spares threading the lifetime through.
+    let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
+    debug_assert!(bytes.len() >= len);
+    PackedMatrix::new(layout.ty, layout.rows, layout.cols, bytes)
+        .unwrap_or_else(|e| panic!("packed weight does not match its layout: {e}"))
+}
+
+/// An f32 view of a flex float tensor (cast and made contiguous where needed).
+fn flex_f32(x: FlexTensor) -> FlexTensor {
+    let x = if x.dtype() == DType::F32 {
+        x
+    } else {
+        <Flex as burn::backend::ops::FloatTensorOps<Flex>>::float_cast(x, FloatDType::F32)
+    };
+    if x.layout().contiguous_offsets().is_some() {
+        x
+    } else {
+        x.to_contiguous()
+    }
+}
+
+fn flex_slice(x: &FlexTensor) -> &[f32] {
+    let (start, end) = x.layout().contiguous_offsets().expect("contiguous");
+    &x.storage::<f32>()[start..end]
+}
+
+fn flex_out(data: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
+}
+
+impl PackedOps for Flex {
+    fn packed_linear(x: FlexTensor, blocks: FlexTensor, layout: PackedLayout) -> FlexTensor {
+        let x = flex_f32(x);
+        let shape = linear_shape(&x.shape(), &layout);
+        let input = flex_slice(&x);
+        let m = input.len() / layout.cols.max(1);
+        let w = flex_bytes(&blocks, &layout);
+        let mut y = vec![0.0f32; m * layout.rows];
+        cpu::matmul(input, m, &w, &mut y);
+        flex_out(y, shape)
+    }
+
+    fn packed_linear_transposed(
+        g: FlexTensor,
+        blocks: FlexTensor,
+        layout: PackedLayout,
+    ) -> FlexTensor {
+        let g = flex_f32(g);
+        let shape = transposed_shape(&g.shape(), &layout);
+        let grad = flex_slice(&g);
+        let m = grad.len() / layout.rows.max(1);
+        let w = flex_bytes(&blocks, &layout);
+        let mut y = vec![0.0f32; m * layout.cols];
+        cpu::matmul_transposed(grad, m, &w, &mut y);
+        flex_out(y, shape)
+    }
+
+    fn packed_rows(ids: FlexTensor, blocks: FlexTensor, layout: PackedLayout) -> FlexTensor {
+        let ids = ids.to_contiguous();
+        let ids: Vec<usize> = match ids.dtype() {
+            DType::I64 => flex_ints::<i64>(&ids),
+            DType::I32 => flex_ints::<i32>(&ids),
+            DType::U32 => flex_ints::<u32>(&ids),
+            other => panic!("token ids as {other:?}"),
+        };
+        if let Some(&bad) = ids.iter().find(|&&i| i >= layout.rows) {
+            panic!("row {bad} of a {}-row matrix", layout.rows);
+        }
+        let w = flex_bytes(&blocks, &layout);
+        let mut out = vec![0.0f32; ids.len() * layout.cols];
+        cpu::gather_rows(&w, &ids, &mut out);
+        flex_out(out, Shape::new([ids.len(), layout.cols]))
+    }
+
+    fn packed_dequantize(blocks: FlexTensor, layout: PackedLayout) -> FlexTensor {
+        let w = flex_bytes(&blocks, &layout);
+        let mut out = vec![0.0f32; layout.rows * layout.cols];
+        cpu::dequantize(&w, &mut out);
+        flex_out(out, dequantized_shape(&layout))
+    }
+}
+
+fn flex_ints<E>(t: &FlexTensor) -> Vec<usize>
+where
+    E: burn::tensor::Element + bytemuck::Pod + TryInto<usize>,
+{
+    let (start, end) = t.layout().contiguous_offsets().expect("contiguous");
+    t.storage::<E>()[start..end]
+        .iter()
+        .map(|&v| v.try_into().unwrap_or(usize::MAX))
+        .collect()
+}
+
+// --- autodiff ----------------------------------------------------------------------------
+
+/// The backward pass of `y = x · Wᵀ` with `W` frozen: `dx = dy · W`.
+#[derive(Debug)]
+struct PackedLinearBackward;
+
+impl<B: PackedOps> Backward<B, 1> for PackedLinearBackward {
+    type State = (IntTensor<B>, PackedLayout);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (blocks, layout) = ops.state;
+        if let Some(node) = parent {
+            grads.register::<B>(node.id, B::packed_linear_transposed(grad, blocks, layout));
+        }
+    }
+}
+
+impl<B: PackedOps, C: CheckpointStrategy> PackedOps for Autodiff<B, C> {
+    fn packed_linear(
+        x: FloatTensor<Self>,
+        blocks: IntTensor<Self>,
+        layout: PackedLayout,
+    ) -> FloatTensor<Self> {
+        let node = x.node();
+        match PackedLinearBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::packed_linear(x.into_primitive(), blocks.clone(), layout);
+                prep.finish((blocks, layout), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::packed_linear(x.into_primitive(), blocks, layout))
+            }
+        }
+    }
+
+    fn packed_linear_transposed(
+        g: FloatTensor<Self>,
+        blocks: IntTensor<Self>,
+        layout: PackedLayout,
+    ) -> FloatTensor<Self> {
+        // only ever called inside a backward pass, on the inner backend
+        Self::from_inner(B::packed_linear_transposed(
+            g.into_primitive(),
+            blocks,
+            layout,
+        ))
+    }
+
+    fn packed_rows(
+        ids: IntTensor<Self>,
+        blocks: IntTensor<Self>,
+        layout: PackedLayout,
+    ) -> FloatTensor<Self> {
+        // a frozen table: the rows are constants of the graph
+        Self::from_inner(B::packed_rows(ids, blocks, layout))
+    }
+
+    fn packed_dequantize(blocks: IntTensor<Self>, layout: PackedLayout) -> FloatTensor<Self> {
+        Self::from_inner(B::packed_dequantize(blocks, layout))
+    }
+}

@@ -1,0 +1,152 @@
+//! The burn operations on packed weights, on the CPU (flex), through autodiff, and on
+//! wgpu (lavapipe here; any GPU where there is one): each against the reference
+//! dequantizer followed by a plain f32 matmul.
+
+use burn::tensor::{DType, Device, Int, Tensor, TensorCreationOptions, TensorData};
+use penwright_kernels::GgmlType;
+use penwright_kernels::dequant::dequantize_to_vec;
+use penwright_kernels::ops::{PackedLayout, packed_dequantize, packed_linear, packed_rows};
+
+const TYPES: [GgmlType; 13] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// Seeded bytes for `rows × cols` elements of `ty` with finite, realistic scales.
+fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    penwright_kernels::random::random_matrix(ty, rows, cols, seed)
+}
+
+fn upload(bytes: &[u8], device: &Device) -> Tensor<1, Int> {
+    let mut b = bytes.to_vec();
+    b.resize(b.len().div_ceil(4) * 4, 0);
+    let words = b.len() / 4;
+    let data = TensorData::from_bytes_vec(b, [words], DType::U32);
+    Tensor::from_data(
+        data,
+        TensorCreationOptions::new(device.clone()).with_dtype(DType::U32),
+    )
+}
+
+fn floats(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn host(t: Tensor<2>) -> Vec<f32> {
+    match t.try_into_data() {
+        Ok(d) => d.convert::<f32>().try_to_vec::<f32>().unwrap(),
+        Err(e) => panic!("reading back: {e:#?}"),
+    }
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * scale,
+            "{what}: element {i}: got {g}, want {w} (scale {scale})"
+        );
+    }
+}
+
+/// Every op on `device` against the dequantized reference, for each type.
+fn check_device(device: &Device, name: &str) {
+    let (rows, cols) = (40, 512);
+    for ty in TYPES {
+        let bytes = random_matrix(ty, rows, cols, 3);
+        let layout = PackedLayout { ty, rows, cols };
+        let blocks = upload(&bytes, device);
+        let w = dequantize_to_vec(ty, &bytes, rows * cols).unwrap();
+        let w_t = Tensor::<2>::from_data(TensorData::new(w.clone(), [rows, cols]), device);
+
+        let deq = host(packed_dequantize(&blocks, layout));
+        assert_close(&format!("{name} {ty} dequantize"), &deq, &w, 1e-6);
+
+        // few rows (the dot-product kernels) and many (the GEMM/matmul path)
+        for m in [1usize, 3, 9] {
+            let x = Tensor::<2>::from_data(
+                TensorData::new(floats(m * cols, m as u64), [m, cols]),
+                device,
+            );
+            let want = host(x.clone().matmul(w_t.clone().transpose()));
+            let got = host(packed_linear(x, &blocks, layout));
+            // the CPU's dot products quantize activations to 8 bits
+            let tol = if ty.block_size() > 1 { 0.03 } else { 1e-3 };
+            assert_close(&format!("{name} {ty} linear m={m}"), &got, &want, tol);
+        }
+
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(vec![7i64, 0, 39, 7], [4]), device);
+        let got = host(packed_rows(ids, &blocks, layout));
+        let want: Vec<f32> = [7usize, 0, 39, 7]
+            .iter()
+            .flat_map(|&r| w[r * cols..(r + 1) * cols].to_vec())
+            .collect();
+        assert_close(&format!("{name} {ty} rows"), &got, &want, 1e-6);
+    }
+}
+
+#[test]
+fn packed_ops_on_the_cpu_match_the_reference() {
+    check_device(&Device::flex(), "flex");
+}
+
+#[test]
+fn packed_ops_on_wgpu_match_the_reference() {
+    let attempt = std::panic::catch_unwind(|| Device::wgpu_options().init_with_setup());
+    let Ok(Ok((device, _))) = attempt else {
+        panic!("no wgpu adapter: install Mesa's lavapipe (mesa-vulkan-drivers)");
+    };
+    check_device(&device, "wgpu");
+}
+
+/// The input gradient of `x · Wᵀ` is `dy · W`, computed from the same blocks.
+#[test]
+fn packed_linear_backward_gives_the_input_gradient() {
+    let device = Device::flex().autodiff();
+    let (rows, cols, m) = (24, 256, 5);
+    for ty in [GgmlType::Q4_1, GgmlType::Q6_K, GgmlType::F16] {
+        let bytes = random_matrix(ty, rows, cols, 9);
+        let layout = PackedLayout { ty, rows, cols };
+        let blocks = upload(&bytes, &device);
+        let w = dequantize_to_vec(ty, &bytes, rows * cols).unwrap();
+        let x = Tensor::<2>::from_data(TensorData::new(floats(m * cols, 1), [m, cols]), &device)
+            .require_grad();
+        let g = floats(m * rows, 2);
+        let g_t = Tensor::<2>::from_data(TensorData::new(g.clone(), [m, rows]), &device);
+        let y = packed_linear(x.clone(), &blocks, layout);
+        let grads = (y * g_t).sum().backward();
+        let dx: Vec<f32> = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let want: Vec<f32> = (0..m * cols)
+            .map(|e| {
+                let (i, k) = (e / cols, e % cols);
+                (0..rows).map(|r| g[i * rows + r] * w[r * cols + k]).sum()
+            })
+            .collect();
+        assert_close(&format!("{ty} dx"), &dx, &want, 1e-4);
+    }
+}
