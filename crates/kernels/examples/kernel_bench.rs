@@ -1,10 +1,14 @@
-//! Times the CPU products on the shapes of the default model (SmolLM2-135M) and a 1.5B
-//! model: `cargo run --release -p penwright-kernels --example kernel_bench`.
+//! Times the CPU kernels (a development aid; `penwright bench` measures the whole model):
+//! dot products on the shapes of the default model and of 1.5B models, one thread and all,
+//! cached attention (`attention`), and products on matrices far larger than the caches
+//! (`dram`). Build with `cargo build --workspace --examples`, run
+//! `$CARGO_TARGET_DIR/debug/examples/kernel_bench [attention|dram]`.
 
 use std::time::Instant;
 
 use penwright_kernels::GgmlType;
-use penwright_kernels::cpu::{Isa, PackedMatrix, matmul_with};
+use penwright_kernels::cpu::activation::QuantizedActivations;
+use penwright_kernels::cpu::{Isa, PackedMatrix, activation_blocks, dot, matmul_with};
 
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut s = seed;
@@ -19,6 +23,70 @@ fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
 }
 
 fn main() {
+    {
+        use penwright_kernels::cpu::attention::{AttentionShape, attend};
+        for len in [16usize, 256, 1500] {
+            let shape = AttentionShape {
+                heads: 9,
+                kv_heads: 3,
+                s: 1,
+                head_dim: 64,
+                capacity: 2048,
+                start: len - 1,
+            };
+            let q = vec![0.01f32; 9 * 64];
+            let k: Vec<f32> = (0..3 * 2048 * 64).map(|i| (i % 7) as f32 * 0.01).collect();
+            let v = k.clone();
+            let mut out = vec![0.0f32; 9 * 64];
+            let reps = 300;
+            let t = Instant::now();
+            for _ in 0..reps {
+                attend(Isa::detect(), shape, &q, &k, &v, 0.125, &mut out);
+            }
+            println!(
+                "attention len {len}: {:.1} us per layer",
+                t.elapsed().as_secs_f64() / reps as f64 * 1e6
+            );
+        }
+        if std::env::args().nth(1).as_deref() == Some("attention") {
+            return;
+        }
+    }
+    if std::env::args().nth(1).as_deref() == Some("dram") {
+        // a matrix far larger than the caches: what decoding a whole model sees
+        for ty in [
+            GgmlType::Q4_1,
+            GgmlType::Q4_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+        ] {
+            let (rows, cols) = (131072, 1536);
+            let len = ty.row_bytes(cols).unwrap() * rows;
+            let mut w = random_bytes(len, 2);
+            for b in w.iter_mut().skip(1).step_by(2) {
+                *b &= 0x1f;
+            }
+            let pm = PackedMatrix::new(ty, rows, cols, &w).unwrap();
+            let x: Vec<f32> = (0..cols).map(|i| ((i % 13) as f32 - 6.0) * 0.1).collect();
+            let mut y = vec![0.0f32; rows];
+            matmul_with(Isa::detect(), &x, 1, &pm, &mut y);
+            let t = Instant::now();
+            for _ in 0..5 {
+                matmul_with(Isa::detect(), &x, 1, &pm, &mut y);
+            }
+            let s = t.elapsed().as_secs_f64() / 5.0;
+            println!(
+                "{:5} {} MB from DRAM: {:.2} ms, {:.1} GB/s",
+                ty.name(),
+                len >> 20,
+                s * 1e3,
+                len as f64 / s / 1e9
+            );
+        }
+        return;
+    }
+    {}
     let types = [
         GgmlType::Q4_0,
         GgmlType::Q4_1,
@@ -37,6 +105,39 @@ fn main() {
                 *b &= 0x1f;
             }
             let pm = PackedMatrix::new(ty, rows, cols, &w).unwrap();
+            if let Some(blocks) = activation_blocks(ty) {
+                // one thread, dot products only: the kernel's own speed
+                let x: Vec<f32> = (0..cols).map(|i| ((i % 13) as f32 - 6.0) * 0.1).collect();
+                let mut act = QuantizedActivations::new(blocks);
+                act.quantize(&x, 1, cols);
+                let isa = Isa::detect();
+                let reps = (500_000_000 / (rows * cols)).clamp(3, 2000);
+                let t = Instant::now();
+                let mut sink = 0.0f32;
+                for _ in 0..reps {
+                    for r in 0..rows {
+                        sink += dot(isa, ty, pm.row(r), act.row(0));
+                    }
+                }
+                let s = t.elapsed().as_secs_f64() / reps as f64;
+                println!(
+                    "{:5} {:5}x{:<5} 1 thread {:12} {:8.1} us  {:6.1} GMAC/s ({sink:.0})",
+                    ty.name(),
+                    rows,
+                    cols,
+                    isa.name(),
+                    s * 1e6,
+                    (rows * cols) as f64 / s / 1e9
+                );
+                let t = Instant::now();
+                for _ in 0..reps {
+                    act.quantize(&x, 1, cols);
+                }
+                println!(
+                    "      quantize {cols}: {:.2} us",
+                    t.elapsed().as_secs_f64() / reps as f64 * 1e6
+                );
+            }
             for m in [1usize, 64] {
                 let x: Vec<f32> = (0..m * cols)
                     .map(|i| ((i % 13) as f32 - 6.0) * 0.1)

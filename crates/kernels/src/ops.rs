@@ -15,7 +15,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{Bytes, DType, FloatDType, Int, Shape, Tensor};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bytes, DType, FloatDType, Int, Shape, Slice, Tensor};
 
 use crate::cpu::{self, PackedMatrix};
 use crate::format::GgmlType;
@@ -99,6 +100,117 @@ pub trait PackedOps: Backend {
     /// The whole matrix in f32, `[rows, cols]` (tests and reference paths).
     #[fusion(dtype = DType::F32, shape = dequantized_shape(layout))]
     fn packed_dequantize(blocks: IntTensor<Self>, layout: PackedLayout) -> FloatTensor<Self>;
+
+    /// Writes `k` and `v` (`[1, kv_heads, s, d]`) at positions `start..start + s` of the
+    /// caches (`[1, kv_heads, capacity, d]`) and returns the causal attention of `q`
+    /// (`[1, heads, s, d]`, at positions `start..`) over positions `0..start + s`, with the
+    /// caches. Query heads share key/value heads in groups.
+    #[fusion(default)]
+    fn cached_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+        start: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        cached_attention_generic::<Self>(q, k, v, k_cache, v_cache, start)
+    }
+}
+
+fn dims4(shape: &Shape) -> [usize; 4] {
+    <[usize; 4]>::try_from(shape.iter().copied().collect::<Vec<_>>().as_slice())
+        .unwrap_or_else(|_| panic!("attention tensors are 4-D, got {shape:?}"))
+}
+
+/// [`PackedOps::cached_attention`] from the backend's own slice-assign, slice and
+/// attention (every backend; the CPU has a faster one).
+fn cached_attention_generic<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    k_cache: FloatTensor<B>,
+    v_cache: FloatTensor<B>,
+    start: usize,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let [_, kv_heads, s, d] = dims4(&k.shape());
+    let heads = dims4(&q.shape())[1];
+    let end = start + s;
+    let at = |len: Slice| {
+        [
+            Slice::from(0..1),
+            Slice::from(0..kv_heads),
+            len,
+            Slice::from(0..d),
+        ]
+    };
+    let k_cache = B::float_slice_assign(k_cache, &at(Slice::from(start..end)), k);
+    let v_cache = B::float_slice_assign(v_cache, &at(Slice::from(start..end)), v);
+    let k_all = B::float_slice(k_cache.clone(), &at(Slice::from(0..end)));
+    let v_all = B::float_slice(v_cache.clone(), &at(Slice::from(0..end)));
+    let group = heads / kv_heads;
+    let out = if s == 1 {
+        // one query per head: the group folds into the query axis, K/V are not repeated
+        let q = B::float_reshape(q, Shape::new([1, kv_heads, group, d]));
+        let out = B::attention(
+            q,
+            k_all,
+            v_all,
+            None,
+            None,
+            AttentionModuleOptions::default(),
+        );
+        B::float_reshape(out, Shape::new([1, heads, 1, d]))
+    } else {
+        let repeat = |t: FloatTensor<B>| {
+            if group == 1 {
+                return t;
+            }
+            let t = B::float_reshape(t, Shape::new([1, kv_heads, 1, end, d]));
+            let t = B::float_expand(t, Shape::new([1, kv_heads, group, end, d]));
+            B::float_reshape(t, Shape::new([1, heads, end, d]))
+        };
+        let options = AttentionModuleOptions {
+            is_causal: true,
+            ..Default::default()
+        };
+        B::attention(q, repeat(k_all), repeat(v_all), None, None, options)
+    };
+    (out, k_cache, v_cache)
+}
+
+/// The causal attention of `q` over all `end` positions of `k`/`v` (`[1, heads, _, d]`,
+/// same heads), the reference for [`PackedOps::cached_attention`] in tests.
+pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let options = AttentionModuleOptions {
+        is_causal: true,
+        ..Default::default()
+    };
+    burn::tensor::module::attention(q, k, v, None, None, options)
+}
+
+/// See [`PackedOps::cached_attention`].
+pub fn cached_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    k_cache: Tensor<4>,
+    v_cache: Tensor<4>,
+    start: usize,
+) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    let (out, k_cache, v_cache) = Dispatch::cached_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        k_cache.into_dispatch(),
+        v_cache.into_dispatch(),
+        start,
+    );
+    (
+        Tensor::from_dispatch(out),
+        Tensor::from_dispatch(k_cache),
+        Tensor::from_dispatch(v_cache),
+    )
 }
 
 /// `x[.., cols] · Wᵀ → [.., rows]` for a packed weight.
@@ -241,7 +353,65 @@ impl PackedOps for Flex {
         cpu::dequantize(&w, &mut out);
         flex_out(out, dequantized_shape(&layout))
     }
+
+    fn cached_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        k_cache: FlexTensor,
+        v_cache: FlexTensor,
+        start: usize,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let [_, heads, s, d] = dims4(&q.shape());
+        let [_, kv_heads, capacity, _] = dims4(&k_cache.shape());
+        let whole = |t: &FlexTensor| {
+            t.dtype() == DType::F32
+                && t.layout().contiguous_offsets() == Some((0, t.layout().num_elements()))
+        };
+        if s > ATTEND_MAX_QUERIES || !whole(&k_cache) || !whole(&v_cache) {
+            return cached_attention_generic::<Flex>(q, k, v, k_cache, v_cache, start);
+        }
+        let (q, k, v) = (flex_f32(q), flex_f32(k), flex_f32(v));
+        let (mut k_cache, mut v_cache) = (k_cache, v_cache);
+        // written in place (a copy only if someone else still holds the cache)
+        for (cache, new) in [(&mut k_cache, &k), (&mut v_cache, &v)] {
+            let new = flex_slice(new);
+            let dst = cache.storage_mut::<f32>();
+            for g in 0..kv_heads {
+                let at = (g * capacity + start) * d;
+                dst[at..at + s * d].copy_from_slice(&new[g * s * d..(g + 1) * s * d]);
+            }
+        }
+        let shape = cpu::attention::AttentionShape {
+            heads,
+            kv_heads,
+            s,
+            head_dim: d,
+            capacity,
+            start,
+        };
+        let mut out = vec![0.0f32; heads * s * d];
+        cpu::attention::attend(
+            cpu::Isa::detect(),
+            shape,
+            flex_slice(&q),
+            k_cache.storage::<f32>(),
+            v_cache.storage::<f32>(),
+            1.0 / (d as f32).sqrt(),
+            &mut out,
+        );
+        (
+            flex_out(out, Shape::new([1, heads, s, d])),
+            k_cache,
+            v_cache,
+        )
+    }
 }
+
+/// Up to this many new positions attend with the CPU's cache-reading kernel; longer
+/// prefills take the backend's blocked attention (the copy it makes is shared by many
+/// queries there).
+const ATTEND_MAX_QUERIES: usize = 16;
 
 fn flex_ints<E>(t: &FlexTensor) -> Vec<usize>
 where

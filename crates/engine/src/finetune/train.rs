@@ -923,10 +923,7 @@ mod tests {
         train: &[Vec<u32>],
         out: &Path,
     ) -> FinetuneSummary {
-        // the device's seeded RNG is shared by the tests running in parallel: one run at a time
-        // draws its initial factors
-        static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = seeded_rng();
         let mut selected = autodiff_cpu();
         if cfg.gradient_checkpointing {
             selected.device = selected.device.gradient_checkpointing();
@@ -1012,8 +1009,16 @@ mod tests {
     /// The activation-space branch computes what merging `W + s·A·B` computes (the same
     /// adapter at training time and at generation time), and its dropout acts only while
     /// training.
+    /// The device's seeded RNG is shared by the tests running in parallel: one test at a
+    /// time draws from it (initial factors, dropout masks), or a seeded run is not repeatable.
+    fn seeded_rng() -> std::sync::MutexGuard<'static, ()> {
+        static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        SEEDED.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     #[test]
     fn the_lora_branch_equals_the_merged_weights_and_drops_out_only_in_training() {
+        let _one = seeded_rng();
         let (net, config, device) = tiny_llama();
         let rope = Rope::new(&config);
         let ids = ids_tensor(&[&[5, 17, 230, 41, 9, 77, 310, 2]], &device);

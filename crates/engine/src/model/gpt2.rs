@@ -111,13 +111,11 @@ impl Gpt2 {
                     .swap_dims(1, 2)
             };
             let (q, k, v) = (split(0), split(1), split(2));
-            let (k, v) = match cache.as_deref_mut() {
-                Some(c) => c.append(l, start, k, v),
-                None => (k, v),
+            let attended = match cache.as_deref_mut() {
+                Some(c) => c.attend(l, start, q, k, v),
+                None => grouped_attention(q, k, v),
             };
-            let out = grouped_attention(q, k, v)
-                .swap_dims(1, 2)
-                .reshape([batch, seq, d]);
+            let out = attended.swap_dims(1, 2).reshape([batch, seq, d]);
             x = x + block.attn_c_proj.forward(out);
             let h = gelu_approximate(block.c_fc.forward(block.ln_2.forward(x.clone())));
             x = x + block.mlp_c_proj.forward(h);

@@ -2,6 +2,7 @@
 //! in place position by position, truncated to reuse a prefix.
 
 use burn::tensor::{Device, Tensor};
+use penwright_kernels::ops::cached_attention;
 
 /// Keys and values of one layer, `[1, kv_heads, capacity, head_dim]` each.
 struct LayerCache {
@@ -12,8 +13,6 @@ struct LayerCache {
 /// The cache of all layers plus the token ids whose keys/values it holds.
 pub struct KvCache {
     layers: Vec<LayerCache>,
-    kv_heads: usize,
-    head_dim: usize,
     capacity: usize,
     tokens: Vec<u32>,
 }
@@ -34,8 +33,6 @@ impl KvCache {
             .collect();
         KvCache {
             layers,
-            kv_heads,
-            head_dim,
             capacity,
             tokens: Vec::new(),
         }
@@ -75,31 +72,29 @@ impl KvCache {
     }
 
     /// Writes the new keys/values `[1, kv_heads, s, head_dim]` of `layer` at `start` and
-    /// returns the keys/values of positions `0..start + s`.
-    pub(crate) fn append(
+    /// returns the attention of `q` (`[1, heads, s, head_dim]`) over positions
+    /// `0..start + s`, read from the cache where it is (see
+    /// [`penwright_kernels::ops::cached_attention`]).
+    pub(crate) fn attend(
         &mut self,
         layer: usize,
         start: usize,
+        q: Tensor<4>,
         k_new: Tensor<4>,
         v_new: Tensor<4>,
-    ) -> (Tensor<4>, Tensor<4>) {
-        let s = k_new.dims()[2];
-        let end = start + s;
+    ) -> Tensor<4> {
+        let end = start + k_new.dims()[2];
         assert!(
             end <= self.capacity,
             "KV cache overflow: {end} > {}",
             self.capacity
         );
-        let (h, d) = (self.kv_heads, self.head_dim);
         let cache = &mut self.layers[layer];
         let k = cache.k.take().expect("cache in use");
         let v = cache.v.take().expect("cache in use");
-        let k = k.slice_assign([0..1, 0..h, start..end, 0..d], k_new);
-        let v = v.slice_assign([0..1, 0..h, start..end, 0..d], v_new);
-        let k_all = k.clone().slice([0..1, 0..h, 0..end, 0..d]);
-        let v_all = v.clone().slice([0..1, 0..h, 0..end, 0..d]);
+        let (out, k, v) = cached_attention(q, k_new, v_new, k, v, start);
         cache.k = Some(k);
         cache.v = Some(v);
-        (k_all, v_all)
+        out
     }
 }

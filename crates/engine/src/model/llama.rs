@@ -169,15 +169,13 @@ impl Llama {
                 &sin,
             );
             let v = heads(a.v_proj.forward(h), a.num_kv_heads);
-            let (k, v) = match cache.as_deref_mut() {
-                Some(c) => c.append(l, start, k, v),
-                None => (k, v),
+            let attended = match cache.as_deref_mut() {
+                Some(c) => c.attend(l, start, q, k, v),
+                None => grouped_attention(q, k, v),
             };
-            let out = grouped_attention(q, k, v).swap_dims(1, 2).reshape([
-                batch,
-                seq,
-                a.num_heads * a.head_dim,
-            ]);
+            let out = attended
+                .swap_dims(1, 2)
+                .reshape([batch, seq, a.num_heads * a.head_dim]);
             x = x + a.o_proj.forward(out);
             let h = block.post_attention_layernorm.forward(x.clone());
             let m = &block.mlp;

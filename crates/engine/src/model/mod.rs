@@ -13,6 +13,7 @@ use crate::weights::WeightSource;
 use crate::{EngineError, Result};
 pub use kv_cache::KvCache;
 use layers::Rope;
+use penwright_kernels::cpu::on_compute_threads;
 
 /// The network of one of the supported architectures.
 #[derive(Debug)]
@@ -92,17 +93,19 @@ impl LanguageModel {
     }
 
     fn hidden(&self, ids: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
-        match &self.network {
+        // the pass runs on one of the compute threads, which the kernels' parallel parts then
+        // share with it instead of competing with a caller that only waits
+        on_compute_threads(|| match &self.network {
             Network::Llama(m) => m.forward_hidden(ids, self.rope.as_ref().expect("rope"), cache),
             Network::Gpt2(m) => m.forward_hidden(ids, cache),
-        }
+        })
     }
 
     fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
-        match &self.network {
+        on_compute_threads(|| match &self.network {
             Network::Llama(m) => m.lm_head(hidden),
             Network::Gpt2(m) => m.lm_head(hidden),
-        }
+        })
     }
 
     /// Logits `[batch, seq, vocab]` of a batch of sequences starting at position 0, no cache

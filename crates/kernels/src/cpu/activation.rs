@@ -50,6 +50,9 @@ pub struct QuantizedActivations {
     pub d: Vec<f32>,
     /// Sums of the quantized values, one per [`ActivationBlocks::sum_group`] elements.
     pub sums: Vec<i32>,
+    /// `d · Σq` of each 32-element block (what a weight block's offset multiplies);
+    /// empty for 256-element blocks.
+    pub dsum: Vec<f32>,
 }
 
 /// The quantized values, scales and sums of one row.
@@ -58,6 +61,8 @@ pub struct ActivationRow<'a> {
     pub qs: &'a [i8],
     pub d: &'a [f32],
     pub sums: &'a [i32],
+    /// `d · Σq` per 32-element block (empty for 256-element blocks).
+    pub dsum: &'a [f32],
 }
 
 impl QuantizedActivations {
@@ -70,6 +75,7 @@ impl QuantizedActivations {
             qs: Vec::new(),
             d: Vec::new(),
             sums: Vec::new(),
+            dsum: Vec::new(),
         }
     }
 
@@ -95,6 +101,11 @@ impl QuantizedActivations {
                 *s = g.iter().map(|&v| v as i32).sum();
             }
         }
+        self.dsum.clear();
+        if self.blocks == ActivationBlocks::B32 {
+            self.dsum
+                .extend(self.d.iter().zip(&self.sums).map(|(&d, &s)| d * s as f32));
+        }
     }
 
     pub fn row(&self, r: usize) -> ActivationRow<'_> {
@@ -105,6 +116,11 @@ impl QuantizedActivations {
             qs: &self.qs[r * c..(r + 1) * c],
             d: &self.d[r * c / bl..(r + 1) * c / bl],
             sums: &self.sums[r * c / group..(r + 1) * c / group],
+            dsum: if self.dsum.is_empty() {
+                &[]
+            } else {
+                &self.dsum[r * c / bl..(r + 1) * c / bl]
+            },
         }
     }
 }

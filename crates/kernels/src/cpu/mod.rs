@@ -10,6 +10,7 @@
 //! Output rows are split across rayon's pool (persistent threads, nothing spawned per call).
 
 pub mod activation;
+pub mod attention;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -85,6 +86,13 @@ impl Isa {
             Isa::Avx512Vnni => "AVX-512 VNNI",
         }
     }
+}
+
+/// Runs `f` on one of rayon's threads (at once when already on one). A model's forward pass
+/// goes through here: the kernels' parallel parts then run on the pool beside it, and no
+/// caller thread sits between them competing for the cores.
+pub fn on_compute_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
 }
 
 /// A weight matrix `[rows, cols]` in a ggml block format: each row (one output feature)
@@ -239,12 +247,15 @@ pub fn matmul_with(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut 
         Some(blocks) => {
             let mut act = QuantizedActivations::new(blocks);
             act.quantize(x, m, w.cols);
-            let act = &act;
+            let act_rows: Vec<ActivationRow<'_>> = (0..m).map(|i| act.row(i)).collect();
+            let act_rows = &act_rows;
+            // one row at a time: each task streams its rows front to back, which the
+            // hardware prefetcher follows at full memory bandwidth
             (0..rows.div_ceil(per_task)).into_par_iter().for_each(|t| {
                 for r in t * per_task..((t + 1) * per_task).min(rows) {
                     let wr = w.row(r);
-                    for i in 0..m {
-                        let v = dot(isa, w.ty, wr, act.row(i));
+                    for (i, a) in act_rows.iter().enumerate() {
+                        let v = dot(isa, w.ty, wr, *a);
                         // SAFETY: (i, r) is written by this task only.
                         unsafe { *out.at(i * rows + r) = v };
                     }

@@ -97,47 +97,110 @@ impl BytePairs for Vnni {
     }
 }
 
-/// Σ over 32-element blocks of `scale · Σu·q + offset · Σq`, each times the block's
-/// activation scale; `unpack(block) = (u bytes, scale, offset)`.
+/// Eight f16 values, the low halves of the 32-bit lanes of `w`, as f32 (exact for finite
+/// values, zeros and subnormals included: the bits are placed as an f32 and rescaled).
 #[inline(always)]
-unsafe fn blocks32<P: BytePairs, const TS: usize>(
-    w: &[u8],
-    a: ActivationRow<'_>,
-    unpack: impl Fn(*const u8) -> (__m256i, f32, f32),
-) -> f32 {
+unsafe fn halves_low(w: __m256i) -> __m256 {
     unsafe {
-        let n = a.d.len();
-        debug_assert!(w.len() >= n * TS && a.qs.len() >= 32 * n && a.sums.len() >= n);
-        let (wp, qp) = (w.as_ptr(), a.qs.as_ptr());
-        let mut acc = _mm256_setzero_ps();
-        let mut offsets = 0.0f32;
-        for b in 0..n {
-            let (u, scale, offset) = unpack(wp.add(b * TS));
-            let p = P::dot(u, load_q(qp.add(32 * b)));
-            let d = *a.d.get_unchecked(b);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(scale * d), acc);
-            offsets += offset * d * *a.sums.get_unchecked(b) as f32;
-        }
-        hsum_ps(acc) + offsets
+        let mag = _mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x7fff)), 13);
+        let value = _mm256_mul_ps(_mm256_castsi256_ps(mag), _mm256_set1_ps(5.192_297e33)); // 2^112
+        let sign = _mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x8000)), 16);
+        _mm256_or_ps(value, _mm256_castsi256_ps(sign))
     }
 }
 
-/// Q8_0 weights are signed: `|w| · (q · sign w)`.
+/// Eight 32-bit lanes of block sums → their eight totals (`p[k]` summed to lane `k`).
 #[inline(always)]
-unsafe fn q8_0<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
+unsafe fn lane_totals(p: [__m256i; 8]) -> __m256i {
+    unsafe {
+        let h01 = _mm256_hadd_epi32(p[0], p[1]);
+        let h23 = _mm256_hadd_epi32(p[2], p[3]);
+        let h45 = _mm256_hadd_epi32(p[4], p[5]);
+        let h67 = _mm256_hadd_epi32(p[6], p[7]);
+        let h0123 = _mm256_hadd_epi32(h01, h23);
+        let h4567 = _mm256_hadd_epi32(h45, h67);
+        _mm256_add_epi32(
+            _mm256_permute2x128_si256(h0123, h4567, 0x20),
+            _mm256_permute2x128_si256(h0123, h4567, 0x31),
+        )
+    }
+}
+
+/// How a 32-element block type's blocks multiply: the integer dot product of one block
+/// with 32 activation bytes, and where its f16 scale (and minimum) sit.
+#[derive(Clone, Copy)]
+struct Block32 {
+    /// Bytes per block.
+    size: usize,
+    /// The block has an f16 minimum right after its f16 scale (Q4_1, Q5_1).
+    has_min: bool,
+    /// The constant offset of the unsigned values in scale units (−8 for Q4_0, −16 for
+    /// Q5_0, 0 otherwise).
+    offset: f32,
+}
+
+/// Σ over 32-element blocks of `scale · Σu·q + offset · Σq` (times each block's activation
+/// scale), eight blocks at a time: their integer sums are totalled into one vector and
+/// scaled with the eight blocks' scales at once; the rest one block at a time.
+#[inline(always)]
+unsafe fn blocks32<P: BytePairs>(
+    w: &[u8],
+    a: ActivationRow<'_>,
+    kind: Block32,
+    dot: impl Fn(*const u8, __m256i) -> __m256i,
+) -> f32 {
     unsafe {
         let n = a.d.len();
-        let (wp, qp) = (w.as_ptr(), a.qs.as_ptr());
+        let ts = kind.size;
+        debug_assert!(w.len() >= n * ts && a.qs.len() >= 32 * n && a.dsum.len() >= n);
+        let (wp, qp, dp, sp) = (w.as_ptr(), a.qs.as_ptr(), a.d.as_ptr(), a.dsum.as_ptr());
+        let at = _mm256_setr_epi32(
+            0,
+            ts as i32,
+            2 * ts as i32,
+            3 * ts as i32,
+            4 * ts as i32,
+            5 * ts as i32,
+            6 * ts as i32,
+            7 * ts as i32,
+        );
         let mut acc = _mm256_setzero_ps();
-        for b in 0..n {
-            let blk = wp.add(b * 34);
-            let x = load(blk.add(2));
-            let q = load_q(qp.add(32 * b));
-            let p = P::dot(_mm256_sign_epi8(x, x), _mm256_sign_epi8(q, x));
-            let scale = f16_at(blk) * *a.d.get_unchecked(b);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(scale), acc);
+        let mut b = 0;
+        while b + 8 <= n {
+            let base = wp.add(b * ts);
+            let mut p = [_mm256_setzero_si256(); 8];
+            for (k, pk) in p.iter_mut().enumerate() {
+                *pk = dot(base.add(k * ts), load_q(qp.add(32 * (b + k))));
+            }
+            let totals = _mm256_cvtepi32_ps(lane_totals(p));
+            // the eight blocks' leading f16 fields: scale, and minimum where there is one
+            let words = _mm256_i32gather_epi32::<1>(base as *const i32, at);
+            let d = halves_low(words);
+            let da = _mm256_loadu_ps(dp.add(b));
+            let ds = _mm256_loadu_ps(sp.add(b));
+            acc = _mm256_fmadd_ps(totals, _mm256_mul_ps(d, da), acc);
+            let m = if kind.has_min {
+                halves_low(_mm256_srli_epi32(words, 16))
+            } else {
+                _mm256_mul_ps(d, _mm256_set1_ps(kind.offset))
+            };
+            acc = _mm256_fmadd_ps(m, ds, acc);
+            b += 8;
         }
-        hsum_ps(acc)
+        let mut sum = hsum_ps(acc);
+        while b < n {
+            let blk = wp.add(b * ts);
+            let p = hsum_epi32(dot(blk, load_q(qp.add(32 * b))));
+            let d = f16_at(blk);
+            let m = if kind.has_min {
+                f16_at(blk.add(2))
+            } else {
+                kind.offset * d
+            };
+            sum += d * *dp.add(b) * p as f32 + m * *sp.add(b);
+            b += 1;
+        }
+        sum
     }
 }
 
@@ -305,26 +368,31 @@ unsafe fn q6_k(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
 #[inline(always)]
 unsafe fn dot_impl<P: BytePairs>(ty: GgmlType, w: &[u8], a: ActivationRow<'_>) -> f32 {
     unsafe {
+        let plain = |size, has_min, offset| Block32 {
+            size,
+            has_min,
+            offset,
+        };
         match ty {
-            GgmlType::Q4_0 => blocks32::<P, 18>(w, a, |b| {
-                let d = f16_at(b);
-                (nibbles32(b.add(2)), d, -8.0 * d)
+            GgmlType::Q4_0 => blocks32::<P>(w, a, plain(18, false, -8.0), |b, q| {
+                P::dot(nibbles32(b.add(2)), q)
             }),
-            GgmlType::Q4_1 => {
-                blocks32::<P, 20>(w, a, |b| (nibbles32(b.add(4)), f16_at(b), f16_at(b.add(2))))
-            }
-            GgmlType::Q5_0 => blocks32::<P, 22>(w, a, |b| {
-                let d = f16_at(b);
+            GgmlType::Q4_1 => blocks32::<P>(w, a, plain(20, true, 0.0), |b, q| {
+                P::dot(nibbles32(b.add(4)), q)
+            }),
+            GgmlType::Q5_0 => blocks32::<P>(w, a, plain(22, false, -16.0), |b, q| {
                 let qh = core::ptr::read_unaligned(b.add(2) as *const u32);
-                let u = _mm256_or_si256(nibbles32(b.add(6)), fifth_bits(qh));
-                (u, d, -16.0 * d)
+                P::dot(_mm256_or_si256(nibbles32(b.add(6)), fifth_bits(qh)), q)
             }),
-            GgmlType::Q5_1 => blocks32::<P, 24>(w, a, |b| {
+            GgmlType::Q5_1 => blocks32::<P>(w, a, plain(24, true, 0.0), |b, q| {
                 let qh = core::ptr::read_unaligned(b.add(4) as *const u32);
-                let u = _mm256_or_si256(nibbles32(b.add(8)), fifth_bits(qh));
-                (u, f16_at(b), f16_at(b.add(2)))
+                P::dot(_mm256_or_si256(nibbles32(b.add(8)), fifth_bits(qh)), q)
             }),
-            GgmlType::Q8_0 => q8_0::<P>(w, a),
+            // signed weights: |w| · (q · sign w)
+            GgmlType::Q8_0 => blocks32::<P>(w, a, plain(34, false, 0.0), |b, q| {
+                let x = load(b.add(2));
+                P::dot(_mm256_sign_epi8(x, x), _mm256_sign_epi8(q, x))
+            }),
             GgmlType::Q2_K => super_blocks::<84>(w, a, |b, q, s| q2_k(b, q, s)),
             GgmlType::Q3_K => super_blocks::<110>(w, a, |b, q, s| q3_k(b, q, s)),
             GgmlType::Q4_K => super_blocks::<144>(w, a, |b, q, s| q4_k(b, q, s)),
@@ -384,5 +452,120 @@ pub(super) unsafe fn dot_float_avx2(ty: GgmlType, w: &[u8], x: &[f32]) -> f32 {
         let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
         let tail = super::scalar::dot_float(ty, &w[i * ty.type_size()..], &x[i..]);
         hsum_ps(v) + tail
+    }
+}
+
+/// One attention query over `len` cached positions (see [`super::attention`]): `d` a
+/// multiple of 8 up to 128, the query and output rows held in registers.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `keys`/`values` hold `len` rows of `d`, `query`/`out` one.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn attend_head_avx2(
+    query: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    len: usize,
+    d: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    unsafe {
+        let chunks = d / 8;
+        debug_assert!(d.is_multiple_of(8) && chunks <= 16);
+        debug_assert!(keys.len() >= len * d && values.len() >= len * d);
+        let mut q = [_mm256_setzero_ps(); 16];
+        for (c, qc) in q.iter_mut().enumerate().take(chunks) {
+            *qc = _mm256_loadu_ps(query.as_ptr().add(8 * c));
+        }
+        scores.clear();
+        scores.resize(len.div_ceil(8) * 8, f32::NEG_INFINITY);
+        let kp = keys.as_ptr();
+        let sp = scores.as_mut_ptr();
+        // scores, eight keys at a time: eight independent accumulator chains
+        let mut j = 0;
+        while j + 8 <= len {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (c, qc) in q.iter().enumerate().take(chunks) {
+                for (t, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(*qc, _mm256_loadu_ps(kp.add((j + t) * d + 8 * c)), *a);
+                }
+            }
+            // (a0 … a7) → their eight sums, in order
+            let h01 = _mm256_hadd_ps(acc[0], acc[1]);
+            let h23 = _mm256_hadd_ps(acc[2], acc[3]);
+            let h45 = _mm256_hadd_ps(acc[4], acc[5]);
+            let h67 = _mm256_hadd_ps(acc[6], acc[7]);
+            let h0123 = _mm256_hadd_ps(h01, h23);
+            let h4567 = _mm256_hadd_ps(h45, h67);
+            let lo = _mm256_permute2f128_ps(h0123, h4567, 0x20);
+            let hi = _mm256_permute2f128_ps(h0123, h4567, 0x31);
+            let sums = _mm256_add_ps(lo, hi);
+            _mm256_storeu_ps(sp.add(j), _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+            j += 8;
+        }
+        while j < len {
+            let key = kp.add(j * d);
+            let mut a = _mm256_setzero_ps();
+            for (c, qc) in q.iter().enumerate().take(chunks) {
+                a = _mm256_fmadd_ps(*qc, _mm256_loadu_ps(key.add(8 * c)), a);
+            }
+            *sp.add(j) = hsum_ps(a) * scale;
+            j += 1;
+        }
+        // softmax: max, then e^(s - max) eight at a time
+        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+        for i in (0..len.div_ceil(8) * 8).step_by(8) {
+            m = _mm256_max_ps(m, _mm256_loadu_ps(sp.add(i)));
+        }
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        let max = _mm256_set1_ps(_mm_cvtss_f32(m));
+        let mut total = _mm256_setzero_ps();
+        for i in (0..len.div_ceil(8) * 8).step_by(8) {
+            let e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(sp.add(i)), max));
+            _mm256_storeu_ps(sp.add(i), e);
+            total = _mm256_add_ps(total, e);
+        }
+        let inv = _mm256_set1_ps(1.0 / hsum_ps(total));
+        // the weighted sum of values, the output row in registers
+        let mut o = [_mm256_setzero_ps(); 16];
+        let vp = values.as_ptr();
+        for jj in 0..len {
+            let p = _mm256_set1_ps(*sp.add(jj));
+            let value = vp.add(jj * d);
+            for (c, oc) in o.iter_mut().enumerate().take(chunks) {
+                *oc = _mm256_fmadd_ps(p, _mm256_loadu_ps(value.add(8 * c)), *oc);
+            }
+        }
+        for (c, oc) in o.iter().enumerate().take(chunks) {
+            _mm256_storeu_ps(out.as_mut_ptr().add(8 * c), _mm256_mul_ps(*oc, inv));
+        }
+    }
+}
+
+/// Eight `e^x` for `x ≤ 0` (−∞ gives 0): the polynomial of [`super::attention::exp`].
+#[inline(always)]
+unsafe fn exp_ps(x: __m256) -> __m256 {
+    unsafe {
+        let x = _mm256_max_ps(x, _mm256_set1_ps(-87.0));
+        let n = _mm256_round_ps(
+            _mm256_mul_ps(x, _mm256_set1_ps(core::f32::consts::LOG2_E)),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+        );
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
+        let mut p = _mm256_set1_ps(0.001_395_1);
+        for c in [0.008_333_48, 0.041_666_42, 0.166_666_67, 0.5, 1.0, 1.0] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let pow2 = _mm256_slli_epi32(
+            _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+            23,
+        );
+        _mm256_mul_ps(p, _mm256_castsi256_ps(pow2))
     }
 }
