@@ -10,12 +10,13 @@ use clap::{Args, Parser, Subcommand};
 use penwright_engine::device::{DeviceChoice, select};
 use penwright_engine::finetune::train::{FinetuneConfig, Precision, finetune};
 use penwright_engine::installed;
-use penwright_engine::loader::{LoadedModel, load_model, resolve_model};
+use penwright_engine::loader::{LoadOptions, LoadedModel, load_model_with, resolve_model};
 use penwright_engine::model::LanguageModel;
 use penwright_engine::sampler::SamplerConfig;
 use penwright_engine::tasks::autocomplete::AutocompleteSettings;
 use penwright_engine::tasks::summarize::SummaryLength;
 use penwright_engine::worker::{DeviceReport, EngineHandle, Event, Outcome, Prompt, Request};
+use penwright_kernels::GgmlType;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -37,10 +38,25 @@ struct ModelArgs {
     /// auto, gpu or cpu
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
-    /// A LoRA adapter folder (PEFT format) merged into the model (complete, summarize,
+    /// A LoRA adapter folder (PEFT format) applied to the model (complete, summarize,
     /// translate, generate)
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// Quantize an unquantized (f32/f16/bf16) checkpoint as it loads: q8_0, q4_0 or q4_k
+    #[arg(long, value_parser = parse_quantize)]
+    quantize: Option<GgmlType>,
+}
+
+fn parse_quantize(s: &str) -> std::result::Result<GgmlType, String> {
+    LoadOptions::parse_quantize(s).map_err(|e| e.to_string())
+}
+
+impl ModelArgs {
+    fn options(&self) -> LoadOptions {
+        LoadOptions {
+            quantize: self.quantize,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -237,13 +253,13 @@ fn load(args: &ModelArgs) -> Result<LoadedModel> {
     let path = resolve_model(args.model.as_deref())?;
     let device = select(args.device)?;
     eprintln!("penwright: device {} ({})", device.name, device.reason);
-    let mut loaded = load_model(&path, device, &mut |_| {})
+    let mut loaded = load_model_with(&path, device, args.options(), &mut |_| {})
         .with_context(|| format!("loading {}", path.display()))?;
     if let Some(dir) = &args.adapter {
         let adapter = penwright_engine::lora::Adapter::open(dir)?;
         let n = penwright_engine::lora::apply_adapter(&mut loaded.model, &adapter)?;
         eprintln!(
-            "penwright: adapter {} merged into {n} projections",
+            "penwright: adapter {} applied to {n} projections",
             dir.display()
         );
     }
@@ -610,6 +626,7 @@ fn start_engine(model: &ModelArgs) -> Result<(EngineHandle, DeviceReport)> {
     let load = engine.submit(Request::Load {
         model: model.model.clone(),
         device: model.device,
+        options: model.options(),
     });
     let Outcome::Loaded { device, .. } = load.finish_blocking(|_| {})? else {
         unreachable!("a load job ends with Loaded")
@@ -621,7 +638,7 @@ fn start_engine(model: &ModelArgs) -> Result<(EngineHandle, DeviceReport)> {
         });
         if let Outcome::AdapterSet { merged_projections } = job.finish_blocking(|_| {})? {
             eprintln!(
-                "penwright: adapter {} merged into {merged_projections} projections",
+                "penwright: adapter {} applied to {merged_projections} projections",
                 dir.display()
             );
         }

@@ -13,6 +13,7 @@ use crate::model::LanguageModel;
 use crate::tokenizer::{GgufTokenizerSpec, Tokenizer};
 use crate::weights::{GgufWeights, SafetensorsWeights, WeightSource, refuse_pickle};
 use crate::{EngineError, Result};
+use penwright_kernels::GgmlType;
 
 /// What a loaded model is, for status bars and `--json` outputs.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -83,6 +84,8 @@ pub struct LoadProgress {
 
 pub struct LoadedModel {
     pub model: LanguageModel,
+    /// What it was loaded with (a reload, with another adapter, uses the same).
+    pub options: LoadOptions,
     pub tokenizer: Option<Tokenizer>,
     pub chat_template: Option<ChatTemplate>,
     pub info: ModelInfo,
@@ -135,10 +138,40 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     }
 }
 
+/// How a model is loaded beyond its file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Quantize unquantized (f32/f16/bf16) matrices to this type as they load (one of
+    /// [`penwright_kernels::quantize::TARGETS`]).
+    pub quantize: Option<GgmlType>,
+}
+
+impl LoadOptions {
+    /// `q8_0`, `q4_0` or `q4_k` (any case) as a [`LoadOptions::quantize`] target.
+    pub fn parse_quantize(s: &str) -> Result<GgmlType> {
+        penwright_kernels::quantize::TARGETS
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                EngineError::Config(format!("cannot quantize to `{s}` (q8_0, q4_0 or q4_k)"))
+            })
+    }
+}
+
 /// Loads the model at `path` onto `device`.
 pub fn load_model(
     path: &Path,
     device: SelectedDevice,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<LoadedModel> {
+    load_model_with(path, device, LoadOptions::default(), progress)
+}
+
+/// Loads the model at `path` onto `device` with `options`.
+pub fn load_model_with(
+    path: &Path,
+    device: SelectedDevice,
+    options: LoadOptions,
     progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
     let started = Instant::now();
@@ -155,17 +188,24 @@ pub fn load_model(
             total,
         })
     };
-    let (model, tokenizer, chat_template, info) = if path.is_dir() {
-        load_hf_dir(path, &device, &mut on_layer)?
+    let (model, tokenizer, chat_template, mut info) = if path.is_dir() {
+        load_hf_dir(path, &device, options, &mut on_layer)?
     } else if path.is_file() {
-        load_gguf(path, &device, &mut on_layer)?
+        load_gguf(path, &device, options, &mut on_layer)?
     } else {
         return Err(EngineError::ModelNotFound {
             path: path.to_path_buf(),
         });
     };
+    if let Some(ty) = options.quantize {
+        info.quantization = format!("{} → {ty} at load", info.quantization);
+        let bytes =
+            model.config.parameter_count() as u64 * ty.type_size() as u64 / ty.block_size() as u64;
+        info.memory_bytes = estimated_memory_bytes(&model.config, bytes);
+    }
     Ok(LoadedModel {
         model,
+        options,
         tokenizer,
         chat_template,
         info,
@@ -200,6 +240,7 @@ fn display_name(path: &Path) -> String {
 fn load_gguf(
     path: &Path,
     device: &SelectedDevice,
+    options: LoadOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Loaded> {
     let file = GgufFile::open(path)?;
@@ -211,12 +252,15 @@ fn load_gguf(
         None => None,
     };
     let info = gguf_info(path, &file, &config);
-    let weights = WeightSource::Gguf(GgufWeights::new(
-        file,
-        config.architecture,
-        config.num_heads,
-        config.num_kv_heads,
-    ));
+    let weights = with_options(
+        WeightSource::Gguf(GgufWeights::new(
+            file,
+            config.architecture,
+            config.num_heads,
+            config.num_kv_heads,
+        )),
+        options,
+    );
     let model = LanguageModel::load(config, &weights, &device.device, progress)?;
     Ok((model, Some(tokenizer), chat_template, info))
 }
@@ -266,9 +310,17 @@ fn dominant_dtype(file: &GgufFile) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+fn with_options(weights: WeightSource, options: LoadOptions) -> WeightSource {
+    match options.quantize {
+        Some(ty) => weights.quantize_at_load(ty),
+        None => weights,
+    }
+}
+
 fn load_hf_dir(
     dir: &Path,
     device: &SelectedDevice,
+    options: LoadOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Loaded> {
     let config_path = dir.join("config.json");
@@ -278,7 +330,10 @@ fn load_hf_dir(
         });
     }
     let config = ModelConfig::from_hf_json(&config_path)?;
-    let weights = WeightSource::Safetensors(SafetensorsWeights::open_dir(dir)?);
+    let weights = with_options(
+        WeightSource::Safetensors(SafetensorsWeights::open_dir(dir)?),
+        options,
+    );
     let tokenizer = if dir.join("tokenizer.json").exists() {
         Some(Tokenizer::from_hf_dir(dir)?)
     } else {

@@ -73,6 +73,38 @@ fn mapped_bytes(map: &Arc<Mmap>, range: std::ops::Range<usize>) -> Bytes {
     }
 }
 
+/// An unquantized matrix quantized to `ty` (or Q8_0 where its rows are not whole blocks
+/// of `ty`); quantized matrices and ones that fit neither are returned as they are.
+fn quantized(packed: PackedHost, ty: GgmlType) -> PackedHost {
+    let PackedLayout {
+        ty: from,
+        rows,
+        cols,
+    } = packed.layout;
+    if !matches!(from, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+        return packed;
+    }
+    let Some(ty) = [ty, GgmlType::Q8_0]
+        .into_iter()
+        .find(|t| cols.is_multiple_of(t.block_size()))
+    else {
+        return packed;
+    };
+    let row_bytes = from.type_size() * cols;
+    let mut out = Vec::with_capacity(ty.row_bytes(cols).unwrap_or(0) * rows);
+    let mut row = vec![0.0f32; cols];
+    for r in 0..rows {
+        let src = &packed.bytes[r * row_bytes..(r + 1) * row_bytes];
+        penwright_kernels::dequant::dequantize_into(from, src, &mut row)
+            .expect("whole f32/f16/bf16 rows");
+        penwright_kernels::quantize::quantize_row(ty, &row, &mut out);
+    }
+    PackedHost {
+        layout: PackedLayout { ty, rows, cols },
+        bytes: owned_bytes(out),
+    }
+}
+
 /// Owned tensor bytes, zero-padded to whole words.
 fn owned_bytes(mut v: Vec<u8>) -> Bytes {
     v.resize(v.len().div_ceil(4) * 4, 0);
@@ -106,12 +138,29 @@ impl WeightSource {
         }
     }
 
-    /// Reads a 2-D weight in its file's format, checked against the Hugging Face shape
+    /// Quantizes the unquantized (f32/f16/bf16) matrices to `ty` (one of
+    /// [`penwright_kernels::quantize::TARGETS`]) as they load: the memory of a quantized
+    /// file for a checkpoint that came in half precision. Matrices whose rows are not whole
+    /// blocks of `ty` fall back to Q8_0, or stay as they are.
+    pub fn quantize_at_load(mut self, ty: GgmlType) -> Self {
+        match &mut self {
+            WeightSource::Safetensors(w) => w.quantize = Some(ty),
+            WeightSource::Gguf(w) => w.quantize = Some(ty),
+        }
+        self
+    }
+
+    /// Reads a 2-D weight in its file's format (or quantized, see
+    /// [`WeightSource::quantize_at_load`]), checked against the Hugging Face shape
     /// `[out, in]` (`conv1d`: GPT-2's Conv1D weights, which Hugging Face stores `[in, out]`).
     pub fn get_packed(&self, name: &str, out_in: [usize; 2], conv1d: bool) -> Result<PackedHost> {
-        let packed = match self {
-            WeightSource::Safetensors(w) => w.get_packed(name, conv1d)?,
-            WeightSource::Gguf(w) => w.get_packed(name)?,
+        let (packed, quantize) = match self {
+            WeightSource::Safetensors(w) => (w.get_packed(name, conv1d)?, w.quantize),
+            WeightSource::Gguf(w) => (w.get_packed(name)?, w.quantize),
+        };
+        let packed = match quantize {
+            Some(ty) => quantized(packed, ty),
+            None => packed,
         };
         let (rows, cols) = (packed.layout.rows, packed.layout.cols);
         if [rows, cols] != out_in {
@@ -195,6 +244,8 @@ pub struct SafetensorsWeights {
     shards: Vec<Shard>,
     /// tensor name → index in `shards`
     index: BTreeMap<String, usize>,
+    /// Unquantized matrices are quantized to this type as they load.
+    quantize: Option<GgmlType>,
 }
 
 fn map_safetensors_error(path: &Path, e: SafeTensorError) -> EngineError {
@@ -287,6 +338,7 @@ impl SafetensorsWeights {
             dir: dir.to_path_buf(),
             shards,
             index,
+            quantize: None,
         })
     }
 
@@ -417,6 +469,8 @@ pub struct GgufWeights {
     architecture: Architecture,
     num_heads: usize,
     num_kv_heads: usize,
+    /// Unquantized matrices are quantized to this type as they load.
+    quantize: Option<GgmlType>,
 }
 
 impl GgufWeights {
@@ -431,6 +485,7 @@ impl GgufWeights {
             architecture,
             num_heads,
             num_kv_heads,
+            quantize: None,
         }
     }
 

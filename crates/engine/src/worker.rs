@@ -10,7 +10,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::device::{DeviceChoice, select};
 use crate::generate::{GenerateRequest, Generation, generate};
-use crate::loader::{LoadedModel, ModelInfo, load_model, resolve_model};
+use crate::loader::{LoadOptions, LoadedModel, ModelInfo, load_model_with, resolve_model};
 use crate::model::KvCache;
 use crate::sampler::SamplerConfig;
 use crate::tasks::autocomplete::{AutocompleteSession, AutocompleteSettings, Completion};
@@ -35,6 +35,7 @@ pub enum Request {
     Load {
         model: Option<String>,
         device: DeviceChoice,
+        options: LoadOptions,
     },
     Generate {
         prompt: Prompt,
@@ -229,13 +230,17 @@ impl Worker {
             events,
         } = job;
         match request {
-            Request::Load { model, device } => {
+            Request::Load {
+                model,
+                device,
+                options,
+            } => {
                 let path = resolve_model(model.as_deref())?;
                 let device = select(device)?;
                 self.loaded = None;
                 self.cache = None;
                 self.autocomplete = None;
-                let loaded = load_model(&path, device, &mut |p| {
+                let loaded = load_model_with(&path, device, options, &mut |p| {
                     let _ = events.send(Event::Progress {
                         stage: p.stage.to_string(),
                         done: p.done,
@@ -334,8 +339,9 @@ impl Worker {
                 self.cache = None;
                 self.autocomplete = None;
                 let (path, device) = (current.info.path.clone(), current.device.clone());
+                let options = current.options;
                 drop(current);
-                let mut loaded = load_model(&path, device, &mut |_| {})?;
+                let mut loaded = load_model_with(&path, device, options, &mut |_| {})?;
                 let merged = match &adapter {
                     Some(dir) => crate::lora::apply_adapter(
                         &mut loaded.model,

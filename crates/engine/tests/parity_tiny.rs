@@ -220,3 +220,62 @@ fn peft_adapter_on_gpt2_conv1d_layers_reproduces_peft_logits() {
     let err = apply_adapter(&mut llama, &adapter).unwrap_err().to_string();
     assert!(err.contains("fan_in_fan_out"), "{err}");
 }
+
+/// `--quantize`: an f32 checkpoint quantized as it loads stays close to its f32 logits and
+/// to Hugging Face's (within each type's rounding), and its matrices are in that type.
+#[test]
+fn checkpoints_quantized_at_load_keep_their_logits() {
+    use penwright_engine::device::cpu_device;
+    use penwright_engine::loader::{LoadOptions, load_model_with};
+    for name in ["tiny-llama", "tiny-gpt2"] {
+        let dir = fixture(name);
+        let r = reference(&dir);
+        let spread = r
+            .logits
+            .iter()
+            .flatten()
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        // the correlation of every logit with Hugging Face's f32 one; 4 bits on these
+        // random weights (initializer range 0.2) lose more than on trained ones
+        for (quantize, min_corr) in [("q8_0", 0.999), ("q4_0", 0.85), ("q4_k", 0.95)] {
+            let options = LoadOptions {
+                quantize: Some(LoadOptions::parse_quantize(quantize).unwrap()),
+            };
+            let loaded = load_model_with(&dir, cpu_device("test"), options, &mut |_| {}).unwrap();
+            // q4_k needs 256-wide rows: most of these fixtures' rows are 64 wide, Q8_0 then
+            assert!(
+                loaded
+                    .info
+                    .quantization
+                    .ends_with(&format!("{} at load", quantize.to_ascii_uppercase())),
+                "{}",
+                loaded.info.quantization
+            );
+            let ours = full_logits(&loaded.model, &r.ids);
+            let diff = max_abs_diff(&ours, &r.logits);
+            let corr = correlation(&ours, &r.logits);
+            eprintln!(
+                "{name} --quantize {quantize}: correlation {corr:.5}, max |Δlogit| {diff:.4} (logits up to {spread:.2})"
+            );
+            assert!(corr > min_corr, "{name} {quantize}: correlation {corr}");
+            assert!(diff > 0.0, "{name} {quantize}: nothing was quantized");
+        }
+    }
+    let err = LoadOptions::parse_quantize("q3_k").unwrap_err().to_string();
+    assert!(err.contains("q8_0, q4_0 or q4_k"), "{err}");
+}
+
+fn correlation(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+    let (x, y): (Vec<f64>, Vec<f64>) = a
+        .iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(&p, &q)| (p as f64, q as f64))
+        .unzip();
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let cov: f64 = x.iter().zip(&y).map(|(p, q)| (p - mx) * (q - my)).sum();
+    let vx: f64 = x.iter().map(|p| (p - mx).powi(2)).sum();
+    let vy: f64 = y.iter().map(|q| (q - my).powi(2)).sum();
+    cov / (vx * vy).sqrt()
+}

@@ -6,12 +6,14 @@
 //! - [`cpu`]: SIMD dot products and tiled GEMM on the CPU.
 //! - [`cube`]: the GPU kernels (cubecl: wgpu and burn's other GPU runtimes).
 //! - [`ops`]: all of it as a burn backend extension, with autodiff.
+//! - [`quantize`]: f32 rows to Q8_0/Q4_0/Q4_K blocks (quantizing at load).
 
 pub mod cpu;
 pub mod cube;
 pub mod dequant;
 pub mod format;
 pub mod ops;
+pub mod quantize;
 pub mod random;
 
 #[cfg(test)]

@@ -62,6 +62,7 @@ pub async fn load_model(
     let job = state.engine.submit(Request::Load {
         model: spec,
         device,
+        options: Default::default(),
     });
     let outcome = job
         .finish(|event| {
