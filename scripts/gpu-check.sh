@@ -4,14 +4,17 @@
 # correctness probe or is refused), a run made to exhaust GPU memory (it must end with a
 # clear message, not hang), inference speed, and PyTorch + PEFT on the same GPU for scale.
 #
-#   scripts/gpu-check.sh PENWRIGHT SHAPE_DIR BOOK.txt OUT_DIR
+#   scripts/gpu-check.sh PENWRIGHT SHAPE_DIR BOOK.txt OUT_DIR [TEMPLATE.gguf]
 #
 # PENWRIGHT: a `penwright` binary. SHAPE_DIR: config.json + tokenizer.json of the default
 # model's architecture (SmolLM2-135M); a model of that shape with random weights is made here
 # with transformers (the machine may have no copy of the real weights), so throughput and
 # memory are the default model's while perplexities mean nothing. BOOK.txt: a Project
-# Gutenberg text, split into chapters as scripts/finetune-book.sh does. Results: one
-# line per run on stdout, the JSON event streams and stderr of each run in OUT_DIR.
+# Gutenberg text, split into chapters as scripts/finetune-book.sh does. TEMPLATE: the
+# default model's metadata without weights (`penwright bench --write-template FILE`, 2 MB);
+# with it, inference is also measured on random-weight models of real shapes (Q4_K_M and
+# Q8_0, up to SmolLM2-1.7B), with the weights packed on the GPU. Results: one line per run
+# on stdout, the JSON event streams and stderr of each run in OUT_DIR.
 set -uo pipefail
 pw=${1:?usage: scripts/gpu-check.sh PENWRIGHT SHAPE_DIR BOOK.txt OUT_DIR}
 shape=${2:?shape dir}
@@ -74,6 +77,13 @@ run f16-big 60 --steps 6 --seq-len 512 --batch 16 --precision f16
 
 echo "== inference (penwright bench)"
 timeout 60 "$pw" bench --model "$work/model" --device gpu --json 2>"$out/bench.err" | tee "$out/bench.json"
+if [ -n "${5:-}" ]; then
+  for spec in smollm2-135m:q4_1 smollm2-1.7b:q4_k_m smollm2-1.7b:q8_0; do
+    echo "== inference, synthetic $spec (weights packed on the GPU)"
+    PENWRIGHT_HOME="$work/home" timeout 120 "$pw" bench --synthetic "$spec" --template "$5" \
+      --device gpu --json 2>>"$out/bench.err" | tee -a "$out/bench.json"
+  done
+fi
 
 peft() {
   echo "== PyTorch + PEFT $*"

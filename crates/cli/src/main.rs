@@ -244,6 +244,13 @@ enum Command {
         /// (written once under $PENWRIGHT_HOME/bench; the tokenizer is the default model's)
         #[arg(long, conflicts_with = "model")]
         synthetic: Option<String>,
+        /// The GGUF whose tokenizer a --synthetic model takes (default: the default model)
+        #[arg(long, requires = "synthetic")]
+        template: Option<PathBuf>,
+        /// Write the default model's metadata without its weights (a 2 MB --template) to
+        /// this file and exit
+        #[arg(long, conflicts_with_all = ["synthetic", "model"])]
+        write_template: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -568,10 +575,24 @@ fn main() -> Result<()> {
         Command::Bench {
             mut model,
             synthetic,
+            template,
+            write_template,
             json,
         } => {
+            if let Some(out) = write_template {
+                let bytes = penwright_engine::bench::synthetic::write_template(
+                    &resolve_model(None)?,
+                    &out,
+                )?;
+                eprintln!("penwright: wrote {} ({bytes} bytes)", out.display());
+                return Ok(());
+            }
             if let Some(spec) = synthetic {
-                model.model = Some(synthetic_model(&spec)?.display().to_string());
+                let template = match template {
+                    Some(t) => t,
+                    None => resolve_model(None)?,
+                };
+                model.model = Some(synthetic_model(&spec, &template)?.display().to_string());
             }
             let loaded = load(&model)?;
             let report = penwright_engine::bench::run(&loaded)?;
@@ -586,7 +607,7 @@ fn main() -> Result<()> {
 }
 
 /// The synthetic model `SHAPE:MIX`, written first if it is not there yet.
-fn synthetic_model(spec: &str) -> Result<PathBuf> {
+fn synthetic_model(spec: &str, template: &std::path::Path) -> Result<PathBuf> {
     use penwright_engine::bench::synthetic::{Mix, SHAPES, shape, write_model};
     let (shape_name, mix_name) = spec.split_once(':').unwrap_or((spec, "q4_k_m"));
     let Some(shape) = shape(shape_name) else {
@@ -602,7 +623,7 @@ fn synthetic_model(spec: &str) -> Result<PathBuf> {
         std::fs::create_dir_all(&dir)?;
         let part = path.with_extension("gguf.part");
         eprintln!("penwright: writing {} (random weights)", path.display());
-        write_model(&resolve_model(None)?, shape, mix, &part)?;
+        write_model(template, shape, mix, &part)?;
         std::fs::rename(&part, &path)?;
     }
     Ok(path)

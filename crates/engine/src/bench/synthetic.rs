@@ -109,8 +109,26 @@ pub fn shape(name: &str) -> Option<Shape> {
     SHAPES.into_iter().find(|s| s.name == name)
 }
 
+/// Writes a copy of `template`'s metadata without its tensors (a couple of megabytes): a
+/// template for [`write_model`] to carry where the whole model file would not fit.
+pub fn write_template(template: &Path, out: &Path) -> Result<u64> {
+    let t = GgufFile::open(template)?;
+    let mut w = GgufWriter::new();
+    for (k, v) in &t.header.metadata {
+        w.kv(k, v.clone());
+    }
+    let file = File::create(out).map_err(|e| EngineError::io(out, e))?;
+    let mut sink = BufWriter::new(file);
+    w.write_to(&mut sink, |_, _| {})
+        .map_err(|e| EngineError::io(out, e))?;
+    drop(sink);
+    Ok(std::fs::metadata(out)
+        .map_err(|e| EngineError::io(out, e))?
+        .len())
+}
+
 /// Writes a model of `shape` in `mix` to `out`, taking the tokenizer, chat template and
-/// RoPE settings from `template` (the default model's file).
+/// RoPE settings from `template` (the default model's file, or a [`write_template`] copy).
 pub fn write_model(template: &Path, shape: Shape, mix: Mix, out: &Path) -> Result<u64> {
     let t = GgufFile::open(template)?;
     let vocab = t
@@ -287,6 +305,16 @@ mod tests {
             write_model(&template, TINY, mix, &path).unwrap();
             let file = GgufFile::open(&path).unwrap();
             let ty = |n: &str| file.tensor_info(n).unwrap().dtype;
+            // a metadata-only template makes the same model
+            let small = dir.path().join("template.gguf");
+            write_template(&template, &small).unwrap();
+            assert!(std::fs::metadata(&small).unwrap().len() < 4 << 20);
+            let again = dir.path().join("again.gguf");
+            write_model(&small, TINY, mix, &again).unwrap();
+            assert_eq!(
+                std::fs::read(&again).unwrap(),
+                std::fs::read(&path).unwrap()
+            );
             match mix {
                 Mix::Q4KM => {
                     assert_eq!(ty("blk.0.attn_v.weight"), GgmlType::Q6_K);

@@ -305,6 +305,17 @@ impl Embedding {
 pub struct Rope {
     /// Inverse frequencies, `head_dim / 2` of them, scaling applied.
     inv_freq: Vec<f64>,
+    /// cos and sin `[positions, head_dim]` on the device last asked for, computed once (and
+    /// again only for more positions or another device): a forward pass takes a view.
+    table: std::sync::Arc<std::sync::Mutex<Option<RopeTable>>>,
+}
+
+#[derive(Debug)]
+struct RopeTable {
+    device: Device,
+    positions: usize,
+    cos: Tensor<2>,
+    sin: Tensor<2>,
 }
 
 impl Rope {
@@ -336,16 +347,41 @@ impl Rope {
                 }
             }
         }
-        Rope { inv_freq }
+        Rope {
+            inv_freq,
+            table: Default::default(),
+        }
     }
 
     /// cos and sin tables `[1, 1, seq, head_dim]` for positions `start..start + seq`.
     pub fn tables(&self, start: usize, seq: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
-        let half = self.inv_freq.len();
-        let dim = 2 * half;
-        let mut cos = Vec::with_capacity(seq * dim);
-        let mut sin = Vec::with_capacity(seq * dim);
-        for p in start..start + seq {
+        let dim = 2 * self.inv_freq.len();
+        let end = start + seq;
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let fits = table
+            .as_ref()
+            .is_some_and(|t| &t.device == device && t.positions >= end);
+        if !fits {
+            // whole powers of two of positions, so a growing context recomputes rarely
+            let positions = end.next_power_of_two().max(256);
+            let (cos, sin) = self.compute(positions);
+            *table = Some(RopeTable {
+                device: device.clone(),
+                positions,
+                cos: Tensor::from_data(TensorData::new(cos, [positions, dim]), device),
+                sin: Tensor::from_data(TensorData::new(sin, [positions, dim]), device),
+            });
+        }
+        let t = table.as_ref().expect("just filled");
+        let view = |x: &Tensor<2>| x.clone().narrow(0, start, seq).reshape([1, 1, seq, dim]);
+        (view(&t.cos), view(&t.sin))
+    }
+
+    fn compute(&self, positions: usize) -> (Vec<f32>, Vec<f32>) {
+        let dim = 2 * self.inv_freq.len();
+        let mut cos = Vec::with_capacity(positions * dim);
+        let mut sin = Vec::with_capacity(positions * dim);
+        for p in 0..positions {
             for _ in 0..2 {
                 for f in &self.inv_freq {
                     let angle = p as f64 * f;
@@ -354,10 +390,7 @@ impl Rope {
                 }
             }
         }
-        (
-            Tensor::from_data(TensorData::new(cos, [1, 1, seq, dim]), device),
-            Tensor::from_data(TensorData::new(sin, [1, 1, seq, dim]), device),
-        )
+        (cos, sin)
     }
 
     /// Applies the rotation to `[batch, heads, seq, head_dim]`.
