@@ -1,7 +1,8 @@
 //! The default model (SmolLM2-135M-Instruct, Q4_1 GGUF) against llama.cpp's logits on the same
-//! file and tokens. llama.cpp quantizes activations to 8 bits in its Q4_1 matmuls and we
-//! dequantize the weights to f32, so the comparison is on top-1 tokens and logit distance,
-//! not float32 bits (see tests/fixtures/README in ../shared for the HF-vs-llama.cpp spread).
+//! file and tokens. llama.cpp quantizes activations to 8 bits in its Q4_1 matmuls, and so do
+//! we where it pays (decoding, long prompts) but with our own rounding, so the comparison is
+//! on top-1 tokens and logit distance, not float32 bits (HF transformers' f32 pass agrees with
+//! llama.cpp at 31 of 32 positions, KL 0.005; several positions are near-ties).
 
 mod common;
 
@@ -38,9 +39,35 @@ fn check(device: &Device) {
         .map(|v| v.as_u64().unwrap() as u32)
         .collect();
     let model = load(device);
+    // the prompt in one pass: 32 rows, f32 activations
     let mut cache = model.new_cache(64);
     let rows =
         LanguageModel::to_rows(model.forward_cached(&ids, &mut cache, true).unwrap()).unwrap();
+    let (agree, max_diff) = compare(&reference, &rows, device, "prompt pass");
+    assert!(agree >= 31, "prompt pass: top-1 agreement {agree}/32");
+    assert!(max_diff < 1.6, "prompt pass: logits differ by {max_diff}");
+    // token by token, as decoding runs: 8-bit activations
+    let mut cache = model.new_cache(64);
+    let rows: Vec<Vec<f32>> = ids
+        .iter()
+        .map(|&id| {
+            let out = model.forward_cached(&[id], &mut cache, false).unwrap();
+            LanguageModel::to_rows(out).unwrap().pop().unwrap()
+        })
+        .collect();
+    let (agree, max_diff) = compare(&reference, &rows, device, "decoding");
+    assert!(agree >= 29, "decoding: top-1 agreement {agree}/32");
+    assert!(max_diff < 1.6, "decoding: logits differ by {max_diff}");
+}
+
+/// Top-1 agreement and the largest logit difference on llama.cpp's top-5, printed with the
+/// mean KL over them.
+fn compare(
+    reference: &serde_json::Value,
+    rows: &[Vec<f32>],
+    device: &Device,
+    what: &str,
+) -> (usize, f64) {
     let (mut agree, mut max_diff, mut kl_sum) = (0, 0.0f64, 0.0f64);
     for (pos, row) in rows.iter().enumerate() {
         let p = &reference["positions"][pos];
@@ -70,12 +97,11 @@ fn check(device: &Device) {
         }
     }
     eprintln!(
-        "SmolLM2 Q4_1 on {device:?}: top-1 agreement {agree}/{}, max |Δlogit| on llama.cpp's top-5 {max_diff:.3}, mean partial KL {:.4}",
-        ids.len(),
-        kl_sum / ids.len() as f64
+        "SmolLM2 Q4_1 on {device:?}, {what}: top-1 agreement {agree}/{}, max |Δlogit| on llama.cpp's top-5 {max_diff:.3}, mean partial KL {:.4}",
+        rows.len(),
+        kl_sum / rows.len() as f64
     );
-    assert!(agree >= 31, "top-1 agreement {agree}/32");
-    assert!(max_diff < 1.6, "logits differ by {max_diff}");
+    (agree, max_diff)
 }
 
 #[test]

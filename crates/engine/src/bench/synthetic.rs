@@ -87,8 +87,19 @@ impl Mix {
         }
     }
 
-    /// The type of `kind` (`attn_q`, `ffn_down`, …) in layer `l` of `n`.
-    fn matrix(self, kind: &str, l: usize, n: usize) -> GgmlType {
+    /// The type of `kind` (`attn_q`, `ffn_down`, …) in layer `l` of `n` whose rows are
+    /// `d_in` wide: where they are not whole 256-element super-blocks, llama.cpp falls
+    /// back from Q4_K to Q5_0 and from Q6_K to Q8_0, and so does this.
+    fn matrix(self, kind: &str, l: usize, n: usize, d_in: usize) -> GgmlType {
+        let ty = self.preferred(kind, l, n);
+        match ty {
+            GgmlType::Q4_K if !d_in.is_multiple_of(256) => GgmlType::Q5_0,
+            GgmlType::Q6_K if !d_in.is_multiple_of(256) => GgmlType::Q8_0,
+            ty => ty,
+        }
+    }
+
+    fn preferred(self, kind: &str, l: usize, n: usize) -> GgmlType {
         match self {
             Mix::Q8_0 => GgmlType::Q8_0,
             Mix::Q4_1 => GgmlType::Q4_1,
@@ -176,7 +187,11 @@ pub fn write_model(template: &Path, shape: Shape, mix: Mix, out: &Path) -> Resul
     // (name, ne0 = in, ne1 = out, type)
     let mut tensors: Vec<(String, usize, usize, GgmlType)> = Vec::new();
     let (h, i, kv) = (shape.hidden, shape.intermediate, shape.kv_heads * head_dim);
-    tensors.push(("token_embd.weight".into(), h, vocab, mix.embedding()));
+    let embedding = match mix.embedding() {
+        GgmlType::Q6_K if !h.is_multiple_of(256) => GgmlType::Q8_0,
+        ty => ty,
+    };
+    tensors.push(("token_embd.weight".into(), h, vocab, embedding));
     for l in 0..shape.layers {
         let n = shape.layers;
         for (kind, d_in, d_out) in [
@@ -192,7 +207,7 @@ pub fn write_model(template: &Path, shape: Shape, mix: Mix, out: &Path) -> Resul
                 format!("blk.{l}.{kind}.weight"),
                 d_in,
                 d_out,
-                mix.matrix(kind, l, n),
+                mix.matrix(kind, l, n, d_in),
             ));
         }
         for norm in ["attn_norm", "ffn_norm"] {

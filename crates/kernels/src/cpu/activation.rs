@@ -91,6 +91,22 @@ impl QuantizedActivations {
         self.qs.resize(rows * cols, 0);
         self.d.resize(rows * cols / bl, 0.0);
         self.sums.resize(rows * cols / group, 0);
+        #[cfg(target_arch = "x86_64")]
+        if super::Isa::detect() != super::Isa::Scalar {
+            // SAFETY: AVX2 is there; the buffers were sized above.
+            unsafe {
+                super::x86::quantize_blocks_avx2(
+                    x,
+                    bl,
+                    group,
+                    &mut self.qs,
+                    &mut self.d,
+                    &mut self.sums,
+                )
+            };
+            self.fill_dsum();
+            return;
+        }
         for ((src, q), (d, sums)) in x.chunks_exact(bl).zip(self.qs.chunks_exact_mut(bl)).zip(
             self.d
                 .iter_mut()
@@ -101,6 +117,10 @@ impl QuantizedActivations {
                 *s = g.iter().map(|&v| v as i32).sum();
             }
         }
+        self.fill_dsum();
+    }
+
+    fn fill_dsum(&mut self) {
         self.dsum.clear();
         if self.blocks == ActivationBlocks::B32 {
             self.dsum
@@ -125,19 +145,21 @@ impl QuantizedActivations {
     }
 }
 
-/// Quantizes one block to `[-127, 127]` and returns its scale.
+/// Quantizes one block to `[-127, 127]` (round to nearest, ties to even) and returns its
+/// scale (NaN when the block holds a NaN or an infinity: the product then shows it).
 #[inline]
 fn quantize_block(src: &[f32], q: &mut [i8]) -> f32 {
     let amax = src.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    if amax == 0.0 || !amax.is_finite() {
+    let nan = src.iter().any(|v| v.is_nan());
+    if amax == 0.0 || !amax.is_finite() || nan {
         // all zeros, or a NaN/inf the product cannot represent: let it show as NaN
         q.fill(0);
-        return if amax == 0.0 { 0.0 } else { f32::NAN };
+        return if amax == 0.0 && !nan { 0.0 } else { f32::NAN };
     }
     let d = amax / 127.0;
     let id = 1.0 / d;
     for (q, &v) in q.iter_mut().zip(src) {
-        *q = (v * id).round() as i8;
+        *q = (v * id).round_ties_even() as i8;
     }
     d
 }
@@ -178,10 +200,35 @@ mod tests {
     #[test]
     fn zero_and_non_finite_blocks() {
         let mut a = QuantizedActivations::new(ActivationBlocks::B32);
-        let mut x = vec![0.0f32; 64];
+        let mut x = vec![0.0f32; 96];
         x[40] = f32::INFINITY;
-        a.quantize(&x, 1, 64);
+        x[70] = f32::NAN;
+        a.quantize(&x, 1, 96);
         assert_eq!(a.d[0], 0.0);
         assert!(a.d[1].is_nan());
+        assert!(a.d[2].is_nan());
+    }
+
+    /// The SIMD quantizer (where the CPU has one) writes what the portable one does.
+    #[test]
+    fn simd_and_portable_quantizers_agree() {
+        let mut rng = crate::random::Rng::new(5);
+        let x: Vec<f32> = (0..3 * 512).map(|_| rng.normal(2.0)).collect();
+        for blocks in [ActivationBlocks::B32, ActivationBlocks::B256] {
+            let mut a = QuantizedActivations::new(blocks);
+            a.quantize(&x, 3, 512);
+            let bl = blocks.len();
+            for (b, src) in x.chunks_exact(bl).enumerate() {
+                let mut q = vec![0i8; bl];
+                let d = quantize_block(src, &mut q);
+                assert!((a.d[b] - d).abs() <= 1e-6 * d, "{blocks:?} block {b}");
+                assert_eq!(&a.qs[b * bl..(b + 1) * bl], &q[..], "{blocks:?} block {b}");
+            }
+            let g = blocks.sum_group();
+            for (k, s) in a.sums.iter().enumerate() {
+                let want: i32 = a.qs[k * g..(k + 1) * g].iter().map(|&v| v as i32).sum();
+                assert_eq!(*s, want);
+            }
+        }
     }
 }

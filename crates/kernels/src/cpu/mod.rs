@@ -11,6 +11,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod batched;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -191,8 +192,35 @@ pub fn dot_float(isa: Isa, ty: GgmlType, w: &[u8], x: &[f32]) -> f32 {
     }
 }
 
-/// Up to this many activation rows use the dot-product path; more take the GEMM path.
+/// Up to this many activation rows use the dot-product path (8-bit activations).
 pub const DOT_MAX_ROWS: usize = 6;
+
+/// From this many rows on, the batched 8-bit path (see [`batched`]). In between, short
+/// prompts take the f32 GEMM path on dequantized tiles: their activations stay exact, which
+/// keeps a prompt's logits within llama.cpp's own rounding of the reference (measured in
+/// `crates/engine/tests/parity_smollm2.rs`), at a cost that stays small for few rows.
+pub const BATCHED_MIN_ROWS: usize = 64;
+
+/// How a product of `m` activation rows with a `ty` matrix is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// Dot products on 8-bit activations (quantized types) or f32 (float types).
+    Dot,
+    /// f32 GEMM on dequantized tiles.
+    Gemm,
+    /// Interleaved 8-bit products (see [`batched`]).
+    Batched,
+}
+
+pub fn path_for(isa: Isa, ty: GgmlType, m: usize) -> Path {
+    if m <= DOT_MAX_ROWS {
+        Path::Dot
+    } else if m >= BATCHED_MIN_ROWS && batched::supports(isa, ty) {
+        Path::Batched
+    } else {
+        Path::Gemm
+    }
+}
 
 /// A `*mut f32` that rayon tasks writing disjoint parts of one output may share.
 #[derive(Clone, Copy)]
@@ -222,8 +250,10 @@ pub fn matmul_with(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut 
     if m == 0 || w.rows == 0 {
         return;
     }
-    if m > DOT_MAX_ROWS {
-        return gemm_tiles(x, m, w, y);
+    match path_for(isa, w.ty, m) {
+        Path::Batched => return matmul_batched(isa, x, m, w, y),
+        Path::Gemm => return gemm_tiles(x, m, w, y),
+        Path::Dot => {}
     }
     let out = SharedOut(y.as_mut_ptr());
     let rows = w.rows;
@@ -263,6 +293,52 @@ pub fn matmul_with(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut 
             });
         }
     }
+}
+
+/// The batched 8-bit path (see [`batched`]): weight rows unpacked four at a time per task,
+/// each group multiplied with every activation row.
+fn matmul_batched(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [f32]) {
+    let rows = w.rows;
+    let len = batched::block_len(w.ty);
+    let mut quantized = QuantizedActivations::new(ActivationBlocks::B32);
+    quantized.quantize(x, m, w.cols);
+    let act = batched::InterleavedActivations::build(&quantized, len);
+    let act = &act;
+    let out = SharedOut(y.as_mut_ptr());
+    let per_task = rows
+        .div_ceil(4 * rayon::current_num_threads())
+        .clamp(16, 256);
+    (0..rows.div_ceil(per_task)).into_par_iter().for_each_init(
+        || std::array::from_fn::<batched::UnpackedRow, 4, _>(|_| Default::default()),
+        |unpacked, t| {
+            let (start, end) = (t * per_task, ((t + 1) * per_task).min(rows));
+            for r0 in (start..end).step_by(4) {
+                let n = (end - r0).min(4);
+                for (k, buf) in unpacked.iter_mut().enumerate() {
+                    // a short last group repeats its last row (its results are dropped)
+                    batched::unpack_row(w, r0 + k.min(n - 1), buf);
+                }
+                let ws = [&unpacked[0], &unpacked[1], &unpacked[2], &unpacked[3]];
+                for i in 0..m {
+                    let (q, d, ds) = act.row(i);
+                    let v = match isa {
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: `supports` admits only instruction sets the CPU has.
+                        Isa::Avx512Vnni => unsafe {
+                            x86::rows4_interleaved_vnni(len, ws, q, d, ds)
+                        },
+                        #[cfg(target_arch = "x86_64")]
+                        Isa::Avx2 => unsafe { x86::rows4_interleaved_avx2(len, ws, q, d, ds) },
+                        _ => batched::rows4_scalar(ws, act, i),
+                    };
+                    for (k, v) in v.into_iter().take(n).enumerate() {
+                        // SAFETY: (i, r0 + k) belongs to this task only.
+                        unsafe { *out.at(i * rows + r0 + k) = v };
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// Bytes of f32 weights a GEMM tile holds (fits the L2 cache beside the activations).

@@ -134,16 +134,17 @@ fn matmul_takes_the_dot_and_gemm_paths_to_the_same_result() {
     for ty in QUANTIZED.into_iter().chain(FLOATS) {
         let w = random_matrix(ty, rows, cols, 11);
         let pm = PackedMatrix::new(ty, rows, cols, &w).unwrap();
-        for m in [1, 3, DOT_MAX_ROWS + 1, 20] {
+        for m in [1, 3, DOT_MAX_ROWS + 1, 20, BATCHED_MIN_ROWS + 1] {
             let x = activations(m * cols, m as u64);
             let want = reference_matmul(ty, &w, rows, cols, &x);
-            // the dot path quantizes activations to 8 bits; the GEMM path is f32
-            let tol = if m <= DOT_MAX_ROWS && activation_blocks(ty).is_some() {
-                0.02
-            } else {
-                1e-4
-            };
             for isa in Isa::all_supported() {
+                // the dot and batched paths quantize activations to 8 bits; GEMM is f32
+                let eight_bit = match path_for(isa, ty, m) {
+                    Path::Dot => activation_blocks(ty).is_some(),
+                    Path::Batched => true,
+                    Path::Gemm => false,
+                };
+                let tol = if eight_bit { 0.02 } else { 1e-4 };
                 let mut y = vec![f32::NAN; m * rows];
                 matmul_with(isa, &x, m, &pm, &mut y);
                 assert_close(&format!("{ty} m={m} {}", isa.name()), &y, &want, tol);
@@ -206,4 +207,42 @@ fn packed_matrices_check_their_bytes() {
         Err(DequantError::Unsupported(GgmlType::IQ2_XS))
     ));
     assert!(PackedMatrix::new(GgmlType::Q4_1, usize::MAX, 64, &w).is_err());
+}
+
+/// The batched 8-bit path computes exactly what its integers say: against the f64 product
+/// of the reference-dequantized weights with the 8-bit-dequantized activations.
+#[test]
+fn the_batched_path_is_exact_on_its_quantized_activations() {
+    for cols in [256usize + 32 + 64, 1024] {
+        let (rows, m) = (9, 10);
+        for ty in QUANTIZED {
+            if !cols.is_multiple_of(ty.block_size()) {
+                continue;
+            }
+            let w = random_matrix(ty, rows, cols, 17);
+            let pm = PackedMatrix::new(ty, rows, cols, &w).unwrap();
+            let x = activations(m * cols, 5);
+            let mut act = QuantizedActivations::new(ActivationBlocks::B32);
+            act.quantize(&x, m, cols);
+            let xq: Vec<f32> = (0..m)
+                .flat_map(|i| dequantized_activation(&act, i))
+                .collect();
+            let want = reference_matmul(ty, &w, rows, cols, &xq);
+            let (_, mag) = reference_dot(ty, pm.row(0), &xq[..cols]);
+            for isa in Isa::all_supported() {
+                if !batched::supports(isa, ty) {
+                    continue;
+                }
+                let mut y = vec![f32::NAN; m * rows];
+                matmul_batched(isa, &x, m, &pm, &mut y);
+                for (k, (&g, &w)) in y.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g as f64 - w).abs() <= 1e-4 * mag + 1e-4,
+                        "{ty} cols {cols} {}: output {k}: {g} vs {w}",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
 }

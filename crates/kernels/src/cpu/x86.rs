@@ -77,6 +77,8 @@ unsafe fn scale_pair(lo: i32, hi: i32) -> __m256i {
 /// How the unsigned × signed byte products of 32-element blocks are summed to 8 × i32.
 pub(super) trait BytePairs {
     unsafe fn dot(u: __m256i, q: __m256i) -> __m256i;
+    /// `acc` plus each lane's four products.
+    unsafe fn dot_acc(acc: __m256i, u: __m256i, q: __m256i) -> __m256i;
 }
 
 /// AVX2: `vpmaddubsw` then `vpmaddwd` with ones.
@@ -86,6 +88,10 @@ impl BytePairs for Avx2 {
     unsafe fn dot(u: __m256i, q: __m256i) -> __m256i {
         unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), _mm256_set1_epi16(1)) }
     }
+    #[inline(always)]
+    unsafe fn dot_acc(acc: __m256i, u: __m256i, q: __m256i) -> __m256i {
+        unsafe { _mm256_add_epi32(acc, Self::dot(u, q)) }
+    }
 }
 
 /// AVX-512 VNNI: one `vpdpbusd`.
@@ -94,6 +100,10 @@ impl BytePairs for Vnni {
     #[inline(always)]
     unsafe fn dot(u: __m256i, q: __m256i) -> __m256i {
         unsafe { _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, q) }
+    }
+    #[inline(always)]
+    unsafe fn dot_acc(acc: __m256i, u: __m256i, q: __m256i) -> __m256i {
+        unsafe { _mm256_dpbusd_epi32(acc, u, q) }
     }
 }
 
@@ -567,5 +577,161 @@ unsafe fn exp_ps(x: __m256) -> __m256 {
             23,
         );
         _mm256_mul_ps(p, _mm256_castsi256_ps(pow2))
+    }
+}
+
+/// Four unpacked weight rows times one interleaved activation row (see
+/// [`super::batched`]), blocks of `L` (16 or 32): each 32-byte load of the activation feeds
+/// all four rows, and the eight lanes of each product are eight blocks.
+#[inline(always)]
+unsafe fn rows4_interleaved<P: BytePairs, const L: usize>(
+    w: [&super::batched::UnpackedRow; 4],
+    q: &[i8],
+    d: &[f32],
+    dsum: &[f32],
+) -> [f32; 4] {
+    unsafe {
+        let nb = d.len();
+        let groups = nb / 8;
+        debug_assert!(q.len() >= L * nb && dsum.len() >= nb);
+        let up = w.map(|r| r.u.as_ptr());
+        let sp = w.map(|r| r.scale.as_ptr());
+        let op = w.map(|r| r.offset.as_ptr());
+        let (qp, dp, dsp) = (q.as_ptr(), d.as_ptr(), dsum.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for g in 0..groups {
+            let base = 8 * L * g;
+            let qs: [__m256i; 8] = core::array::from_fn(|j| {
+                if j < L / 4 {
+                    load_q(qp.add(base + 32 * j))
+                } else {
+                    _mm256_setzero_si256()
+                }
+            });
+            let da = _mm256_loadu_ps(dp.add(8 * g));
+            let ds = _mm256_loadu_ps(dsp.add(8 * g));
+            // the four rows' sums are independent chains, interleaved
+            let mut p = [_mm256_setzero_si256(); 4];
+            for (j, qj) in qs.iter().enumerate().take(L / 4) {
+                for r in 0..4 {
+                    p[r] = P::dot_acc(p[r], load(up[r].add(base + 32 * j)), *qj);
+                }
+            }
+            for r in 0..4 {
+                let scale = _mm256_mul_ps(_mm256_loadu_ps(sp[r].add(8 * g)), da);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[r]), scale, acc[r]);
+                acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(op[r].add(8 * g)), ds, acc[r]);
+            }
+        }
+        let mut out = [0.0f32; 4];
+        for r in 0..4 {
+            out[r] = hsum_ps(acc[r]);
+            // the blocks after the last whole group, in natural order
+            for b in 8 * groups..nb {
+                let (u, x) = (up[r].add(L * b), qp.add(L * b));
+                let dot: i32 = (0..L).map(|t| *u.add(t) as i32 * *x.add(t) as i32).sum();
+                out[r] += *sp[r].add(b) * *dp.add(b) * dot as f32 + *op[r].add(b) * *dsp.add(b);
+            }
+        }
+        out
+    }
+}
+
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; the rows and the activation hold `d.len()` blocks of
+/// `len` (16 or 32).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn rows4_interleaved_avx2(
+    len: usize,
+    w: [&super::batched::UnpackedRow; 4],
+    q: &[i8],
+    d: &[f32],
+    dsum: &[f32],
+) -> [f32; 4] {
+    unsafe {
+        match len {
+            16 => rows4_interleaved::<Avx2, 16>(w, q, d, dsum),
+            _ => rows4_interleaved::<Avx2, 32>(w, q, d, dsum),
+        }
+    }
+}
+
+/// # Safety
+/// As [`rows4_interleaved_avx2`], and the CPU has AVX-512 VNNI and VL.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+pub(super) unsafe fn rows4_interleaved_vnni(
+    len: usize,
+    w: [&super::batched::UnpackedRow; 4],
+    q: &[i8],
+    d: &[f32],
+    dsum: &[f32],
+) -> [f32; 4] {
+    unsafe {
+        match len {
+            16 => rows4_interleaved::<Vnni, 16>(w, q, d, dsum),
+            _ => rows4_interleaved::<Vnni, 32>(w, q, d, dsum),
+        }
+    }
+}
+
+/// Quantizes `x` in blocks of `block` (32 or 256) values to `[-127, 127]` (round to
+/// nearest, ties to even: as [`super::activation`]'s portable path), writing the scales and
+/// the sums of each `group` (32 or 16) values.
+///
+/// # Safety
+/// The CPU has AVX2; `qs` holds `x.len()` values, `d` one per block, `sums` one per group.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn quantize_blocks_avx2(
+    x: &[f32],
+    block: usize,
+    group: usize,
+    qs: &mut [i8],
+    d: &mut [f32],
+    sums: &mut [i32],
+) {
+    unsafe {
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (b, src) in x.chunks_exact(block).enumerate() {
+            let sp = src.as_ptr();
+            let mut amax = _mm256_setzero_ps();
+            let mut nan = _mm256_setzero_ps();
+            for i in (0..block).step_by(8) {
+                let v = _mm256_loadu_ps(sp.add(i));
+                amax = _mm256_max_ps(amax, _mm256_and_ps(v, abs_mask));
+                nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+            }
+            let m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+            let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+            let m = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+            let qb = &mut qs[b * block..(b + 1) * block];
+            let groups = &mut sums[b * block / group..(b + 1) * block / group];
+            let has_nan = _mm256_movemask_ps(nan) != 0;
+            if m == 0.0 || !m.is_finite() || has_nan {
+                qb.fill(0);
+                groups.fill(0);
+                d[b] = if m == 0.0 && !has_nan { 0.0 } else { f32::NAN };
+                continue;
+            }
+            d[b] = m / 127.0;
+            let id = _mm256_set1_ps(1.0 / (m / 127.0));
+            for (c, out) in qb.chunks_exact_mut(32).enumerate() {
+                let q: [__m256i; 4] = core::array::from_fn(|k| {
+                    _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(sp.add(32 * c + 8 * k)), id))
+                });
+                let w01 = _mm256_packs_epi32(q[0], q[1]);
+                let w23 = _mm256_packs_epi32(q[2], q[3]);
+                let bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), order);
+                _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, bytes);
+                let s01 = hsum_epi32(_mm256_add_epi32(q[0], q[1]));
+                let s23 = hsum_epi32(_mm256_add_epi32(q[2], q[3]));
+                if group == 32 {
+                    groups[c] = s01 + s23;
+                } else {
+                    groups[2 * c] = s01;
+                    groups[2 * c + 1] = s23;
+                }
+            }
+        }
     }
 }

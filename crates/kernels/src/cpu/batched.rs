@@ -1,0 +1,331 @@
+//! Many activation rows (prefill, perplexity) against one packed matrix in 8-bit integers.
+//!
+//! Each weight row is unpacked once per product to unsigned bytes with one f32 scale and
+//! one f32 offset per block of `L` elements (`w ≈ scale · u + offset`; `L` is 32, or 16 for
+//! the K-quants whose sub-blocks are 16 wide), and every 8 blocks are *interleaved* four bytes
+//! at a time: byte `t` of chunk `j` of block `k` sits at `(8j + k)·4 + t`. The activations get
+//! the same interleave. One 32-byte load then feeds a byte dot product (`vpdpbusd`, or AVX2's
+//! two-step equivalent) whose eight 32-bit lanes are eight *different blocks*: after `L/4`
+//! such steps the lanes hold the eight blocks' dot products, scaled by eight scales at once,
+//! with no horizontal sums. Four weight rows share each activation load.
+//!
+//! Every quantized type takes this path; Q8_0 only where the CPU has VNNI (its bytes need
+//! the full u8 range, which AVX2's saturating pair sums cannot hold). Float weights use the
+//! f32 GEMM path.
+
+use super::activation::QuantizedActivations;
+use super::scalar::f16_at;
+use super::{Isa, PackedMatrix};
+use crate::dequant::{q3_k_scales, scale_min_k4};
+use crate::format::GgmlType;
+
+/// Whether [`unpack_row`] handles `ty` on `isa`.
+pub fn supports(isa: Isa, ty: GgmlType) -> bool {
+    use GgmlType::*;
+    match ty {
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => isa != Isa::Scalar,
+        Q8_0 => isa == Isa::Avx512Vnni,
+        _ => false,
+    }
+}
+
+/// Elements per scale of `ty` in the unpacked form.
+pub fn block_len(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q6_K => 16,
+        _ => 32,
+    }
+}
+
+/// Position of element `e` of a row of `n_blocks` blocks of `len` in the interleaved order
+/// (whole groups of eight blocks interleaved, the remaining blocks as they are).
+#[inline(always)]
+pub fn interleaved_index(e: usize, n_blocks: usize, len: usize) -> usize {
+    let (block, within) = (e / len, e % len);
+    let group = block / 8;
+    if group < n_blocks / 8 {
+        let (k, j, t) = (block % 8, within / 4, within % 4);
+        group * 8 * len + (8 * j + k) * 4 + t
+    } else {
+        e
+    }
+}
+
+/// Writes the values of block `b` (of a row of `n_blocks`) to their interleaved places.
+#[inline(always)]
+pub fn place_block(row: &mut [u8], b: usize, n_blocks: usize, values: &[u8]) {
+    let len = values.len();
+    let group = b / 8;
+    if group < n_blocks / 8 {
+        let k = b % 8;
+        for j in 0..len / 4 {
+            let at = group * 8 * len + (8 * j + k) * 4;
+            row[at..at + 4].copy_from_slice(&values[4 * j..4 * j + 4]);
+        }
+    } else {
+        row[len * b..len * (b + 1)].copy_from_slice(values);
+    }
+}
+
+/// A weight row as the batched kernel reads it.
+#[derive(Debug, Default, Clone)]
+pub struct UnpackedRow {
+    /// The unsigned values, interleaved.
+    pub u: Vec<u8>,
+    /// Per block: `w = scale · u + offset`.
+    pub scale: Vec<f32>,
+    pub offset: Vec<f32>,
+}
+
+/// Unpacks row `r` of `w` (a type [`supports`] accepts) into `out`.
+pub fn unpack_row(w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRow) {
+    let cols = w.cols;
+    let len = block_len(w.ty);
+    let nb = cols / len;
+    out.u.resize(cols, 0);
+    out.scale.resize(nb, 0.0);
+    out.offset.resize(nb, 0.0);
+    let row = w.row(r);
+    let u = &mut out.u;
+    let nibble = |qs: &[u8], i: usize| if i < 16 { qs[i] & 0xF } else { qs[i - 16] >> 4 };
+    let mut values = [0u8; 32];
+    let ts = w.ty.type_size();
+    match w.ty {
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => {
+            for (b, blk) in row.chunks_exact(ts).enumerate() {
+                let d = f16_at(blk, 0);
+                let (scale, offset) = match w.ty {
+                    GgmlType::Q4_0 => (d, -8.0 * d),
+                    GgmlType::Q5_0 => (d, -16.0 * d),
+                    GgmlType::Q8_0 => (d, -128.0 * d),
+                    _ => (d, f16_at(blk, 2)),
+                };
+                out.scale[b] = scale;
+                out.offset[b] = offset;
+                match w.ty {
+                    GgmlType::Q4_0 | GgmlType::Q4_1 => {
+                        let qs = &blk[if w.ty == GgmlType::Q4_0 { 2 } else { 4 }..];
+                        for (i, v) in values.iter_mut().enumerate() {
+                            *v = nibble(qs, i);
+                        }
+                    }
+                    GgmlType::Q5_0 | GgmlType::Q5_1 => {
+                        let at = if w.ty == GgmlType::Q5_0 { 2 } else { 4 };
+                        let qh =
+                            u32::from_le_bytes([blk[at], blk[at + 1], blk[at + 2], blk[at + 3]]);
+                        for (i, v) in values.iter_mut().enumerate() {
+                            *v = nibble(&blk[at + 4..], i) | ((((qh >> i) & 1) as u8) << 4);
+                        }
+                    }
+                    _ => {
+                        for (v, &q) in values.iter_mut().zip(&blk[2..34]) {
+                            *v = q ^ 0x80; // i8 + 128
+                        }
+                    }
+                }
+                place_block(u, b, nb, &values);
+            }
+        }
+        GgmlType::Q4_K | GgmlType::Q5_K => {
+            let five = w.ty == GgmlType::Q5_K;
+            for (sb, blk) in row.chunks_exact(ts).enumerate() {
+                let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+                for j in 0..8 {
+                    let (sc, m) = scale_min_k4(j, &blk[4..16]);
+                    out.scale[8 * sb + j] = d * sc as f32;
+                    out.offset[8 * sb + j] = -dmin * m as f32;
+                    let qs = &blk[if five { 48 } else { 16 } + 32 * (j / 2)..];
+                    let shift = 4 * (j % 2);
+                    for (l, v) in values.iter_mut().enumerate() {
+                        *v = (qs[l] >> shift) & 0xF;
+                        if five {
+                            *v |= ((blk[16 + l] >> j) & 1) << 4;
+                        }
+                    }
+                    place_block(u, 8 * sb + j, nb, &values);
+                }
+            }
+        }
+        // 16-element sub-blocks: group k holds elements 16k..16k+16 of the super-block
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q6_K => {
+            let values = &mut values[..16];
+            for (sb, blk) in row.chunks_exact(ts).enumerate() {
+                let q3 = (w.ty == GgmlType::Q3_K).then(|| q3_k_scales(&blk[96..108]));
+                for k in 0..16 {
+                    let (n, p, part) = (k / 8, (k % 8) / 2, k % 2);
+                    let (scale, offset) = match w.ty {
+                        GgmlType::Q2_K => {
+                            let (d, dmin) = (f16_at(blk, 80), f16_at(blk, 82));
+                            let sc = blk[k];
+                            for (l, v) in values.iter_mut().enumerate() {
+                                *v = (blk[16 + 32 * n + 16 * part + l] >> (2 * p)) & 3;
+                            }
+                            (d * (sc & 0xF) as f32, -dmin * (sc >> 4) as f32)
+                        }
+                        GgmlType::Q3_K => {
+                            let scale =
+                                f16_at(blk, 108) * (q3.expect("Q3_K")[k] as i32 - 32) as f32;
+                            let bit = 1u8 << (4 * n + p);
+                            for (l, v) in values.iter_mut().enumerate() {
+                                let lo = (blk[32 + 32 * n + 16 * part + l] >> (2 * p)) & 3;
+                                let hi = if blk[16 * part + l] & bit != 0 { 4 } else { 0 };
+                                *v = lo | hi;
+                            }
+                            (scale, -4.0 * scale)
+                        }
+                        _ => {
+                            let scale = f16_at(blk, 208) * (blk[192 + k] as i8) as f32;
+                            let ql = &blk[64 * n + 32 * (p % 2) + 16 * part..];
+                            let qh = &blk[128 + 32 * n + 16 * part..];
+                            for (l, v) in values.iter_mut().enumerate() {
+                                *v = ((ql[l] >> (4 * (p / 2))) & 0xF)
+                                    | (((qh[l] >> (2 * p)) & 3) << 4);
+                            }
+                            (scale, -32.0 * scale)
+                        }
+                    };
+                    out.scale[16 * sb + k] = scale;
+                    out.offset[16 * sb + k] = offset;
+                    place_block(u, 16 * sb + k, nb, values);
+                }
+            }
+        }
+        other => panic!("{other} has no batched 8-bit path"),
+    }
+}
+
+/// The interleaved activation of `a` for blocks of `len`, with the per-block sums the
+/// weight offsets multiply (`d · Σq`, each block at its 32-element activation block's
+/// scale).
+#[derive(Debug, Default)]
+pub struct InterleavedActivations {
+    pub len: usize,
+    pub cols: usize,
+    /// `rows × cols` interleaved bytes.
+    pub q: Vec<i8>,
+    /// The activation scale of each weight block (`rows × cols/len`).
+    pub d: Vec<f32>,
+    /// `d · Σq` of each weight block.
+    pub dsum: Vec<f32>,
+}
+
+impl InterleavedActivations {
+    pub fn build(a: &QuantizedActivations, len: usize) -> Self {
+        assert_eq!(a.blocks.len(), 32, "32-element activation blocks");
+        let (rows, cols) = (a.rows, a.cols);
+        let nb = cols / len;
+        let mut q = vec![0i8; rows * cols];
+        let mut d = Vec::with_capacity(rows * nb);
+        let mut dsum = Vec::with_capacity(rows * nb);
+        let bytes: &[u8] = bytemuck::cast_slice(&a.qs);
+        let out: &mut [u8] = bytemuck::cast_slice_mut(&mut q);
+        for (i, (src, dst)) in bytes
+            .chunks_exact(cols)
+            .zip(out.chunks_exact_mut(cols))
+            .enumerate()
+        {
+            for (b, block) in src.chunks_exact(len).enumerate() {
+                place_block(dst, b, nb, block);
+                let scale = a.d[i * cols / 32 + b * len / 32];
+                let sum: i32 = block.iter().map(|&v| v as i8 as i32).sum();
+                d.push(scale);
+                dsum.push(scale * sum as f32);
+            }
+        }
+        InterleavedActivations {
+            len,
+            cols,
+            q,
+            d,
+            dsum,
+        }
+    }
+
+    pub fn row(&self, i: usize) -> (&[i8], &[f32], &[f32]) {
+        let nb = self.cols / self.len;
+        (
+            &self.q[i * self.cols..(i + 1) * self.cols],
+            &self.d[i * nb..(i + 1) * nb],
+            &self.dsum[i * nb..(i + 1) * nb],
+        )
+    }
+}
+
+/// Four weight rows times activation row `i` on the portable path (the definition the
+/// SIMD kernels are tested against).
+pub fn rows4_scalar(w: [&UnpackedRow; 4], a: &InterleavedActivations, i: usize) -> [f32; 4] {
+    let (q, d, ds) = a.row(i);
+    let (len, nb) = (a.len, a.cols / a.len);
+    w.map(|row| {
+        let mut sum = 0.0f32;
+        for b in 0..nb {
+            let dot: i32 = (0..len)
+                .map(|t| {
+                    let at = interleaved_index(len * b + t, nb, len);
+                    row.u[at] as i32 * q[at] as i32
+                })
+                .sum();
+            sum += row.scale[b] * d[b] * dot as f32 + row.offset[b] * ds[b];
+        }
+        sum
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dequant::dequantize_to_vec;
+    use crate::random::random_matrix;
+
+    const TYPES: [GgmlType; 10] = [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ];
+
+    #[test]
+    fn unpacked_rows_decode_as_the_reference() {
+        for ty in TYPES {
+            let (rows, cols) = (3, 768);
+            let bytes = random_matrix(ty, rows, cols, 21);
+            let w = PackedMatrix::new(ty, rows, cols, &bytes).unwrap();
+            let want = dequantize_to_vec(ty, &bytes, rows * cols).unwrap();
+            let len = block_len(ty);
+            let mut row = UnpackedRow::default();
+            for r in 0..rows {
+                unpack_row(&w, r, &mut row);
+                for e in 0..cols {
+                    let b = e / len;
+                    let u = row.u[interleaved_index(e, cols / len, len)] as f32;
+                    let v = row.scale[b] * u + row.offset[b];
+                    let x = want[r * cols + e];
+                    assert!(
+                        (v - x).abs() <= 1e-5 * x.abs().max(1e-2),
+                        "{ty} row {r} element {e}: {v} vs {x}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_interleave_is_a_permutation() {
+        for len in [16, 32] {
+            for nb in [1, 8, 18, 24] {
+                let mut seen = vec![false; len * nb];
+                for e in 0..len * nb {
+                    let at = interleaved_index(e, nb, len);
+                    assert!(!seen[at], "len {len} nb {nb}: {e} collides");
+                    seen[at] = true;
+                }
+            }
+        }
+    }
+}
