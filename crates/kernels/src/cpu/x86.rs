@@ -9,7 +9,7 @@
 use core::arch::x86_64::*;
 
 use super::activation::ActivationRow;
-use crate::dequant::{q3_k_scales, scale_min_k4};
+use crate::dequant::q3_k_scales;
 use crate::format::GgmlType;
 
 #[inline(always)]
@@ -298,25 +298,52 @@ unsafe fn q3_k(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
     }
 }
 
+/// The eight 6-bit scales and eight 6-bit minimums of a Q4_K/Q5_K block from its 12 packed
+/// bytes, with four 32-bit word operations (what `get_scale_min_k4` gives one at a time).
+#[inline(always)]
+unsafe fn k4_scales(raw: *const u8) -> ([u8; 8], [u8; 8]) {
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const TOP2: u32 = 0x0303_0303;
+    unsafe {
+        let w = |i: usize| core::ptr::read_unaligned(raw.add(4 * i) as *const u32);
+        let (a, b, c) = (w(0), w(1), w(2));
+        let sc_lo = a & LOW6;
+        let sc_hi = (c & LOW4) | (((a >> 6) & TOP2) << 4);
+        let m_lo = b & LOW6;
+        let m_hi = ((c >> 4) & LOW4) | (((b >> 6) & TOP2) << 4);
+        let join = |lo: u32, hi: u32| {
+            let mut out = [0u8; 8];
+            out[..4].copy_from_slice(&lo.to_le_bytes());
+            out[4..].copy_from_slice(&hi.to_le_bytes());
+            out
+        };
+        (join(sc_lo, sc_hi), join(m_lo, m_hi))
+    }
+}
+
 #[inline(always)]
 unsafe fn q4_k(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
     unsafe {
-        let raw = core::slice::from_raw_parts(b.add(4), 12);
+        let sums: &[i32; 16] = sums.try_into().expect("16 sums");
+        let (sc, m) = k4_scales(b.add(4));
         let low = _mm256_set1_epi8(0x0F);
         let mut acc = _mm256_setzero_si256();
-        let mut msum = 0i32;
         for g in 0..4 {
             let bits = load(b.add(16 + 32 * g));
-            let (sc0, m0) = scale_min_k4(2 * g, raw);
-            let (sc1, m1) = scale_min_k4(2 * g + 1, raw);
             let u0 = _mm256_and_si256(bits, low);
             let u1 = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low);
-            let p0 = scaled(u0, q.add(64 * g), _mm256_set1_epi16(sc0 as i16));
-            let p1 = scaled(u1, q.add(64 * g + 32), _mm256_set1_epi16(sc1 as i16));
+            let p0 = scaled(u0, q.add(64 * g), _mm256_set1_epi16(sc[2 * g] as i16));
+            let p1 = scaled(
+                u1,
+                q.add(64 * g + 32),
+                _mm256_set1_epi16(sc[2 * g + 1] as i16),
+            );
             acc = _mm256_add_epi32(acc, _mm256_add_epi32(p0, p1));
-            msum += m0 as i32 * (sums[4 * g] + sums[4 * g + 1])
-                + m1 as i32 * (sums[4 * g + 2] + sums[4 * g + 3]);
         }
+        let msum: i32 = (0..8)
+            .map(|j| m[j] as i32 * (sums[2 * j] + sums[2 * j + 1]))
+            .sum();
         f16_at(b) * hsum_epi32(acc) as f32 - f16_at(b.add(2)) * msum as f32
     }
 }
@@ -324,25 +351,28 @@ unsafe fn q4_k(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
 #[inline(always)]
 unsafe fn q5_k(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
     unsafe {
-        let raw = core::slice::from_raw_parts(b.add(4), 12);
+        let sums: &[i32; 16] = sums.try_into().expect("16 sums");
+        let (sc, m) = k4_scales(b.add(4));
         let qh = load(b.add(16));
         let (low, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(1));
         let mut acc = _mm256_setzero_si256();
-        let mut msum = 0i32;
         for g in 0..4 {
             let bits = load(b.add(48 + 32 * g));
-            let (sc0, m0) = scale_min_k4(2 * g, raw);
-            let (sc1, m1) = scale_min_k4(2 * g + 1, raw);
             let h0 = _mm256_slli_epi16(_mm256_and_si256(srl16(qh, 2 * g as u32), one), 4);
             let h1 = _mm256_slli_epi16(_mm256_and_si256(srl16(qh, 2 * g as u32 + 1), one), 4);
             let u0 = _mm256_or_si256(_mm256_and_si256(bits, low), h0);
             let u1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), low), h1);
-            let p0 = scaled(u0, q.add(64 * g), _mm256_set1_epi16(sc0 as i16));
-            let p1 = scaled(u1, q.add(64 * g + 32), _mm256_set1_epi16(sc1 as i16));
+            let p0 = scaled(u0, q.add(64 * g), _mm256_set1_epi16(sc[2 * g] as i16));
+            let p1 = scaled(
+                u1,
+                q.add(64 * g + 32),
+                _mm256_set1_epi16(sc[2 * g + 1] as i16),
+            );
             acc = _mm256_add_epi32(acc, _mm256_add_epi32(p0, p1));
-            msum += m0 as i32 * (sums[4 * g] + sums[4 * g + 1])
-                + m1 as i32 * (sums[4 * g + 2] + sums[4 * g + 3]);
         }
+        let msum: i32 = (0..8)
+            .map(|j| m[j] as i32 * (sums[2 * j] + sums[2 * j + 1]))
+            .sum();
         f16_at(b) * hsum_epi32(acc) as f32 - f16_at(b.add(2)) * msum as f32
     }
 }
