@@ -48,6 +48,23 @@ pub enum GgmlType {
 pub const QK_K: usize = 256;
 
 impl GgmlType {
+    /// The block-quantized types Penwright decodes and multiplies.
+    pub const QUANTIZED: [GgmlType; 10] = [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ];
+
+    /// The unquantized types Penwright keeps as they are.
+    pub const FLOATS: [GgmlType; 3] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16];
+
     /// Every type this module knows, in id order.
     pub const ALL: [GgmlType; 34] = [
         GgmlType::F32,

@@ -7,21 +7,9 @@ use penwright_kernels::GgmlType;
 use penwright_kernels::dequant::dequantize_to_vec;
 use penwright_kernels::ops::{PackedLayout, packed_dequantize, packed_linear, packed_rows};
 
-const TYPES: [GgmlType; 13] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+fn types() -> impl Iterator<Item = GgmlType> {
+    GgmlType::FLOATS.into_iter().chain(GgmlType::QUANTIZED)
+}
 
 /// Seeded bytes for `rows × cols` elements of `ty` with finite, realistic scales.
 fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
@@ -72,7 +60,7 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
 /// Every op on `device` against the dequantized reference, for each type.
 fn check_device(device: &Device, name: &str) {
     let (rows, cols) = (40, 512);
-    for ty in TYPES {
+    for ty in types() {
         let bytes = random_matrix(ty, rows, cols, 3);
         let layout = PackedLayout { ty, rows, cols };
         let blocks = upload(&bytes, device);

@@ -277,18 +277,7 @@ mod tests {
     use crate::dequant::dequantize_to_vec;
     use crate::random::random_matrix;
 
-    const TYPES: [GgmlType; 10] = [
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q5_0,
-        GgmlType::Q5_1,
-        GgmlType::Q8_0,
-        GgmlType::Q2_K,
-        GgmlType::Q3_K,
-        GgmlType::Q4_K,
-        GgmlType::Q5_K,
-        GgmlType::Q6_K,
-    ];
+    const TYPES: [GgmlType; 10] = GgmlType::QUANTIZED;
 
     #[test]
     fn unpacked_rows_decode_as_the_reference() {

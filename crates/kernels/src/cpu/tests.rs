@@ -6,19 +6,8 @@ use crate::dequant::dequantize_to_vec;
 use crate::random::{Rng, random_matrix};
 use crate::testing::cases;
 
-const QUANTIZED: [GgmlType; 10] = [
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
-const FLOATS: [GgmlType; 3] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16];
+const QUANTIZED: [GgmlType; 10] = GgmlType::QUANTIZED;
+const FLOATS: [GgmlType; 3] = GgmlType::FLOATS;
 
 fn activations(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);

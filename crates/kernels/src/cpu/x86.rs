@@ -322,46 +322,29 @@ unsafe fn k4_scales(raw: *const u8) -> ([u8; 8], [u8; 8]) {
     }
 }
 
+/// Q4_K, and Q5_K (`FIVE`: a fifth bit per value from `qh`, the nibbles 32 bytes later).
 #[inline(always)]
-unsafe fn q4_k(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
+unsafe fn q45_k<const FIVE: bool>(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
     unsafe {
         let sums: &[i32; 16] = sums.try_into().expect("16 sums");
         let (sc, m) = k4_scales(b.add(4));
-        let low = _mm256_set1_epi8(0x0F);
-        let mut acc = _mm256_setzero_si256();
-        for g in 0..4 {
-            let bits = load(b.add(16 + 32 * g));
-            let u0 = _mm256_and_si256(bits, low);
-            let u1 = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low);
-            let p0 = scaled(u0, q.add(64 * g), _mm256_set1_epi16(sc[2 * g] as i16));
-            let p1 = scaled(
-                u1,
-                q.add(64 * g + 32),
-                _mm256_set1_epi16(sc[2 * g + 1] as i16),
-            );
-            acc = _mm256_add_epi32(acc, _mm256_add_epi32(p0, p1));
-        }
-        let msum: i32 = (0..8)
-            .map(|j| m[j] as i32 * (sums[2 * j] + sums[2 * j + 1]))
-            .sum();
-        f16_at(b) * hsum_epi32(acc) as f32 - f16_at(b.add(2)) * msum as f32
-    }
-}
-
-#[inline(always)]
-unsafe fn q5_k(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
-    unsafe {
-        let sums: &[i32; 16] = sums.try_into().expect("16 sums");
-        let (sc, m) = k4_scales(b.add(4));
-        let qh = load(b.add(16));
+        let qs = b.add(if FIVE { 48 } else { 16 });
+        let qh = if FIVE {
+            load(b.add(16))
+        } else {
+            _mm256_setzero_si256()
+        };
         let (low, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(1));
+        let fifth = |bit: u32| _mm256_slli_epi16(_mm256_and_si256(srl16(qh, bit), one), 4);
         let mut acc = _mm256_setzero_si256();
         for g in 0..4 {
-            let bits = load(b.add(48 + 32 * g));
-            let h0 = _mm256_slli_epi16(_mm256_and_si256(srl16(qh, 2 * g as u32), one), 4);
-            let h1 = _mm256_slli_epi16(_mm256_and_si256(srl16(qh, 2 * g as u32 + 1), one), 4);
-            let u0 = _mm256_or_si256(_mm256_and_si256(bits, low), h0);
-            let u1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), low), h1);
+            let bits = load(qs.add(32 * g));
+            let mut u0 = _mm256_and_si256(bits, low);
+            let mut u1 = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low);
+            if FIVE {
+                u0 = _mm256_or_si256(u0, fifth(2 * g as u32));
+                u1 = _mm256_or_si256(u1, fifth(2 * g as u32 + 1));
+            }
             let p0 = scaled(u0, q.add(64 * g), _mm256_set1_epi16(sc[2 * g] as i16));
             let p1 = scaled(
                 u1,
@@ -435,8 +418,8 @@ unsafe fn dot_impl<P: BytePairs>(ty: GgmlType, w: &[u8], a: ActivationRow<'_>) -
             }),
             GgmlType::Q2_K => super_blocks::<84>(w, a, |b, q, s| q2_k(b, q, s)),
             GgmlType::Q3_K => super_blocks::<110>(w, a, |b, q, s| q3_k(b, q, s)),
-            GgmlType::Q4_K => super_blocks::<144>(w, a, |b, q, s| q4_k(b, q, s)),
-            GgmlType::Q5_K => super_blocks::<176>(w, a, |b, q, s| q5_k(b, q, s)),
+            GgmlType::Q4_K => super_blocks::<144>(w, a, |b, q, s| q45_k::<false>(b, q, s)),
+            GgmlType::Q5_K => super_blocks::<176>(w, a, |b, q, s| q45_k::<true>(b, q, s)),
             GgmlType::Q6_K => super_blocks::<210>(w, a, |b, q, s| q6_k(b, q, s)),
             other => panic!("{other} has no quantized dot product"),
         }
