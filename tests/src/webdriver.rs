@@ -210,6 +210,60 @@ impl Session {
         self.call("POST", &format!("/element/{element}/click"), None);
     }
 
+    /// Clicks what `css` matches as a user would (a WebDriver click), finding it afresh while
+    /// the page is still settling: a pane that is opening, or that re-renders its buttons as
+    /// state changes, answers "element not interactable" or "stale element reference" for a
+    /// moment. Any other error, or still failing at `timeout`, panics.
+    pub fn click_css(&self, css: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let settling = match self.find(css) {
+                None => "not there".to_string(),
+                Some(element) => {
+                    let path = format!("/element/{element}/click");
+                    let response = self
+                        .send("POST", &path, Some(json!({})))
+                        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+                    if response.status().is_success() {
+                        Self::answer("POST", &path, response);
+                        return;
+                    }
+                    let status = response.status();
+                    let text = response.into_body().read_to_string().expect("body");
+                    let error = serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)
+                        ["value"]["error"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    assert!(
+                        matches!(
+                            error.as_str(),
+                            "element not interactable" | "stale element reference"
+                        ),
+                        "POST {path} → {status}: {text}"
+                    );
+                    if error == "element not interactable" {
+                        // WebKitWebDriver does not always scroll a nested scroll pane
+                        let _ = self.send(
+                            "POST",
+                            "/execute/sync",
+                            Some(json!({
+                                "script": "arguments[0].scrollIntoView({block: 'center'});",
+                                "args": [{"element-6066-11e4-a52e-4f735466cecf": element}],
+                            })),
+                        );
+                    }
+                    error
+                }
+            };
+            assert!(
+                Instant::now() < deadline,
+                "could not click {css} within {timeout:?} ({settling})"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn send_keys(&self, element: &str, text: &str) {
         self.call(
             "POST",

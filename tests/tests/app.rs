@@ -99,10 +99,8 @@ fn summarize_streams_a_summary_of_the_document() {
          Nothing is sent to a server. It suggests the next words while you type, summarizes long drafts, \
          and translates documents while keeping their Markdown structure.",
     );
-    let open = session.wait_for("[data-testid=open-summarize]", Duration::from_secs(5));
-    session.click(&open);
-    let run = session.wait_for("[data-testid=summarize-run]", Duration::from_secs(5));
-    session.click(&run);
+    session.click_css("[data-testid=open-summarize]", Duration::from_secs(10));
+    session.click_css("[data-testid=summarize-run]", Duration::from_secs(10));
     let summary = session.wait_until(
         "a streamed summary",
         "const o = document.querySelector('[data-testid=summarize-output]'); return o && o.textContent.trim().split(/\\s+/).length >= 5 && o.textContent;",
@@ -131,10 +129,8 @@ fn translate_keeps_the_markdown_structure() {
             .count()
     };
     assert_eq!(items(&source), 2, "{source}");
-    let open = session.wait_for("[data-testid=open-translate]", Duration::from_secs(5));
-    session.click(&open);
-    let run = session.wait_for("[data-testid=translate-run]", Duration::from_secs(5));
-    session.click(&run);
+    session.click_css("[data-testid=open-translate]", Duration::from_secs(10));
+    session.click_css("[data-testid=translate-run]", Duration::from_secs(10));
     session.wait_until(
         "the translation to finish",
         "const a = document.querySelector('[data-testid=translate-actions]'); return a && !a.hidden;",
@@ -212,8 +208,7 @@ fn killed_app_offers_the_recovered_text() {
     let (_driver, session) = open_app(home.path());
     let banner = session.wait_for("[data-testid=recovery-banner]", Duration::from_secs(20));
     screenshot(&session, "recovery");
-    let restore = session.wait_for("[data-testid=recovery-restore]", Duration::from_secs(5));
-    session.click(&restore);
+    session.click_css("[data-testid=recovery-restore]", Duration::from_secs(10));
     let _ = banner;
     assert!(editor_text(&session).contains("Unsaved words that must survive a crash."));
 }
@@ -260,8 +255,7 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
     };
     eprintln!("job finished in {}", job_dir.display());
     session.script("window.__errs = []; window.addEventListener('unhandledrejection', e => window.__errs.push('rejection: ' + (e.reason && (e.reason.stack || e.reason)))); window.addEventListener('error', e => window.__errs.push('error: ' + e.message));", json!([]));
-    let open = session.wait_for("[data-testid=open-finetune]", Duration::from_secs(5));
-    session.click(&open);
+    session.click_css("[data-testid=open-finetune]", Duration::from_secs(10));
     let adapters = session.script_async(
         "const done = arguments[arguments.length - 1];
          window.__TAURI_INTERNALS__.invoke('list_adapters').then(a => done(a), e => done({error: e}));",
@@ -377,35 +371,35 @@ fn a_model_downloads_from_the_hub_with_pause_and_resume_and_is_listed() {
         ("PENWRIGHT_HF_ENDPOINT", Path::new(&hub.endpoint)),
     ]);
     let session = Session::new(&driver, &binary("penwright-app"));
-    let open = session.wait_for("[data-testid=open-models]", Duration::from_secs(60));
-    session.click(&open);
+    session.wait_for("[data-testid=open-models]", Duration::from_secs(60));
+    // the pane opens and re-renders its buttons as the offer and the download change state:
+    // each click finds its button afresh (see `click_css`)
+    session.click_css("[data-testid=open-models]", Duration::from_secs(10));
     let input = session.wait_for("[data-testid=models-repo]", Duration::from_secs(10));
     session.send_keys(&input, repo);
-    session.click(&session.wait_for("[data-testid=models-find]", Duration::from_secs(5)));
-    let item = session.wait_for(
-        &format!("[data-testid=models-offer-item][data-file='{file}']"),
-        Duration::from_secs(30),
+    session.click_css("[data-testid=models-find]", Duration::from_secs(10));
+    let offered = format!("[data-testid=models-offer-item][data-file='{file}']");
+    session.wait_for(&offered, Duration::from_secs(30));
+    // read in the page: the list may re-render under a held element reference
+    let text = session.script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+        serde_json::json!([offered]),
     );
-    eprintln!("offered: {}", session.text(&item));
-    session.click(&session.wait_for(
-        "[data-testid=models-offer] [data-testid=models-download]",
-        Duration::from_secs(5),
-    ));
+    eprintln!("offered: {text}");
+    session.click_css(
+        "[data-testid=models-offer] [data-testid=models-download]:not([disabled])",
+        Duration::from_secs(10),
+    );
     // pause once some megabytes are in
     session.wait_until(
         "download progress",
         "const t = document.querySelector('[data-testid=models-offer] .progress-track'); return t && Number(t.getAttribute('aria-valuenow')) >= 10;",
         Duration::from_secs(60),
     );
-    // the pane re-renders its buttons as the download's state changes: click what is there now
-    let click_now = |what: &str, testid: &str| {
-        session.wait_until(
-            what,
-            &format!("const b = document.querySelector('[data-testid={testid}]'); if (!b) return false; b.click(); return true;"),
-            Duration::from_secs(10),
-        );
-    };
-    click_now("the Pause button", "models-pause");
+    session.click_css(
+        "[data-testid=models-pause]:not([disabled])",
+        Duration::from_secs(10),
+    );
     session.wait_for("[data-testid=models-resume]", Duration::from_secs(10));
     let part = models
         .join("hub/penwright-test--SmolLM2-135M-GGUF")
@@ -418,7 +412,10 @@ fn a_model_downloads_from_the_hub_with_pause_and_resume_and_is_listed() {
         "a partial file stays while paused: {paused_at}"
     );
     screenshot(&session, "models-paused");
-    click_now("the Resume button", "models-resume");
+    session.click_css(
+        "[data-testid=models-resume]:not([disabled])",
+        Duration::from_secs(10),
+    );
     session.wait_for(
         "[data-testid=models-installed-item][data-origin=hub]",
         Duration::from_secs(120),

@@ -268,6 +268,8 @@ export function modelsPane(_ctx: AppContext): Pane {
     for (const f of o.gguf) rows.push(offerRow(f.path, f.sizeBytes, `repo:${o.repo}:${f.path}`, { repo: o.repo, file: f.path }));
     setChildren(offerBox, rows);
     offerBox.hidden = false;
+    // the offer lands at the foot of a long pane: bring it into view
+    offerBox.scrollIntoView({ block: "nearest" });
   }
 
   // -- downloads -----------------------------------------------------------------------------
