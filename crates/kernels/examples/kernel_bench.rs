@@ -1,7 +1,7 @@
 //! Times the CPU kernels (a development aid; `penwright bench` measures the whole model):
 //! dot products on the shapes of the default model and of 1.5B models, one thread and all,
 //! cached attention (`attention`), and products on matrices far larger than the caches
-//! (`dram`). Build with `cargo build --workspace --examples`, run
+//! (`dram`); `dots Q4_K,Q6_K` times only those types. Build with `cargo build --workspace --examples`, run
 //! `$CARGO_TARGET_DIR/debug/examples/kernel_bench [attention|dram]`.
 
 use std::time::Instant;
@@ -95,9 +95,25 @@ fn main() {
         GgmlType::Q6_K,
         GgmlType::F16,
     ];
-    let shapes = [(1536, 576), (576, 1536), (49152, 576), (8960, 1536)];
+    // `kernel_bench dots Q4_K,Q6_K`: only those types
+    let only: Option<Vec<String>> = (std::env::args().nth(1).as_deref() == Some("dots"))
+        .then(|| std::env::args().nth(2))
+        .flatten()
+        .map(|list| list.split(',').map(str::to_string).collect());
     for ty in types {
-        for &(rows, cols) in &shapes {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|n| n == ty.name()))
+        {
+            continue;
+        }
+        // K-quant rows are whole 256-element super-blocks: the shapes of 1.7B models
+        let shapes: &[(usize, usize)] = if ty.block_size() == 256 {
+            &[(256, 2048), (2048, 2048), (8192, 2048), (2048, 8192)]
+        } else {
+            &[(1536, 576), (576, 1536), (49152, 576), (8960, 1536)]
+        };
+        for &(rows, cols) in shapes {
             let bytes_len = ty.row_bytes(cols).unwrap() * rows;
             let mut w = random_bytes(bytes_len, 1);
             // finite f16 scales: zero the top bits of every byte pair's high byte
@@ -112,14 +128,18 @@ fn main() {
                 act.quantize(&x, 1, cols);
                 let isa = Isa::detect();
                 let reps = (500_000_000 / (rows * cols)).clamp(3, 2000);
-                let t = Instant::now();
+                // the best of five rounds: this machine's neighbours are noisy
                 let mut sink = 0.0f32;
-                for _ in 0..reps {
-                    for r in 0..rows {
-                        sink += dot(isa, ty, pm.row(r), act.row(0));
+                let mut s = f64::INFINITY;
+                for _ in 0..5 {
+                    let t = Instant::now();
+                    for _ in 0..reps.div_ceil(5) {
+                        for r in 0..rows {
+                            sink += dot(isa, ty, pm.row(r), act.row(0));
+                        }
                     }
+                    s = s.min(t.elapsed().as_secs_f64() / reps.div_ceil(5) as f64);
                 }
-                let s = t.elapsed().as_secs_f64() / reps as f64;
                 println!(
                     "{:5} {:5}x{:<5} 1 thread {:12} {:8.1} us  {:6.1} GMAC/s ({sink:.0})",
                     ty.name(),
@@ -144,7 +164,9 @@ fn main() {
                     .collect();
                 let mut y = vec![0.0f32; m * rows];
                 for isa in Isa::all_supported() {
-                    if m > 1 && isa != Isa::detect() {
+                    if (m > 1 || only.is_some()) && isa == Isa::Scalar
+                        || m > 1 && isa != Isa::detect()
+                    {
                         continue;
                     }
                     matmul_with(isa, &x, m, &pm, &mut y);

@@ -319,22 +319,38 @@ fn matmul_batched(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [
                     batched::unpack_row(w, r0 + k.min(n - 1), buf);
                 }
                 let ws = [&unpacked[0], &unpacked[1], &unpacked[2], &unpacked[3]];
-                for i in 0..m {
-                    let (q, d, ds) = act.row(i);
-                    let v = match isa {
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: `supports` admits only instruction sets the CPU has.
-                        Isa::Avx512Vnni => unsafe {
-                            x86::rows4_interleaved_vnni(len, ws, q, d, ds)
-                        },
-                        #[cfg(target_arch = "x86_64")]
-                        Isa::Avx2 => unsafe { x86::rows4_interleaved_avx2(len, ws, q, d, ds) },
-                        _ => batched::rows4_scalar(ws, act, i),
-                    };
+                let store = |i: usize, v: [f32; 4]| {
                     for (k, v) in v.into_iter().take(n).enumerate() {
                         // SAFETY: (i, r0 + k) belongs to this task only.
                         unsafe { *out.at(i * rows + r0 + k) = v };
                     }
+                };
+                let mut i = 0;
+                #[cfg(target_arch = "x86_64")]
+                if isa == Isa::Avx512Vnni {
+                    const N: usize = x86::VNNI_ROWS;
+                    while i + N <= m {
+                        let rows_i = std::array::from_fn(|k| act.row(i + k));
+                        // SAFETY: `supports` admits only instruction sets the CPU has.
+                        let v = unsafe { x86::rows4_interleaved_vnni(len, ws, rows_i) };
+                        for (k, v) in v.into_iter().enumerate() {
+                            store(i + k, v);
+                        }
+                        i += N;
+                    }
+                }
+                for i in i..m {
+                    let v = match isa {
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: as above.
+                        Isa::Avx512Vnni => unsafe {
+                            x86::rows4_interleaved_vnni_one(len, ws, act.row(i))
+                        },
+                        #[cfg(target_arch = "x86_64")]
+                        Isa::Avx2 => unsafe { x86::rows4_interleaved_avx2(len, ws, act.row(i)) },
+                        _ => batched::rows4_scalar(ws, act, i),
+                    };
+                    store(i, v);
                 }
             }
         },

@@ -79,6 +79,12 @@ pub(super) trait BytePairs {
     unsafe fn dot(u: __m256i, q: __m256i) -> __m256i;
     /// `acc` plus each lane's four products.
     unsafe fn dot_acc(acc: __m256i, u: __m256i, q: __m256i) -> __m256i;
+    /// `acc` plus the `maddubs` pair sums of `u · q` times 16-bit `scales`, summed in pairs
+    /// (where VNNI is enabled the compiler fuses the `madd` and the add into `vpdpwssd`).
+    #[inline(always)]
+    unsafe fn scaled_acc(acc: __m256i, u: __m256i, q: *const i8, scales: __m256i) -> __m256i {
+        unsafe { _mm256_add_epi32(acc, scaled(u, q, scales)) }
+    }
 }
 
 /// AVX2: `vpmaddubsw` then `vpmaddwd` with ones.
@@ -220,6 +226,18 @@ unsafe fn scaled(u: __m256i, q: *const i8, scales: __m256i) -> __m256i {
     unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, load_q(q)), scales) }
 }
 
+/// `v`, through an empty `asm!`: the compiler cannot see through it, so it cannot fold the
+/// accumulators of a sum back into one dependency chain (it fuses `madd` + `add` into
+/// `vpdpwssd` where VNNI is enabled and chains them all on one register).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn opaque(mut v: __m256i) -> __m256i {
+    unsafe {
+        core::arch::asm!("/* {0} */", inout(ymm_reg) v, options(pure, nomem, nostack, preserves_flags));
+    }
+    v
+}
+
 #[inline(always)]
 unsafe fn hsum_epi32(v: __m256i) -> i32 {
     unsafe {
@@ -299,9 +317,10 @@ unsafe fn q3_k(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
 }
 
 /// The eight 6-bit scales and eight 6-bit minimums of a Q4_K/Q5_K block from its 12 packed
-/// bytes, with four 32-bit word operations (what `get_scale_min_k4` gives one at a time).
+/// bytes, one byte each (scale `j` in byte `j`), with four 32-bit word operations (what
+/// `get_scale_min_k4` gives one at a time).
 #[inline(always)]
-unsafe fn k4_scales(raw: *const u8) -> ([u8; 8], [u8; 8]) {
+unsafe fn k4_scales(raw: *const u8) -> (u64, u64) {
     const LOW6: u32 = 0x3f3f_3f3f;
     const LOW4: u32 = 0x0f0f_0f0f;
     const TOP2: u32 = 0x0303_0303;
@@ -312,79 +331,207 @@ unsafe fn k4_scales(raw: *const u8) -> ([u8; 8], [u8; 8]) {
         let sc_hi = (c & LOW4) | (((a >> 6) & TOP2) << 4);
         let m_lo = b & LOW6;
         let m_hi = ((c >> 4) & LOW4) | (((b >> 6) & TOP2) << 4);
-        let join = |lo: u32, hi: u32| {
-            let mut out = [0u8; 8];
-            out[..4].copy_from_slice(&lo.to_le_bytes());
-            out[4..].copy_from_slice(&hi.to_le_bytes());
-            out
-        };
+        let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
         (join(sc_lo, sc_hi), join(m_lo, m_hi))
     }
 }
 
-/// Q4_K, and Q5_K (`FIVE`: a fifth bit per value from `qh`, the nibbles 32 bytes later).
+/// The sixteen per-16 activation sums of a super-block as i16, in the order
+/// `[s0..4, s8..12 | s4..8, s12..16]` (`packs` works within 128-bit lanes); exact, since a
+/// sum of sixteen values in `[-127, 127]` fits in an i16.
 #[inline(always)]
-unsafe fn q45_k<const FIVE: bool>(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
+unsafe fn sums16(sums: *const i32) -> __m256i {
     unsafe {
-        let sums: &[i32; 16] = sums.try_into().expect("16 sums");
-        let (sc, m) = k4_scales(b.add(4));
-        let qs = b.add(if FIVE { 48 } else { 16 });
-        let qh = if FIVE {
-            load(b.add(16))
-        } else {
-            _mm256_setzero_si256()
-        };
-        let (low, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(1));
-        let fifth = |bit: u32| _mm256_slli_epi16(_mm256_and_si256(srl16(qh, bit), one), 4);
-        let mut acc = _mm256_setzero_si256();
-        for g in 0..4 {
-            let bits = load(qs.add(32 * g));
-            let mut u0 = _mm256_and_si256(bits, low);
-            let mut u1 = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low);
-            if FIVE {
-                u0 = _mm256_or_si256(u0, fifth(2 * g as u32));
-                u1 = _mm256_or_si256(u1, fifth(2 * g as u32 + 1));
-            }
-            let p0 = scaled(u0, q.add(64 * g), _mm256_set1_epi16(sc[2 * g] as i16));
-            let p1 = scaled(
-                u1,
-                q.add(64 * g + 32),
-                _mm256_set1_epi16(sc[2 * g + 1] as i16),
-            );
-            acc = _mm256_add_epi32(acc, _mm256_add_epi32(p0, p1));
-        }
-        let msum: i32 = (0..8)
-            .map(|j| m[j] as i32 * (sums[2 * j] + sums[2 * j + 1]))
-            .sum();
-        f16_at(b) * hsum_epi32(acc) as f32 - f16_at(b.add(2)) * msum as f32
+        let s0 = _mm256_loadu_si256(sums as *const __m256i);
+        let s1 = _mm256_loadu_si256(sums.add(8) as *const __m256i);
+        _mm256_packs_epi32(s0, s1)
     }
 }
 
+/// A super-block's f16 weight scale (at `p`) times its activation scale, in every lane.
 #[inline(always)]
-unsafe fn q6_k(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
+unsafe fn scale_times(p: *const u8, da: f32) -> __m256 {
+    unsafe { _mm256_set1_ps(f16_at(p) * da) }
+}
+
+/// A Q4_K/Q5_K row (`FIVE`: a fifth bit per value from `qh`, the nibbles 32 bytes later).
+/// Per super-block: eight 32-element sub-blocks, each `maddubs` pair sum multiplied by its
+/// 6-bit scale (a shuffle of the broadcast scales), the minimums against the activation
+/// sums in one `madd`; both sums stay in vectors across super-blocks, summed once at the end.
+#[inline(always)]
+unsafe fn q45_k_row<const FIVE: bool, P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
     unsafe {
-        let sc = core::slice::from_raw_parts(b.add(192) as *const i8, 16);
-        let (low, three) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
-        let mut acc = _mm256_setzero_si256();
-        for n in 0..2 {
-            let ql0 = load(b.add(64 * n));
-            let ql1 = load(b.add(64 * n + 32));
-            let qh = load(b.add(128 + 32 * n));
-            let hi = |shift: u32| _mm256_slli_epi16(_mm256_and_si256(srl16(qh, shift), three), 4);
-            let quarters = [
-                _mm256_or_si256(_mm256_and_si256(ql0, low), hi(0)),
-                _mm256_or_si256(_mm256_and_si256(ql1, low), hi(2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low), hi(4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low), hi(6)),
-            ];
-            for (p, u) in quarters.into_iter().enumerate() {
-                let k = 8 * n + 2 * p;
-                let s = scale_pair(sc[k] as i32, sc[k + 1] as i32);
-                acc = _mm256_add_epi32(acc, scaled(u, q.add(16 * k), s));
+        let ts = if FIVE { 176 } else { 144 };
+        let n = a.d.len();
+        debug_assert!(w.len() >= n * ts && a.qs.len() >= 256 * n && a.sums.len() >= 16 * n);
+        let (wp, qp, sp) = (w.as_ptr(), a.qs.as_ptr(), a.sums.as_ptr());
+        let (low, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(1));
+        // scale j of the eight (16-bit lanes) in every lane
+        let pick = |j: i16| _mm256_set1_epi16((2 * j) | ((2 * j + 1) << 8));
+        let picks = [
+            pick(0),
+            pick(1),
+            pick(2),
+            pick(3),
+            pick(4),
+            pick(5),
+            pick(6),
+            pick(7),
+        ];
+        // the minimums matched to `sums16`'s pairs: [m0 m0 m1 m1 m4 m4 m5 m5 | m2 m2 m3 m3 m6 m6 m7 m7]
+        let min_pairs = _mm256_setr_epi8(
+            0, 1, 0, 1, 2, 3, 2, 3, 8, 9, 8, 9, 10, 11, 10, 11, 4, 5, 4, 5, 6, 7, 6, 7, 12, 13, 12,
+            13, 14, 15, 14, 15,
+        );
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_min = _mm256_setzero_ps();
+        for b in 0..n {
+            let blk = wp.add(b * ts);
+            let q = qp.add(256 * b);
+            let da = *a.d.get_unchecked(b);
+            let (sc, m) = k4_scales(blk.add(4));
+            let scales =
+                _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
+            let mins = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(m as i64)));
+            let qs = blk.add(if FIVE { 48 } else { 16 });
+            let qh = if FIVE {
+                load(blk.add(16))
+            } else {
+                _mm256_setzero_si256()
+            };
+            let fifth = |bit: u32| _mm256_slli_epi16(_mm256_and_si256(srl16(qh, bit), one), 4);
+            // four accumulators, kept apart (see `opaque`): short dependency chains
+            let mut sum = [_mm256_setzero_si256(); 4];
+            for g in 0..4 {
+                let bits = load(qs.add(32 * g));
+                let mut u0 = _mm256_and_si256(bits, low);
+                let mut u1 = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low);
+                if FIVE {
+                    u0 = _mm256_or_si256(u0, fifth(2 * g as u32));
+                    u1 = _mm256_or_si256(u1, fifth(2 * g as u32 + 1));
+                }
+                let s0 = _mm256_shuffle_epi8(scales, picks[2 * g]);
+                let s1 = _mm256_shuffle_epi8(scales, picks[2 * g + 1]);
+                let (a0, a1) = (2 * (g % 2), 2 * (g % 2) + 1);
+                sum[a0] = P::scaled_acc(sum[a0], u0, q.add(64 * g), s0);
+                sum[a1] = P::scaled_acc(sum[a1], u1, q.add(64 * g + 32), s1);
             }
+            let sum = sum.map(|s| opaque(s));
+            let sum = _mm256_add_epi32(
+                _mm256_add_epi32(sum[0], sum[1]),
+                _mm256_add_epi32(sum[2], sum[3]),
+            );
+            let min_sum =
+                _mm256_madd_epi16(sums16(sp.add(16 * b)), _mm256_shuffle_epi8(mins, min_pairs));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale_times(blk, da), acc);
+            acc_min = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(min_sum),
+                scale_times(blk.add(2), da),
+                acc_min,
+            );
         }
-        let offset: i32 = (0..16).map(|k| sc[k] as i32 * sums[k]).sum();
-        f16_at(b.add(208)) * (hsum_epi32(acc) - 32 * offset) as f32
+        hsum_ps(_mm256_sub_ps(acc, acc_min))
+    }
+}
+
+/// A Q6_K row: sixteen 16-element sub-blocks with signed 8-bit scales (shuffled out of
+/// the broadcast scales in pairs), the constant offset of 32 against the activation sums
+/// in one `madd`; sums in vectors across super-blocks.
+#[inline(always)]
+unsafe fn q6_k_row<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
+    unsafe {
+        const TS: usize = 210;
+        let n = a.d.len();
+        debug_assert!(w.len() >= n * TS && a.qs.len() >= 256 * n && a.sums.len() >= 16 * n);
+        let (wp, qp, sp) = (w.as_ptr(), a.qs.as_ptr(), a.sums.as_ptr());
+        let (low, three) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
+        // scales 2p (low 128-bit lane) and 2p + 1 (high lane) of eight 16-bit scales
+        let pair = |p: i8| {
+            let (a, b) = (4 * p, 4 * p + 2);
+            _mm256_setr_epi8(
+                a,
+                a + 1,
+                a,
+                a + 1,
+                a,
+                a + 1,
+                a,
+                a + 1,
+                a,
+                a + 1,
+                a,
+                a + 1,
+                a,
+                a + 1,
+                a,
+                a + 1,
+                b,
+                b + 1,
+                b,
+                b + 1,
+                b,
+                b + 1,
+                b,
+                b + 1,
+                b,
+                b + 1,
+                b,
+                b + 1,
+                b,
+                b + 1,
+                b,
+                b + 1,
+            )
+        };
+        let pairs = [pair(0), pair(1), pair(2), pair(3)];
+        // the scale bytes in `sums16`'s order
+        let sums_order = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);
+        let mut acc = _mm256_setzero_ps();
+        for b in 0..n {
+            let blk = wp.add(b * TS);
+            let q = qp.add(256 * b);
+            let raw = _mm_loadu_si128(blk.add(192) as *const __m128i);
+            let sc = _mm256_cvtepi8_epi16(raw);
+            let halves = [
+                _mm256_permute2x128_si256(sc, sc, 0x00),
+                _mm256_permute2x128_si256(sc, sc, 0x11),
+            ];
+            let mut sum = [_mm256_setzero_si256(); 4];
+            for (nn, half) in halves.into_iter().enumerate() {
+                let ql0 = load(blk.add(64 * nn));
+                let ql1 = load(blk.add(64 * nn + 32));
+                let qh = load(blk.add(128 + 32 * nn));
+                let hi =
+                    |shift: u32| _mm256_slli_epi16(_mm256_and_si256(srl16(qh, shift), three), 4);
+                let quarters = [
+                    _mm256_or_si256(_mm256_and_si256(ql0, low), hi(0)),
+                    _mm256_or_si256(_mm256_and_si256(ql1, low), hi(2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low), hi(4)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low), hi(6)),
+                ];
+                for (p, u) in quarters.into_iter().enumerate() {
+                    let k = 8 * nn + 2 * p;
+                    let s = _mm256_shuffle_epi8(half, pairs[p]);
+                    sum[p] = P::scaled_acc(sum[p], u, q.add(16 * k), s);
+                }
+            }
+            let sum = sum.map(|s| opaque(s));
+            let sum = _mm256_add_epi32(
+                _mm256_add_epi32(sum[0], sum[1]),
+                _mm256_add_epi32(sum[2], sum[3]),
+            );
+            let offset = _mm256_madd_epi16(
+                sums16(sp.add(16 * b)),
+                _mm256_cvtepi8_epi16(_mm_shuffle_epi8(raw, sums_order)),
+            );
+            let total = _mm256_sub_epi32(sum, _mm256_slli_epi32(offset, 5));
+            acc = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(total),
+                scale_times(blk.add(208), *a.d.get_unchecked(b)),
+                acc,
+            );
+        }
+        hsum_ps(acc)
     }
 }
 
@@ -418,9 +565,9 @@ unsafe fn dot_impl<P: BytePairs>(ty: GgmlType, w: &[u8], a: ActivationRow<'_>) -
             }),
             GgmlType::Q2_K => super_blocks::<84>(w, a, |b, q, s| q2_k(b, q, s)),
             GgmlType::Q3_K => super_blocks::<110>(w, a, |b, q, s| q3_k(b, q, s)),
-            GgmlType::Q4_K => super_blocks::<144>(w, a, |b, q, s| q45_k::<false>(b, q, s)),
-            GgmlType::Q5_K => super_blocks::<176>(w, a, |b, q, s| q45_k::<true>(b, q, s)),
-            GgmlType::Q6_K => super_blocks::<210>(w, a, |b, q, s| q6_k(b, q, s)),
+            GgmlType::Q4_K => q45_k_row::<false, P>(w, a),
+            GgmlType::Q5_K => q45_k_row::<true, P>(w, a),
+            GgmlType::Q6_K => q6_k_row::<P>(w, a),
             other => panic!("{other} has no quantized dot product"),
         }
     }
@@ -593,57 +740,66 @@ unsafe fn exp_ps(x: __m256) -> __m256 {
     }
 }
 
-/// Four unpacked weight rows times one interleaved activation row (see
-/// [`super::batched`]), blocks of `L` (16 or 32): each 32-byte load of the activation feeds
-/// all four rows, and the eight lanes of each product are eight blocks.
+/// One interleaved activation row: its bytes, block scales and `scale · Σq` per block.
+pub(super) type InterleavedRow<'a> = (&'a [i8], &'a [f32], &'a [f32]);
+
+/// Four unpacked weight rows times `N` interleaved activation rows (see
+/// [`super::batched`]), blocks of `L` (16 or 32): each 32-byte weight load feeds `N`
+/// activation rows and each activation load four weight rows, and the eight lanes of each
+/// product are eight blocks. `N = 3` holds 12 integer and 12 float accumulators: AVX-512's
+/// 32 vector registers (with VL); AVX2's 16 take `N = 1`.
 #[inline(always)]
-unsafe fn rows4_interleaved<P: BytePairs, const L: usize>(
+unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize>(
     w: [&super::batched::UnpackedRow; 4],
-    q: &[i8],
-    d: &[f32],
-    dsum: &[f32],
-) -> [f32; 4] {
+    acts: [InterleavedRow<'_>; N],
+) -> [[f32; 4]; N] {
     unsafe {
-        let nb = d.len();
+        let nb = acts[0].1.len();
         let groups = nb / 8;
-        debug_assert!(q.len() >= L * nb && dsum.len() >= nb);
+        debug_assert!(acts.iter().all(|a| a.0.len() >= L * nb && a.2.len() >= nb));
         let up = w.map(|r| r.u.as_ptr());
         let sp = w.map(|r| r.scale.as_ptr());
         let op = w.map(|r| r.offset.as_ptr());
-        let (qp, dp, dsp) = (q.as_ptr(), d.as_ptr(), dsum.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let qp = acts.map(|a| a.0.as_ptr());
+        let dp = acts.map(|a| a.1.as_ptr());
+        let dsp = acts.map(|a| a.2.as_ptr());
+        let mut acc = [[_mm256_setzero_ps(); 4]; N];
         for g in 0..groups {
             let base = 8 * L * g;
-            let qs: [__m256i; 8] = core::array::from_fn(|j| {
-                if j < L / 4 {
-                    load_q(qp.add(base + 32 * j))
-                } else {
-                    _mm256_setzero_si256()
-                }
-            });
-            let da = _mm256_loadu_ps(dp.add(8 * g));
-            let ds = _mm256_loadu_ps(dsp.add(8 * g));
-            // the four rows' sums are independent chains, interleaved
-            let mut p = [_mm256_setzero_si256(); 4];
-            for (j, qj) in qs.iter().enumerate().take(L / 4) {
-                for r in 0..4 {
-                    p[r] = P::dot_acc(p[r], load(up[r].add(base + 32 * j)), *qj);
+            // the sums of every (activation, weight) row pair are independent chains
+            let mut p = [[_mm256_setzero_si256(); 4]; N];
+            for j in 0..L / 4 {
+                let wv = up.map(|u| load(u.add(base + 32 * j)));
+                for i in 0..N {
+                    let q = load_q(qp[i].add(base + 32 * j));
+                    for r in 0..4 {
+                        p[i][r] = P::dot_acc(p[i][r], wv[r], q);
+                    }
                 }
             }
-            for r in 0..4 {
-                let scale = _mm256_mul_ps(_mm256_loadu_ps(sp[r].add(8 * g)), da);
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[r]), scale, acc[r]);
-                acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(op[r].add(8 * g)), ds, acc[r]);
+            let scale = sp.map(|s| _mm256_loadu_ps(s.add(8 * g)));
+            let offset = op.map(|o| _mm256_loadu_ps(o.add(8 * g)));
+            for i in 0..N {
+                let da = _mm256_loadu_ps(dp[i].add(8 * g));
+                let ds = _mm256_loadu_ps(dsp[i].add(8 * g));
+                for r in 0..4 {
+                    let s = _mm256_mul_ps(scale[r], da);
+                    acc[i][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[i][r]), s, acc[i][r]);
+                    acc[i][r] = _mm256_fmadd_ps(offset[r], ds, acc[i][r]);
+                }
             }
         }
-        let mut out = [0.0f32; 4];
-        for r in 0..4 {
-            out[r] = hsum_ps(acc[r]);
-            // the blocks after the last whole group, in natural order
-            for b in 8 * groups..nb {
-                let (u, x) = (up[r].add(L * b), qp.add(L * b));
-                let dot: i32 = (0..L).map(|t| *u.add(t) as i32 * *x.add(t) as i32).sum();
-                out[r] += *sp[r].add(b) * *dp.add(b) * dot as f32 + *op[r].add(b) * *dsp.add(b);
+        let mut out = [[0.0f32; 4]; N];
+        for i in 0..N {
+            for r in 0..4 {
+                out[i][r] = hsum_ps(acc[i][r]);
+                // the blocks after the last whole group, in natural order
+                for b in 8 * groups..nb {
+                    let (u, x) = (up[r].add(L * b), qp[i].add(L * b));
+                    let dot: i32 = (0..L).map(|t| *u.add(t) as i32 * *x.add(t) as i32).sum();
+                    out[i][r] +=
+                        *sp[r].add(b) * *dp[i].add(b) * dot as f32 + *op[r].add(b) * *dsp[i].add(b);
+                }
             }
         }
         out
@@ -657,33 +813,54 @@ unsafe fn rows4_interleaved<P: BytePairs, const L: usize>(
 pub(super) unsafe fn rows4_interleaved_avx2(
     len: usize,
     w: [&super::batched::UnpackedRow; 4],
-    q: &[i8],
-    d: &[f32],
-    dsum: &[f32],
+    a: InterleavedRow<'_>,
 ) -> [f32; 4] {
     unsafe {
-        match len {
-            16 => rows4_interleaved::<Avx2, 16>(w, q, d, dsum),
-            _ => rows4_interleaved::<Avx2, 32>(w, q, d, dsum),
-        }
+        let [out] = match len {
+            16 => rows4_interleaved::<Avx2, 16, 1>(w, [a]),
+            _ => rows4_interleaved::<Avx2, 32, 1>(w, [a]),
+        };
+        out
     }
 }
 
+/// Activation rows the VNNI kernel takes at once.
+pub(super) const VNNI_ROWS: usize = 3;
+
+/// [`rows4_interleaved_avx2`] for [`VNNI_ROWS`] activation rows at once.
+///
 /// # Safety
 /// As [`rows4_interleaved_avx2`], and the CPU has AVX-512 VNNI and VL.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 pub(super) unsafe fn rows4_interleaved_vnni(
     len: usize,
     w: [&super::batched::UnpackedRow; 4],
-    q: &[i8],
-    d: &[f32],
-    dsum: &[f32],
-) -> [f32; 4] {
+    a: [InterleavedRow<'_>; VNNI_ROWS],
+) -> [[f32; 4]; VNNI_ROWS] {
     unsafe {
         match len {
-            16 => rows4_interleaved::<Vnni, 16>(w, q, d, dsum),
-            _ => rows4_interleaved::<Vnni, 32>(w, q, d, dsum),
+            16 => rows4_interleaved::<Vnni, 16, VNNI_ROWS>(w, a),
+            _ => rows4_interleaved::<Vnni, 32, VNNI_ROWS>(w, a),
         }
+    }
+}
+
+/// [`rows4_interleaved_vnni`] for one activation row (the rows after the last whole set).
+///
+/// # Safety
+/// As [`rows4_interleaved_vnni`].
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+pub(super) unsafe fn rows4_interleaved_vnni_one(
+    len: usize,
+    w: [&super::batched::UnpackedRow; 4],
+    a: InterleavedRow<'_>,
+) -> [f32; 4] {
+    unsafe {
+        let [out] = match len {
+            16 => rows4_interleaved::<Vnni, 16, 1>(w, [a]),
+            _ => rows4_interleaved::<Vnni, 32, 1>(w, [a]),
+        };
+        out
     }
 }
 
