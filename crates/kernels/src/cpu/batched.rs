@@ -77,8 +77,11 @@ pub struct UnpackedRow {
     pub offset: Vec<f32>,
 }
 
-/// Unpacks row `r` of `w` (a type [`supports`] accepts) into `out`.
-pub fn unpack_row(w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRow) {
+/// Unpacks row `r` of `w` (a type [`supports`] accepts) into `out`; the values of Q4_K,
+/// Q5_K and Q6_K in SIMD where `isa` has it (the portable code is their reference).
+pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRow) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     let cols = w.cols;
     let len = block_len(w.ty);
     let nb = cols / len;
@@ -134,6 +137,21 @@ pub fn unpack_row(w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRow) {
                     let (sc, m) = scale_min_k4(j, &blk[4..16]);
                     out.scale[8 * sb + j] = d * sc as f32;
                     out.offset[8 * sb + j] = -dmin * m as f32;
+                }
+                #[cfg(target_arch = "x86_64")]
+                if isa != Isa::Scalar {
+                    let dst = u[256 * sb..256 * (sb + 1)].as_mut_ptr();
+                    // SAFETY: non-scalar `Isa`s have AVX2; the block and `dst` are whole.
+                    unsafe {
+                        if five {
+                            super::x86::unpack_q45_k_avx2::<true>(blk.as_ptr(), dst)
+                        } else {
+                            super::x86::unpack_q45_k_avx2::<false>(blk.as_ptr(), dst)
+                        }
+                    }
+                    continue;
+                }
+                for j in 0..8 {
                     let qs = &blk[if five { 48 } else { 16 } + 32 * (j / 2)..];
                     let shift = 4 * (j % 2);
                     for (l, v) in values.iter_mut().enumerate() {
@@ -150,6 +168,19 @@ pub fn unpack_row(w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRow) {
         GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q6_K => {
             let values = &mut values[..16];
             for (sb, blk) in row.chunks_exact(ts).enumerate() {
+                #[cfg(target_arch = "x86_64")]
+                if isa != Isa::Scalar && w.ty == GgmlType::Q6_K {
+                    let d = f16_at(blk, 208);
+                    for k in 0..16 {
+                        let scale = d * (blk[192 + k] as i8) as f32;
+                        out.scale[16 * sb + k] = scale;
+                        out.offset[16 * sb + k] = -32.0 * scale;
+                    }
+                    let dst = u[256 * sb..256 * (sb + 1)].as_mut_ptr();
+                    // SAFETY: as for Q4_K.
+                    unsafe { super::x86::unpack_q6_k_avx2(blk.as_ptr(), dst) };
+                    continue;
+                }
                 let q3 = (w.ty == GgmlType::Q3_K).then(|| q3_k_scales(&blk[96..108]));
                 for k in 0..16 {
                     let (n, p, part) = (k / 8, (k % 8) / 2, k % 2);
@@ -288,8 +319,11 @@ mod tests {
             let want = dequantize_to_vec(ty, &bytes, rows * cols).unwrap();
             let len = block_len(ty);
             let mut row = UnpackedRow::default();
-            for r in 0..rows {
-                unpack_row(&w, r, &mut row);
+            for (isa, r) in Isa::all_supported()
+                .into_iter()
+                .flat_map(|isa| (0..rows).map(move |r| (isa, r)))
+            {
+                unpack_row(isa, &w, r, &mut row);
                 for e in 0..cols {
                     let b = e / len;
                     let u = row.u[interleaved_index(e, cols / len, len)] as f32;
@@ -297,7 +331,8 @@ mod tests {
                     let x = want[r * cols + e];
                     assert!(
                         (v - x).abs() <= 1e-5 * x.abs().max(1e-2),
-                        "{ty} row {r} element {e}: {v} vs {x}"
+                        "{ty} {} row {r} element {e}: {v} vs {x}",
+                        isa.name()
                     );
                 }
             }

@@ -316,7 +316,7 @@ fn matmul_batched(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [
                 let n = (end - r0).min(4);
                 for (k, buf) in unpacked.iter_mut().enumerate() {
                     // a short last group repeats its last row (its results are dropped)
-                    batched::unpack_row(w, r0 + k.min(n - 1), buf);
+                    batched::unpack_row(isa, w, r0 + k.min(n - 1), buf);
                 }
                 let ws = [&unpacked[0], &unpacked[1], &unpacked[2], &unpacked[3]];
                 let store = |i: usize, v: [f32; 4]| {

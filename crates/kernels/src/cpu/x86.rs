@@ -740,6 +740,106 @@ unsafe fn exp_ps(x: __m256) -> __m256 {
     }
 }
 
+/// The values of one Q4_K/Q5_K super-block (eight 32-element blocks: one interleaved group
+/// of [`super::batched`]) written interleaved to `out` (256 bytes): the eight blocks'
+/// values, then an 8 × 8 transpose of their 32-bit words.
+///
+/// # Safety
+/// The CPU has AVX2; `blk` holds a whole super-block and `out` 256 bytes.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn unpack_q45_k_avx2<const FIVE: bool>(blk: *const u8, out: *mut u8) {
+    unsafe {
+        let (low, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(1));
+        let qs = blk.add(if FIVE { 48 } else { 16 });
+        let qh = if FIVE {
+            load(blk.add(16))
+        } else {
+            _mm256_setzero_si256()
+        };
+        let mut v = [_mm256_setzero_si256(); 8];
+        for c in 0..4 {
+            let x = load(qs.add(32 * c));
+            v[2 * c] = _mm256_and_si256(x, low);
+            v[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+        }
+        if FIVE {
+            for (k, vk) in v.iter_mut().enumerate() {
+                let bit = _mm256_and_si256(srl16(qh, k as u32), one);
+                *vk = _mm256_or_si256(*vk, _mm256_slli_epi16(bit, 4));
+            }
+        }
+        // word j of block k goes to word 8j + k
+        let s: [__m256i; 8] = core::array::from_fn(|i| {
+            let (a, b) = (v[2 * (i / 2)], v[2 * (i / 2) + 1]);
+            if i % 2 == 0 {
+                _mm256_unpacklo_epi32(a, b)
+            } else {
+                _mm256_unpackhi_epi32(a, b)
+            }
+        });
+        // s[2p] = [v_{2p}[0] v_{2p+1}[0] v_{2p}[1] v_{2p+1}[1] | words 4, 5]; s[2p+1]: words 2, 3 | 6, 7
+        let u: [__m256i; 8] = core::array::from_fn(|i| {
+            let half = 4 * (i / 4); // v0..3 or v4..7
+            let (a, b) = (s[half + (i % 4) / 2], s[half + 2 + (i % 4) / 2]);
+            if i % 2 == 0 {
+                _mm256_unpacklo_epi64(a, b)
+            } else {
+                _mm256_unpackhi_epi64(a, b)
+            }
+        });
+        // u[j] (j < 4): word j of blocks 0..4 in the low lane, word j + 4 in the high one;
+        // u[4 + j] the same of blocks 4..8
+        let op = out as *mut __m256i;
+        for j in 0..4 {
+            let (a, b) = (u[j], u[4 + j]);
+            _mm256_storeu_si256(op.add(j), _mm256_permute2x128_si256(a, b, 0x20));
+            _mm256_storeu_si256(op.add(j + 4), _mm256_permute2x128_si256(a, b, 0x31));
+        }
+    }
+}
+
+/// The values of one Q6_K super-block (sixteen 16-element blocks: two interleaved groups)
+/// written interleaved to `out` (256 bytes).
+///
+/// # Safety
+/// The CPU has AVX2; `blk` holds a whole super-block and `out` 256 bytes.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn unpack_q6_k_avx2(blk: *const u8, out: *mut u8) {
+    unsafe {
+        let (low, three) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
+        let op = out as *mut __m256i;
+        for n in 0..2 {
+            let ql0 = load(blk.add(64 * n));
+            let ql1 = load(blk.add(64 * n + 32));
+            let qh = load(blk.add(128 + 32 * n));
+            let hi = |shift: u32| _mm256_slli_epi16(_mm256_and_si256(srl16(qh, shift), three), 4);
+            // quarter p: blocks 2p (low 128-bit lane) and 2p + 1 (high lane) of the group
+            let q = [
+                _mm256_or_si256(_mm256_and_si256(ql0, low), hi(0)),
+                _mm256_or_si256(_mm256_and_si256(ql1, low), hi(2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low), hi(4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low), hi(6)),
+            ];
+            // lanes: y1 = [b0 | b4], y2 = [b1 | b5], y3 = [b2 | b6], y4 = [b3 | b7], so that
+            // word j of the output is [b0..4 word j | b4..8 word j]
+            let y1 = _mm256_permute2x128_si256(q[0], q[2], 0x20);
+            let y2 = _mm256_permute2x128_si256(q[0], q[2], 0x31);
+            let y3 = _mm256_permute2x128_si256(q[1], q[3], 0x20);
+            let y4 = _mm256_permute2x128_si256(q[1], q[3], 0x31);
+            // a 4 × 4 transpose of 32-bit words within each lane
+            let t0 = _mm256_unpacklo_epi32(y1, y2);
+            let t1 = _mm256_unpackhi_epi32(y1, y2);
+            let t2 = _mm256_unpacklo_epi32(y3, y4);
+            let t3 = _mm256_unpackhi_epi32(y3, y4);
+            let g = op.add(4 * n);
+            _mm256_storeu_si256(g, _mm256_unpacklo_epi64(t0, t2));
+            _mm256_storeu_si256(g.add(1), _mm256_unpackhi_epi64(t0, t2));
+            _mm256_storeu_si256(g.add(2), _mm256_unpacklo_epi64(t1, t3));
+            _mm256_storeu_si256(g.add(3), _mm256_unpackhi_epi64(t1, t3));
+        }
+    }
+}
+
 /// One interleaved activation row: its bytes, block scales and `scale · Σq` per block.
 pub(super) type InterleavedRow<'a> = (&'a [i8], &'a [f32], &'a [f32]);
 
