@@ -368,7 +368,7 @@ impl PackedOps for Flex {
             t.dtype() == DType::F32
                 && t.layout().contiguous_offsets() == Some((0, t.layout().num_elements()))
         };
-        if s > ATTEND_MAX_QUERIES || !whole(&k_cache) || !whole(&v_cache) {
+        if !whole(&k_cache) || !whole(&v_cache) {
             return cached_attention_generic::<Flex>(q, k, v, k_cache, v_cache, start);
         }
         let (q, k, v) = (flex_f32(q), flex_f32(k), flex_f32(v));
@@ -407,11 +407,6 @@ impl PackedOps for Flex {
         )
     }
 }
-
-/// Up to this many new positions attend with the CPU's cache-reading kernel; longer
-/// prefills take the backend's blocked attention (the copy it makes is shared by many
-/// queries there).
-const ATTEND_MAX_QUERIES: usize = 16;
 
 fn flex_ints<E>(t: &FlexTensor) -> Vec<usize>
 where

@@ -1,6 +1,9 @@
-//! Attention of a few new queries over a KV cache, read where the cache keeps it: no copy
-//! of the cached keys and values per token (the generic path copies both to make them
-//! contiguous, which grows with the context and dominated long-document decoding).
+//! Attention of new queries over a KV cache, read where the cache keeps it: no copy of the
+//! cached keys and values per token (the generic path copies both to make them contiguous,
+//! which grows with the context and dominated long-document decoding). Prompts take it
+//! too: each query scores only the positions it sees, with no `s × (start + s)` score
+//! matrix and no masked exponentials (measured on a 1.7B model, 512-token prompt: prefill
+//! +8%, a 2000-token document's first token 12% sooner than burn's attention).
 //!
 //! Layouts (row-major f32): queries `[heads, s, d]`, caches `[kv_heads, capacity, d]`,
 //! output `[heads, s, d]`. Query `i` sits at position `start + i` and sees positions
