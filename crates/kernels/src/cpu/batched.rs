@@ -7,7 +7,10 @@
 //! the same interleave. One 32-byte load then feeds a byte dot product (`vpdpbusd`, or AVX2's
 //! two-step equivalent) whose eight 32-bit lanes are eight *different blocks*: after `L/4`
 //! such steps the lanes hold the eight blocks' dot products, scaled by eight scales at once,
-//! with no horizontal sums. Four weight rows share each activation load.
+//! with no horizontal sums. Four weight rows share each activation load. A row whose block
+//! count is not a multiple of eight is padded to whole groups with zero blocks (zero values,
+//! scales and offsets on both sides), so every block takes the SIMD loop: rows 960 or 576
+//! wide (SmolLM2-360M, -135M) would otherwise leave a fifth of their blocks to scalar code.
 //!
 //! Every quantized type takes this path; Q8_0 only where the CPU has VNNI (its bytes need
 //! the full u8 range, which AVX2's saturating pair sums cannot hold). Float weights use the
@@ -37,33 +40,30 @@ pub fn block_len(ty: GgmlType) -> usize {
     }
 }
 
-/// Position of element `e` of a row of `n_blocks` blocks of `len` in the interleaved order
-/// (whole groups of eight blocks interleaved, the remaining blocks as they are).
+/// Blocks of a row of `n_blocks` in the interleaved form: whole groups of eight, the last
+/// one padded with zero blocks.
 #[inline(always)]
-pub fn interleaved_index(e: usize, n_blocks: usize, len: usize) -> usize {
-    let (block, within) = (e / len, e % len);
-    let group = block / 8;
-    if group < n_blocks / 8 {
-        let (k, j, t) = (block % 8, within / 4, within % 4);
-        group * 8 * len + (8 * j + k) * 4 + t
-    } else {
-        e
-    }
+pub fn padded_blocks(n_blocks: usize) -> usize {
+    n_blocks.div_ceil(8) * 8
 }
 
-/// Writes the values of block `b` (of a row of `n_blocks`) to their interleaved places.
+/// Position of element `e` (of a row of blocks of `len`) in the interleaved order.
 #[inline(always)]
-pub fn place_block(row: &mut [u8], b: usize, n_blocks: usize, values: &[u8]) {
+pub fn interleaved_index(e: usize, len: usize) -> usize {
+    let (block, within) = (e / len, e % len);
+    let (group, k) = (block / 8, block % 8);
+    let (j, t) = (within / 4, within % 4);
+    group * 8 * len + (8 * j + k) * 4 + t
+}
+
+/// Writes the values of block `b` to their interleaved places.
+#[inline(always)]
+pub fn place_block(row: &mut [u8], b: usize, values: &[u8]) {
     let len = values.len();
-    let group = b / 8;
-    if group < n_blocks / 8 {
-        let k = b % 8;
-        for j in 0..len / 4 {
-            let at = group * 8 * len + (8 * j + k) * 4;
-            row[at..at + 4].copy_from_slice(&values[4 * j..4 * j + 4]);
-        }
-    } else {
-        row[len * b..len * (b + 1)].copy_from_slice(values);
+    let (group, k) = (b / 8, b % 8);
+    for j in 0..len / 4 {
+        let at = group * 8 * len + (8 * j + k) * 4;
+        row[at..at + 4].copy_from_slice(&values[4 * j..4 * j + 4]);
     }
 }
 
@@ -85,9 +85,16 @@ pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRo
     let cols = w.cols;
     let len = block_len(w.ty);
     let nb = cols / len;
-    out.u.resize(cols, 0);
-    out.scale.resize(nb, 0.0);
-    out.offset.resize(nb, 0.0);
+    let padded = padded_blocks(nb);
+    out.u.resize(padded * len, 0);
+    out.scale.resize(padded, 0.0);
+    out.offset.resize(padded, 0.0);
+    if padded > nb {
+        // the padding blocks: zero values (their places interleave with the last real ones)
+        out.u[(padded - 8) * len..].fill(0);
+        out.scale[nb..].fill(0.0);
+        out.offset[nb..].fill(0.0);
+    }
     let row = w.row(r);
     let u = &mut out.u;
     let nibble = |qs: &[u8], i: usize| if i < 16 { qs[i] & 0xF } else { qs[i - 16] >> 4 };
@@ -126,7 +133,7 @@ pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRo
                         }
                     }
                 }
-                place_block(u, b, nb, &values);
+                place_block(u, b, &values);
             }
         }
         GgmlType::Q4_K | GgmlType::Q5_K => {
@@ -160,7 +167,7 @@ pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRo
                             *v |= ((blk[16 + l] >> j) & 1) << 4;
                         }
                     }
-                    place_block(u, 8 * sb + j, nb, &values);
+                    place_block(u, 8 * sb + j, &values);
                 }
             }
         }
@@ -217,7 +224,7 @@ pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRo
                     };
                     out.scale[16 * sb + k] = scale;
                     out.offset[16 * sb + k] = offset;
-                    place_block(u, 16 * sb + k, nb, values);
+                    place_block(u, 16 * sb + k, values);
                 }
             }
         }
@@ -227,14 +234,14 @@ pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRo
 
 /// The interleaved activation of `a` for blocks of `len`, with the per-block sums the
 /// weight offsets multiply (`d · Σq`, each block at its 32-element activation block's
-/// scale).
+/// scale); rows padded to whole groups as the weights are (zero bytes, scales and sums).
 #[derive(Debug, Default)]
 pub struct InterleavedActivations {
     pub len: usize,
     pub cols: usize,
-    /// `rows × cols` interleaved bytes.
+    /// `rows × padded · len` interleaved bytes.
     pub q: Vec<i8>,
-    /// The activation scale of each weight block (`rows × cols/len`).
+    /// The activation scale of each weight block (`rows × padded`).
     pub d: Vec<f32>,
     /// `d · Σq` of each weight block.
     pub dsum: Vec<f32>,
@@ -245,23 +252,26 @@ impl InterleavedActivations {
         assert_eq!(a.blocks.len(), 32, "32-element activation blocks");
         let (rows, cols) = (a.rows, a.cols);
         let nb = cols / len;
-        let mut q = vec![0i8; rows * cols];
-        let mut d = Vec::with_capacity(rows * nb);
-        let mut dsum = Vec::with_capacity(rows * nb);
+        let padded = padded_blocks(nb);
+        let mut q = vec![0i8; rows * padded * len];
+        let mut d = Vec::with_capacity(rows * padded);
+        let mut dsum = Vec::with_capacity(rows * padded);
         let bytes: &[u8] = bytemuck::cast_slice(&a.qs);
         let out: &mut [u8] = bytemuck::cast_slice_mut(&mut q);
         for (i, (src, dst)) in bytes
             .chunks_exact(cols)
-            .zip(out.chunks_exact_mut(cols))
+            .zip(out.chunks_exact_mut(padded * len))
             .enumerate()
         {
             for (b, block) in src.chunks_exact(len).enumerate() {
-                place_block(dst, b, nb, block);
+                place_block(dst, b, block);
                 let scale = a.d[i * cols / 32 + b * len / 32];
                 let sum: i32 = block.iter().map(|&v| v as i8 as i32).sum();
                 d.push(scale);
                 dsum.push(scale * sum as f32);
             }
+            d.resize(d.len() + padded - nb, 0.0);
+            dsum.resize(dsum.len() + padded - nb, 0.0);
         }
         InterleavedActivations {
             len,
@@ -273,11 +283,12 @@ impl InterleavedActivations {
     }
 
     pub fn row(&self, i: usize) -> (&[i8], &[f32], &[f32]) {
-        let nb = self.cols / self.len;
+        let padded = padded_blocks(self.cols / self.len);
+        let bytes = padded * self.len;
         (
-            &self.q[i * self.cols..(i + 1) * self.cols],
-            &self.d[i * nb..(i + 1) * nb],
-            &self.dsum[i * nb..(i + 1) * nb],
+            &self.q[i * bytes..(i + 1) * bytes],
+            &self.d[i * padded..(i + 1) * padded],
+            &self.dsum[i * padded..(i + 1) * padded],
         )
     }
 }
@@ -292,7 +303,7 @@ pub fn rows4_scalar(w: [&UnpackedRow; 4], a: &InterleavedActivations, i: usize) 
         for b in 0..nb {
             let dot: i32 = (0..len)
                 .map(|t| {
-                    let at = interleaved_index(len * b + t, nb, len);
+                    let at = interleaved_index(len * b + t, len);
                     row.u[at] as i32 * q[at] as i32
                 })
                 .sum();
@@ -326,7 +337,7 @@ mod tests {
                 unpack_row(isa, &w, r, &mut row);
                 for e in 0..cols {
                     let b = e / len;
-                    let u = row.u[interleaved_index(e, cols / len, len)] as f32;
+                    let u = row.u[interleaved_index(e, len)] as f32;
                     let v = row.scale[b] * u + row.offset[b];
                     let x = want[r * cols + e];
                     assert!(
@@ -342,11 +353,12 @@ mod tests {
     #[test]
     fn the_interleave_is_a_permutation() {
         for len in [16, 32] {
-            for nb in [1, 8, 18, 24] {
-                let mut seen = vec![false; len * nb];
+            for nb in [1, 8, 18, 24, 30] {
+                let size = padded_blocks(nb) * len;
+                let mut seen = vec![false; size];
                 for e in 0..len * nb {
-                    let at = interleaved_index(e, nb, len);
-                    assert!(!seen[at], "len {len} nb {nb}: {e} collides");
+                    let at = interleaved_index(e, len);
+                    assert!(at < size && !seen[at], "len {len} nb {nb}: {e} collides");
                     seen[at] = true;
                 }
             }

@@ -854,8 +854,10 @@ unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize>(
     acts: [InterleavedRow<'_>; N],
 ) -> [[f32; 4]; N] {
     unsafe {
+        // rows are padded to whole groups of eight blocks
         let nb = acts[0].1.len();
         let groups = nb / 8;
+        debug_assert!(nb.is_multiple_of(8));
         debug_assert!(acts.iter().all(|a| a.0.len() >= L * nb && a.2.len() >= nb));
         let up = w.map(|r| r.u.as_ptr());
         let sp = w.map(|r| r.scale.as_ptr());
@@ -889,20 +891,7 @@ unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize>(
                 }
             }
         }
-        let mut out = [[0.0f32; 4]; N];
-        for i in 0..N {
-            for r in 0..4 {
-                out[i][r] = hsum_ps(acc[i][r]);
-                // the blocks after the last whole group, in natural order
-                for b in 8 * groups..nb {
-                    let (u, x) = (up[r].add(L * b), qp[i].add(L * b));
-                    let dot: i32 = (0..L).map(|t| *u.add(t) as i32 * *x.add(t) as i32).sum();
-                    out[i][r] +=
-                        *sp[r].add(b) * *dp[i].add(b) * dot as f32 + *op[r].add(b) * *dsp[i].add(b);
-                }
-            }
-        }
-        out
+        acc.map(|a| a.map(|v| hsum_ps(v)))
     }
 }
 
