@@ -348,6 +348,21 @@ unsafe fn sums16(sums: *const i32) -> __m256i {
     }
 }
 
+/// Bits `shift..shift + 2` of each byte of `qh` as bits 4..6 (a Q6_K value's high bits).
+#[inline(always)]
+unsafe fn q6_high(qh: __m256i, shift: u32) -> __m256i {
+    unsafe {
+        let three = _mm256_set1_epi8(3);
+        _mm256_slli_epi16(_mm256_and_si256(srl16(qh, shift), three), 4)
+    }
+}
+
+/// Bit `bit` of each byte of `qh` as bit 4 (a Q5_K value's fifth bit); `one` is 1 per byte.
+#[inline(always)]
+unsafe fn fifth_bit(qh: __m256i, one: __m256i, bit: u32) -> __m256i {
+    unsafe { _mm256_slli_epi16(_mm256_and_si256(srl16(qh, bit), one), 4) }
+}
+
 /// A super-block's f16 weight scale (at `p`) times its activation scale, in every lane.
 #[inline(always)]
 unsafe fn scale_times(p: *const u8, da: f32) -> __m256 {
@@ -399,7 +414,6 @@ unsafe fn q45_k_row<const FIVE: bool, P: BytePairs>(w: &[u8], a: ActivationRow<'
             } else {
                 _mm256_setzero_si256()
             };
-            let fifth = |bit: u32| _mm256_slli_epi16(_mm256_and_si256(srl16(qh, bit), one), 4);
             // four accumulators, kept apart (see `opaque`): short dependency chains
             let mut sum = [_mm256_setzero_si256(); 4];
             for g in 0..4 {
@@ -407,8 +421,8 @@ unsafe fn q45_k_row<const FIVE: bool, P: BytePairs>(w: &[u8], a: ActivationRow<'
                 let mut u0 = _mm256_and_si256(bits, low);
                 let mut u1 = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low);
                 if FIVE {
-                    u0 = _mm256_or_si256(u0, fifth(2 * g as u32));
-                    u1 = _mm256_or_si256(u1, fifth(2 * g as u32 + 1));
+                    u0 = _mm256_or_si256(u0, fifth_bit(qh, one, 2 * g as u32));
+                    u1 = _mm256_or_si256(u1, fifth_bit(qh, one, 2 * g as u32 + 1));
                 }
                 let s0 = _mm256_shuffle_epi8(scales, picks[2 * g]);
                 let s1 = _mm256_shuffle_epi8(scales, picks[2 * g + 1]);
@@ -444,7 +458,7 @@ unsafe fn q6_k_row<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
         let n = a.d.len();
         debug_assert!(w.len() >= n * TS && a.qs.len() >= 256 * n && a.sums.len() >= 16 * n);
         let (wp, qp, sp) = (w.as_ptr(), a.qs.as_ptr(), a.sums.as_ptr());
-        let (low, three) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
+        let low = _mm256_set1_epi8(0x0F);
         // scales 2p (low 128-bit lane) and 2p + 1 (high lane) of eight 16-bit scales
         let pair = |p: i8| {
             let (a, b) = (4 * p, 4 * p + 2);
@@ -501,13 +515,17 @@ unsafe fn q6_k_row<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
                 let ql0 = load(blk.add(64 * nn));
                 let ql1 = load(blk.add(64 * nn + 32));
                 let qh = load(blk.add(128 + 32 * nn));
-                let hi =
-                    |shift: u32| _mm256_slli_epi16(_mm256_and_si256(srl16(qh, shift), three), 4);
                 let quarters = [
-                    _mm256_or_si256(_mm256_and_si256(ql0, low), hi(0)),
-                    _mm256_or_si256(_mm256_and_si256(ql1, low), hi(2)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low), hi(4)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low), hi(6)),
+                    _mm256_or_si256(_mm256_and_si256(ql0, low), q6_high(qh, 0)),
+                    _mm256_or_si256(_mm256_and_si256(ql1, low), q6_high(qh, 2)),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low),
+                        q6_high(qh, 4),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
+                        q6_high(qh, 6),
+                    ),
                 ];
                 for (p, u) in quarters.into_iter().enumerate() {
                     let k = 8 * nn + 2 * p;
@@ -871,7 +889,12 @@ unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize>(
             // the sums of every (activation, weight) row pair are independent chains
             let mut p = [[_mm256_setzero_si256(); 4]; N];
             for j in 0..L / 4 {
-                let wv = up.map(|u| load(u.add(base + 32 * j)));
+                // plain loops, not `array::map`: a closure does not inherit this function's
+                // target features, and the intrinsics in one not inlined become calls
+                let mut wv = [_mm256_setzero_si256(); 4];
+                for r in 0..4 {
+                    wv[r] = load(up[r].add(base + 32 * j));
+                }
                 for i in 0..N {
                     let q = load_q(qp[i].add(base + 32 * j));
                     for r in 0..4 {
@@ -879,19 +902,25 @@ unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize>(
                     }
                 }
             }
-            let scale = sp.map(|s| _mm256_loadu_ps(s.add(8 * g)));
-            let offset = op.map(|o| _mm256_loadu_ps(o.add(8 * g)));
             for i in 0..N {
                 let da = _mm256_loadu_ps(dp[i].add(8 * g));
                 let ds = _mm256_loadu_ps(dsp[i].add(8 * g));
                 for r in 0..4 {
-                    let s = _mm256_mul_ps(scale[r], da);
+                    let scale = _mm256_loadu_ps(sp[r].add(8 * g));
+                    let offset = _mm256_loadu_ps(op[r].add(8 * g));
+                    let s = _mm256_mul_ps(scale, da);
                     acc[i][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[i][r]), s, acc[i][r]);
-                    acc[i][r] = _mm256_fmadd_ps(offset[r], ds, acc[i][r]);
+                    acc[i][r] = _mm256_fmadd_ps(offset, ds, acc[i][r]);
                 }
             }
         }
-        acc.map(|a| a.map(|v| hsum_ps(v)))
+        let mut out = [[0.0f32; 4]; N];
+        for i in 0..N {
+            for r in 0..4 {
+                out[i][r] = hsum_ps(acc[i][r]);
+            }
+        }
+        out
     }
 }
 
