@@ -80,8 +80,15 @@ pub struct UnpackedRow {
 /// Unpacks row `r` of `w` (a type [`supports`] accepts) into `out`; the values of Q4_K,
 /// Q5_K and Q6_K in SIMD where `isa` has it (the portable code is their reference).
 pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRow) {
+    // the values of the K-quants that have an AVX2 unpacker come from it
+    #[cfg(target_arch = "x86_64")]
+    let simd =
+        isa != Isa::Scalar && matches!(w.ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K);
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = isa;
+    let simd = {
+        let _ = isa;
+        false
+    };
     let cols = w.cols;
     let len = block_len(w.ty);
     let nb = cols / len;
@@ -145,15 +152,17 @@ pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRo
                     out.scale[8 * sb + j] = d * sc as f32;
                     out.offset[8 * sb + j] = -dmin * m as f32;
                 }
-                #[cfg(target_arch = "x86_64")]
-                if isa != Isa::Scalar {
-                    let dst = u[256 * sb..256 * (sb + 1)].as_mut_ptr();
-                    // SAFETY: non-scalar `Isa`s have AVX2; the block and `dst` are whole.
-                    unsafe {
-                        if five {
-                            super::x86::unpack_q45_k_avx2::<true>(blk.as_ptr(), dst)
-                        } else {
-                            super::x86::unpack_q45_k_avx2::<false>(blk.as_ptr(), dst)
+                if simd {
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        let dst = u[256 * sb..256 * (sb + 1)].as_mut_ptr();
+                        // SAFETY: non-scalar `Isa`s have AVX2; the block and `dst` are whole.
+                        unsafe {
+                            if five {
+                                super::x86::unpack_q45_k_avx2::<true>(blk.as_ptr(), dst)
+                            } else {
+                                super::x86::unpack_q45_k_avx2::<false>(blk.as_ptr(), dst)
+                            }
                         }
                     }
                     continue;
@@ -176,17 +185,10 @@ pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRo
             let values = &mut values[..16];
             for (sb, blk) in row.chunks_exact(ts).enumerate() {
                 #[cfg(target_arch = "x86_64")]
-                if isa != Isa::Scalar && w.ty == GgmlType::Q6_K {
-                    let d = f16_at(blk, 208);
-                    for k in 0..16 {
-                        let scale = d * (blk[192 + k] as i8) as f32;
-                        out.scale[16 * sb + k] = scale;
-                        out.offset[16 * sb + k] = -32.0 * scale;
-                    }
+                if simd {
                     let dst = u[256 * sb..256 * (sb + 1)].as_mut_ptr();
                     // SAFETY: as for Q4_K.
                     unsafe { super::x86::unpack_q6_k_avx2(blk.as_ptr(), dst) };
-                    continue;
                 }
                 let q3 = (w.ty == GgmlType::Q3_K).then(|| q3_k_scales(&blk[96..108]));
                 for k in 0..16 {
@@ -213,18 +215,22 @@ pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRo
                         }
                         _ => {
                             let scale = f16_at(blk, 208) * (blk[192 + k] as i8) as f32;
-                            let ql = &blk[64 * n + 32 * (p % 2) + 16 * part..];
-                            let qh = &blk[128 + 32 * n + 16 * part..];
-                            for (l, v) in values.iter_mut().enumerate() {
-                                *v = ((ql[l] >> (4 * (p / 2))) & 0xF)
-                                    | (((qh[l] >> (2 * p)) & 3) << 4);
+                            if !simd {
+                                let ql = &blk[64 * n + 32 * (p % 2) + 16 * part..];
+                                let qh = &blk[128 + 32 * n + 16 * part..];
+                                for (l, v) in values.iter_mut().enumerate() {
+                                    *v = ((ql[l] >> (4 * (p / 2))) & 0xF)
+                                        | (((qh[l] >> (2 * p)) & 3) << 4);
+                                }
                             }
                             (scale, -32.0 * scale)
                         }
                     };
                     out.scale[16 * sb + k] = scale;
                     out.offset[16 * sb + k] = offset;
-                    place_block(u, 16 * sb + k, values);
+                    if !simd {
+                        place_block(u, 16 * sb + k, values);
+                    }
                 }
             }
         }

@@ -332,7 +332,7 @@ fn matmul_batched(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [
                     while i + N <= m {
                         let rows_i = std::array::from_fn(|k| act.row(i + k));
                         // SAFETY: `supports` admits only instruction sets the CPU has.
-                        let v = unsafe { x86::rows4_interleaved_vnni(len, ws, rows_i) };
+                        let v = unsafe { x86::rows4_interleaved_vnni::<N>(len, ws, rows_i) };
                         for (k, v) in v.into_iter().enumerate() {
                             store(i + k, v);
                         }
@@ -344,7 +344,7 @@ fn matmul_batched(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [
                         #[cfg(target_arch = "x86_64")]
                         // SAFETY: as above.
                         Isa::Avx512Vnni => unsafe {
-                            x86::rows4_interleaved_vnni_one(len, ws, act.row(i))
+                            x86::rows4_interleaved_vnni::<1>(len, ws, [act.row(i)])[0]
                         },
                         #[cfg(target_arch = "x86_64")]
                         Isa::Avx2 => unsafe { x86::rows4_interleaved_avx2(len, ws, act.row(i)) },

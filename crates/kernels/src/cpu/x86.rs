@@ -348,19 +348,74 @@ unsafe fn sums16(sums: *const i32) -> __m256i {
     }
 }
 
-/// Bits `shift..shift + 2` of each byte of `qh` as bits 4..6 (a Q6_K value's high bits).
+/// The bits `mask` of each byte of `v >> shift`, moved up to bit 4: the high bits of a Q5_K
+/// or Q6_K value, to be or-ed onto its low nibble. A function, not a closure: a closure does
+/// not get its caller's target features (see `rows4_interleaved`).
 #[inline(always)]
-unsafe fn q6_high(qh: __m256i, shift: u32) -> __m256i {
+unsafe fn high_bits(v: __m256i, shift: u32, mask: __m256i) -> __m256i {
+    unsafe { _mm256_slli_epi16(_mm256_and_si256(srl16(v, shift), mask), 4) }
+}
+
+/// The values of 32-element sub-blocks `2g` and `2g + 1` of a Q4_K/Q5_K super-block as
+/// bytes in element order: the low and high nibbles of `qs[32g..32g + 32]`, with Q5_K's
+/// fifth bits (bits `2g`, `2g + 1` of each byte of `qh`; zero for Q4_K).
+#[inline(always)]
+unsafe fn q45_k_values<const FIVE: bool>(
+    qs: *const u8,
+    qh: __m256i,
+    g: usize,
+) -> (__m256i, __m256i) {
     unsafe {
-        let three = _mm256_set1_epi8(3);
-        _mm256_slli_epi16(_mm256_and_si256(srl16(qh, shift), three), 4)
+        let (low, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(1));
+        let bits = load(qs.add(32 * g));
+        let mut u0 = _mm256_and_si256(bits, low);
+        let mut u1 = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low);
+        if FIVE {
+            u0 = _mm256_or_si256(u0, high_bits(qh, 2 * g as u32, one));
+            u1 = _mm256_or_si256(u1, high_bits(qh, 2 * g as u32 + 1, one));
+        }
+        (u0, u1)
     }
 }
 
-/// Bit `bit` of each byte of `qh` as bit 4 (a Q5_K value's fifth bit); `one` is 1 per byte.
+/// Half `n` (0 or 1) of a Q6_K super-block's values as four 32-byte quarters in element
+/// order: quarter `p` holds 16-element sub-blocks `8n + 2p` (low 128-bit lane) and
+/// `8n + 2p + 1` (high lane), values 0..64.
 #[inline(always)]
-unsafe fn fifth_bit(qh: __m256i, one: __m256i, bit: u32) -> __m256i {
-    unsafe { _mm256_slli_epi16(_mm256_and_si256(srl16(qh, bit), one), 4) }
+unsafe fn q6_k_quarters(blk: *const u8, n: usize) -> [__m256i; 4] {
+    unsafe {
+        let (low, three) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
+        let ql0 = load(blk.add(64 * n));
+        let ql1 = load(blk.add(64 * n + 32));
+        let qh = load(blk.add(128 + 32 * n));
+        [
+            _mm256_or_si256(_mm256_and_si256(ql0, low), high_bits(qh, 0, three)),
+            _mm256_or_si256(_mm256_and_si256(ql1, low), high_bits(qh, 2, three)),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low),
+                high_bits(qh, 4, three),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
+                high_bits(qh, 6, three),
+            ),
+        ]
+    }
+}
+
+/// The total of four accumulators, each passed through [`opaque`] so the compiler keeps
+/// their four dependency chains apart.
+#[inline(always)]
+unsafe fn sum4(acc: [__m256i; 4]) -> __m256i {
+    unsafe {
+        let (a, b, c, d) = (
+            opaque(acc[0]),
+            opaque(acc[1]),
+            opaque(acc[2]),
+            opaque(acc[3]),
+        );
+        _mm256_add_epi32(_mm256_add_epi32(a, b), _mm256_add_epi32(c, d))
+    }
 }
 
 /// A super-block's f16 weight scale (at `p`) times its activation scale, in every lane.
@@ -380,7 +435,6 @@ unsafe fn q45_k_row<const FIVE: bool, P: BytePairs>(w: &[u8], a: ActivationRow<'
         let n = a.d.len();
         debug_assert!(w.len() >= n * ts && a.qs.len() >= 256 * n && a.sums.len() >= 16 * n);
         let (wp, qp, sp) = (w.as_ptr(), a.qs.as_ptr(), a.sums.as_ptr());
-        let (low, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(1));
         // scale j of the eight (16-bit lanes) in every lane
         let pick = |j: i16| _mm256_set1_epi16((2 * j) | ((2 * j + 1) << 8));
         let picks = [
@@ -414,27 +468,17 @@ unsafe fn q45_k_row<const FIVE: bool, P: BytePairs>(w: &[u8], a: ActivationRow<'
             } else {
                 _mm256_setzero_si256()
             };
-            // four accumulators, kept apart (see `opaque`): short dependency chains
+            // four accumulators, kept apart (see `sum4`): short dependency chains
             let mut sum = [_mm256_setzero_si256(); 4];
             for g in 0..4 {
-                let bits = load(qs.add(32 * g));
-                let mut u0 = _mm256_and_si256(bits, low);
-                let mut u1 = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low);
-                if FIVE {
-                    u0 = _mm256_or_si256(u0, fifth_bit(qh, one, 2 * g as u32));
-                    u1 = _mm256_or_si256(u1, fifth_bit(qh, one, 2 * g as u32 + 1));
-                }
+                let (u0, u1) = q45_k_values::<FIVE>(qs, qh, g);
                 let s0 = _mm256_shuffle_epi8(scales, picks[2 * g]);
                 let s1 = _mm256_shuffle_epi8(scales, picks[2 * g + 1]);
                 let (a0, a1) = (2 * (g % 2), 2 * (g % 2) + 1);
                 sum[a0] = P::scaled_acc(sum[a0], u0, q.add(64 * g), s0);
                 sum[a1] = P::scaled_acc(sum[a1], u1, q.add(64 * g + 32), s1);
             }
-            let sum = sum.map(|s| opaque(s));
-            let sum = _mm256_add_epi32(
-                _mm256_add_epi32(sum[0], sum[1]),
-                _mm256_add_epi32(sum[2], sum[3]),
-            );
+            let sum = sum4(sum);
             let min_sum =
                 _mm256_madd_epi16(sums16(sp.add(16 * b)), _mm256_shuffle_epi8(mins, min_pairs));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale_times(blk, da), acc);
@@ -458,7 +502,6 @@ unsafe fn q6_k_row<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
         let n = a.d.len();
         debug_assert!(w.len() >= n * TS && a.qs.len() >= 256 * n && a.sums.len() >= 16 * n);
         let (wp, qp, sp) = (w.as_ptr(), a.qs.as_ptr(), a.sums.as_ptr());
-        let low = _mm256_set1_epi8(0x0F);
         // scales 2p (low 128-bit lane) and 2p + 1 (high lane) of eight 16-bit scales
         let pair = |p: i8| {
             let (a, b) = (4 * p, 4 * p + 2);
@@ -512,32 +555,13 @@ unsafe fn q6_k_row<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
             ];
             let mut sum = [_mm256_setzero_si256(); 4];
             for (nn, half) in halves.into_iter().enumerate() {
-                let ql0 = load(blk.add(64 * nn));
-                let ql1 = load(blk.add(64 * nn + 32));
-                let qh = load(blk.add(128 + 32 * nn));
-                let quarters = [
-                    _mm256_or_si256(_mm256_and_si256(ql0, low), q6_high(qh, 0)),
-                    _mm256_or_si256(_mm256_and_si256(ql1, low), q6_high(qh, 2)),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low),
-                        q6_high(qh, 4),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
-                        q6_high(qh, 6),
-                    ),
-                ];
-                for (p, u) in quarters.into_iter().enumerate() {
+                for (p, u) in q6_k_quarters(blk, nn).into_iter().enumerate() {
                     let k = 8 * nn + 2 * p;
                     let s = _mm256_shuffle_epi8(half, pairs[p]);
                     sum[p] = P::scaled_acc(sum[p], u, q.add(16 * k), s);
                 }
             }
-            let sum = sum.map(|s| opaque(s));
-            let sum = _mm256_add_epi32(
-                _mm256_add_epi32(sum[0], sum[1]),
-                _mm256_add_epi32(sum[2], sum[3]),
-            );
+            let sum = sum4(sum);
             let offset = _mm256_madd_epi16(
                 sums16(sp.add(16 * b)),
                 _mm256_cvtepi8_epi16(_mm_shuffle_epi8(raw, sums_order)),
@@ -767,7 +791,6 @@ unsafe fn exp_ps(x: __m256) -> __m256 {
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn unpack_q45_k_avx2<const FIVE: bool>(blk: *const u8, out: *mut u8) {
     unsafe {
-        let (low, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(1));
         let qs = blk.add(if FIVE { 48 } else { 16 });
         let qh = if FIVE {
             load(blk.add(16))
@@ -775,16 +798,8 @@ pub(super) unsafe fn unpack_q45_k_avx2<const FIVE: bool>(blk: *const u8, out: *m
             _mm256_setzero_si256()
         };
         let mut v = [_mm256_setzero_si256(); 8];
-        for c in 0..4 {
-            let x = load(qs.add(32 * c));
-            v[2 * c] = _mm256_and_si256(x, low);
-            v[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
-        }
-        if FIVE {
-            for (k, vk) in v.iter_mut().enumerate() {
-                let bit = _mm256_and_si256(srl16(qh, k as u32), one);
-                *vk = _mm256_or_si256(*vk, _mm256_slli_epi16(bit, 4));
-            }
+        for g in 0..4 {
+            (v[2 * g], v[2 * g + 1]) = q45_k_values::<FIVE>(qs, qh, g);
         }
         // word j of block k goes to word 8j + k
         let s: [__m256i; 8] = core::array::from_fn(|i| {
@@ -824,20 +839,10 @@ pub(super) unsafe fn unpack_q45_k_avx2<const FIVE: bool>(blk: *const u8, out: *m
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn unpack_q6_k_avx2(blk: *const u8, out: *mut u8) {
     unsafe {
-        let (low, three) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
         let op = out as *mut __m256i;
         for n in 0..2 {
-            let ql0 = load(blk.add(64 * n));
-            let ql1 = load(blk.add(64 * n + 32));
-            let qh = load(blk.add(128 + 32 * n));
-            let hi = |shift: u32| _mm256_slli_epi16(_mm256_and_si256(srl16(qh, shift), three), 4);
             // quarter p: blocks 2p (low 128-bit lane) and 2p + 1 (high lane) of the group
-            let q = [
-                _mm256_or_si256(_mm256_and_si256(ql0, low), hi(0)),
-                _mm256_or_si256(_mm256_and_si256(ql1, low), hi(2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low), hi(4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low), hi(6)),
-            ];
+            let q = q6_k_quarters(blk, n);
             // lanes: y1 = [b0 | b4], y2 = [b1 | b5], y3 = [b2 | b6], y4 = [b3 | b7], so that
             // word j of the output is [b0..4 word j | b4..8 word j]
             let y1 = _mm256_permute2x128_si256(q[0], q[2], 0x20);
@@ -942,43 +947,25 @@ pub(super) unsafe fn rows4_interleaved_avx2(
     }
 }
 
-/// Activation rows the VNNI kernel takes at once.
+/// Activation rows the VNNI kernel takes at once (the rows after the last whole set go one
+/// at a time).
 pub(super) const VNNI_ROWS: usize = 3;
 
-/// [`rows4_interleaved_avx2`] for [`VNNI_ROWS`] activation rows at once.
+/// [`rows4_interleaved_avx2`] for `N` activation rows at once ([`VNNI_ROWS`] or 1).
 ///
 /// # Safety
 /// As [`rows4_interleaved_avx2`], and the CPU has AVX-512 VNNI and VL.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-pub(super) unsafe fn rows4_interleaved_vnni(
+pub(super) unsafe fn rows4_interleaved_vnni<const N: usize>(
     len: usize,
     w: [&super::batched::UnpackedRow; 4],
-    a: [InterleavedRow<'_>; VNNI_ROWS],
-) -> [[f32; 4]; VNNI_ROWS] {
+    a: [InterleavedRow<'_>; N],
+) -> [[f32; 4]; N] {
     unsafe {
         match len {
-            16 => rows4_interleaved::<Vnni, 16, VNNI_ROWS>(w, a),
-            _ => rows4_interleaved::<Vnni, 32, VNNI_ROWS>(w, a),
+            16 => rows4_interleaved::<Vnni, 16, N>(w, a),
+            _ => rows4_interleaved::<Vnni, 32, N>(w, a),
         }
-    }
-}
-
-/// [`rows4_interleaved_vnni`] for one activation row (the rows after the last whole set).
-///
-/// # Safety
-/// As [`rows4_interleaved_vnni`].
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-pub(super) unsafe fn rows4_interleaved_vnni_one(
-    len: usize,
-    w: [&super::batched::UnpackedRow; 4],
-    a: InterleavedRow<'_>,
-) -> [f32; 4] {
-    unsafe {
-        let [out] = match len {
-            16 => rows4_interleaved::<Vnni, 16, 1>(w, [a]),
-            _ => rows4_interleaved::<Vnni, 32, 1>(w, [a]),
-        };
-        out
     }
 }
 
