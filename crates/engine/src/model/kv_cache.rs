@@ -145,12 +145,12 @@ impl KvCache {
 #[cfg(test)]
 mod tests {
     use burn::tensor::{Distribution, Tensor};
-    use penwright_kernels::ops::attention_reference;
 
     use super::*;
+    use crate::model::layers::grouped_attention;
 
     /// Appends in uneven steps across several reallocations (256 → 512 → 1000) and checks
-    /// every step's attention against the reference over all positions so far.
+    /// every step's attention against the uncached attention over all positions so far.
     #[test]
     fn grows_with_use_and_keeps_what_it_holds() {
         let device = Device::flex();
@@ -167,22 +167,12 @@ mod tests {
             keys.push(k.clone());
             values.push(v.clone());
             let got = cache.attend(0, start, q.clone(), k, v);
-            let repeat = |t: Tensor<4>| {
-                let n = t.dims()[2];
-                t.unsqueeze_dim::<5>(2)
-                    .repeat_dim(2, heads / kv_heads)
-                    .reshape([1, heads, n, d])
-            };
-            let all_k = repeat(Tensor::cat(keys.clone(), 2));
-            let all_v = repeat(Tensor::cat(values.clone(), 2));
-            // the reference is causal from position 0: pad the queries in front
-            let pad = Tensor::<4>::zeros([1, heads, start, d], &device);
-            let want = attention_reference(Tensor::cat(vec![pad, q], 2), all_k, all_v).slice([
-                0..1,
-                0..heads,
-                start..start + s,
-                0..d,
-            ]);
+            // the uncached attention over every position so far
+            let want = grouped_attention(
+                q,
+                Tensor::cat(keys.clone(), 2),
+                Tensor::cat(values.clone(), 2),
+            );
             let diff: f32 = (got - want).abs().max().into_scalar();
             assert!(diff < 1e-4, "step {step} ({s} at {start}): {diff}");
             start += s;
