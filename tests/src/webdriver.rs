@@ -78,6 +78,14 @@ pub const KEY_ESCAPE: &str = "\u{E00C}";
 pub const KEY_CONTROL: &str = "\u{E009}";
 pub const KEY_ENTER: &str = "\u{E007}";
 
+/// A WebDriver error answer.
+struct Refusal {
+    status: ureq::http::StatusCode,
+    text: String,
+    /// The WebDriver error code, e.g. "stale element reference".
+    error: String,
+}
+
 impl Session {
     /// Opens the app binary in a new session.
     pub fn new(driver: &Driver, application: &Path) -> Session {
@@ -145,11 +153,24 @@ impl Session {
 
     /// The `value` of a WebDriver answer, which must be a success.
     fn answer(method: &str, path: &str, response: ureq::http::Response<ureq::Body>) -> Value {
+        Self::outcome(response)
+            .unwrap_or_else(|e| panic!("{method} {path} → {}: {}", e.status, e.text))
+    }
+
+    /// The `value` of a successful WebDriver answer, or the error it names.
+    fn outcome(response: ureq::http::Response<ureq::Body>) -> Result<Value, Refusal> {
         let status = response.status();
         let text = response.into_body().read_to_string().expect("body");
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        assert!(status.is_success(), "{method} {path} → {status}: {text}");
-        v["value"].clone()
+        if status.is_success() {
+            return Ok(v["value"].clone());
+        }
+        let error = v["value"]["error"].as_str().unwrap_or_default().to_string();
+        Err(Refusal {
+            status,
+            text,
+            error,
+        })
     }
 
     /// Runs JavaScript in the page; `arguments` are available to it.
@@ -210,52 +231,57 @@ impl Session {
         self.call("POST", &format!("/element/{element}/click"), None);
     }
 
-    /// Clicks what `css` matches as a user would (a WebDriver click), finding it afresh while
-    /// the page is still settling: a pane that is opening, or that re-renders its buttons as
-    /// state changes, answers "element not interactable" or "stale element reference" for a
-    /// moment. Any other error, or still failing at `timeout`, panics.
+    /// Clicks what `css` matches as a user would (a WebDriver click), once the page has
+    /// settled: the element is scrolled into view, stays put between two looks 100 ms apart
+    /// (a pane sliding in moves it), and is what a click at its centre would hit. A pane that
+    /// re-renders its buttons as state changes can still answer "element not interactable"
+    /// or "stale element reference" for a moment: those are retried on a fresh element. Any
+    /// other error, or still failing at `timeout`, panics.
     pub fn click_css(&self, css: &str, timeout: Duration) {
+        const SETTLED: &str = "const e = document.querySelector(arguments[0]);
+            if (!e) return null;
+            e.scrollIntoView({block: 'nearest'});
+            const r = e.getBoundingClientRect();
+            const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+            return [r.left, r.top, r.width, r.height, !!hit && (hit === e || e.contains(hit))];";
         let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
         loop {
-            let settling = match self.find(css) {
-                None => "not there".to_string(),
-                Some(element) => {
-                    let path = format!("/element/{element}/click");
-                    let response = self
-                        .send("POST", &path, Some(json!({})))
-                        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-                    if response.status().is_success() {
-                        Self::answer("POST", &path, response);
-                        return;
-                    }
-                    let status = response.status();
-                    let text = response.into_body().read_to_string().expect("body");
-                    let error = serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)
-                        ["value"]["error"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    assert!(
-                        matches!(
-                            error.as_str(),
-                            "element not interactable" | "stale element reference"
-                        ),
-                        "POST {path} → {status}: {text}"
-                    );
-                    if error == "element not interactable" {
-                        // WebKitWebDriver does not always scroll a nested scroll pane
-                        let _ = self.send(
-                            "POST",
-                            "/execute/sync",
-                            Some(json!({
-                                "script": "arguments[0].scrollIntoView({block: 'center'});",
-                                "args": [{"element-6066-11e4-a52e-4f735466cecf": element}],
-                            })),
+            let seen = self.script(SETTLED, json!([css]));
+            let settling = if seen.is_null() {
+                "not there".to_string()
+            } else if seen[4] != json!(true) {
+                "covered".to_string()
+            } else if seen != last {
+                "moving".to_string()
+            } else {
+                match self.find(css) {
+                    None => "not there".to_string(),
+                    Some(element) => {
+                        let path = format!("/element/{element}/click");
+                        let response = self
+                            .send("POST", &path, None)
+                            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+                        let Refusal {
+                            status,
+                            text,
+                            error,
+                        } = match Self::outcome(response) {
+                            Ok(_) => return,
+                            Err(refusal) => refusal,
+                        };
+                        assert!(
+                            matches!(
+                                error.as_str(),
+                                "element not interactable" | "stale element reference"
+                            ),
+                            "POST {path} → {status}: {text}"
                         );
+                        error
                     }
-                    error
                 }
             };
+            last = seen;
             assert!(
                 Instant::now() < deadline,
                 "could not click {css} within {timeout:?} ({settling})"

@@ -377,13 +377,32 @@ fn a_model_downloads_from_the_hub_with_pause_and_resume_and_is_listed() {
     session.click_css("[data-testid=open-models]", Duration::from_secs(10));
     let input = session.wait_for("[data-testid=models-repo]", Duration::from_secs(10));
     session.send_keys(&input, repo);
+    session.wait_until(
+        "the repository typed in",
+        &format!("return document.querySelector('[data-testid=models-repo]').value === '{repo}';"),
+        Duration::from_secs(10),
+    );
     session.click_css("[data-testid=models-find]", Duration::from_secs(10));
     let offered = format!("[data-testid=models-offer-item][data-file='{file}']");
-    session.wait_for(&offered, Duration::from_secs(30));
+    // the repository's files, or the error the pane shows instead
+    let shown = session.wait_until(
+        "the repository's files",
+        &format!(
+            "if (document.querySelector(\"{offered}\")) return 'offered';
+             const e = document.querySelector('[data-testid=models-error]');
+             return e && !e.hidden && e.textContent;"
+        ),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        shown,
+        json!("offered"),
+        "the Models pane shows instead: {shown}"
+    );
     // read in the page: the list may re-render under a held element reference
     let text = session.script(
         "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
-        serde_json::json!([offered]),
+        json!([offered]),
     );
     eprintln!("offered: {text}");
     session.click_css(
