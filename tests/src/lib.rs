@@ -84,3 +84,20 @@ pub fn write_moby_dick_parts(dir: &Path) {
         std::fs::write(dir.join(format!("part{i}.md")), chunk.join("\n\n")).expect("write a part");
     }
 }
+
+/// Penwright's Python environment (made by `make setup` from `tests/python-requirements.txt`),
+/// checked to have `module`.
+pub fn python_with(module: &str) -> PathBuf {
+    let home = std::env::var_os("HOME").expect("$HOME");
+    let python = PathBuf::from(home).join(".cache/penwright/python/bin/python");
+    let ok = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{} cannot import {module}: run `make setup`",
+        python.display()
+    );
+    python
+}

@@ -222,7 +222,14 @@ impl Session {
             if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            if Instant::now() >= deadline {
+                // what the writer would see: the status bar and any toast
+                let seen = self.script(
+                    "return [...document.querySelectorAll('[data-testid^=status], .toast')].map(e => e.textContent.trim()).join(' | ');",
+                    json!([]),
+                );
+                panic!("timed out waiting for {what}; the window shows: {seen}");
+            }
             std::thread::sleep(Duration::from_millis(250));
         }
     }

@@ -10,8 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use penwright_engine::device::{DeviceChoice, select};
 use penwright_engine::finetune::train::{FinetuneConfig, Precision, finetune};
 use penwright_engine::installed;
-use penwright_engine::loader::{LoadOptions, LoadedModel, load_model_with, resolve_model};
+use penwright_engine::loader::{
+    LoadOptions, LoadedModel, ModelInfo, load_model_with, resolve_model,
+};
 use penwright_engine::model::LanguageModel;
+use penwright_engine::remote::RemoteEndpoint;
 use penwright_engine::sampler::SamplerConfig;
 use penwright_engine::tasks::autocomplete::AutocompleteSettings;
 use penwright_engine::tasks::summarize::SummaryLength;
@@ -45,6 +48,13 @@ struct ModelArgs {
     /// Quantize an unquantized (f32/f16/bf16) checkpoint as it loads: q8_0, q4_0 or q4_k
     #[arg(long, value_parser = parse_quantize)]
     quantize: Option<GgmlType>,
+    /// Use a remote OpenAI-compatible server instead of a local model (its base URL, with
+    /// /v1); the key comes from $PENWRIGHT_API_KEY (generate, complete, summarize, translate)
+    #[arg(long, requires = "remote_model", conflicts_with_all = ["model", "adapter", "quantize"])]
+    endpoint: Option<String>,
+    /// The remote server's model to use, with --endpoint
+    #[arg(long, requires = "endpoint")]
+    remote_model: Option<String>,
 }
 
 fn parse_quantize(s: &str) -> std::result::Result<GgmlType, String> {
@@ -52,6 +62,16 @@ fn parse_quantize(s: &str) -> std::result::Result<GgmlType, String> {
 }
 
 impl ModelArgs {
+    fn remote(&self) -> Option<RemoteEndpoint> {
+        Some(RemoteEndpoint {
+            base_url: self.endpoint.clone()?,
+            model: self.remote_model.clone()?,
+            api_key: std::env::var("PENWRIGHT_API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty()),
+        })
+    }
+
     fn options(&self) -> LoadOptions {
         LoadOptions {
             quantize: self.quantize,
@@ -235,6 +255,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serves the model over an OpenAI-compatible HTTP API (/v1/models, /v1/completions,
+    /// /v1/chat/completions) until Ctrl-C. Every request needs `Authorization: Bearer KEY`.
+    Serve {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The address to bind; anything but loopback needs an explicit --api-key
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// 0 picks a free port (printed on stderr)
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The key clients must send (default: $PENWRIGHT_API_KEY, else a new one, printed)
+        #[arg(long)]
+        api_key: Option<String>,
+        /// Requests running or waiting at once; more get 429
+        #[arg(long, default_value_t = 32)]
+        max_queue: usize,
+        /// The largest max_tokens a request may ask for
+        #[arg(long, default_value_t = 2048)]
+        max_tokens: usize,
+    },
     /// Speed and memory of the model on this machine (JSON)
     Bench {
         #[command(flatten)]
@@ -257,6 +298,11 @@ enum Command {
 }
 
 fn load(args: &ModelArgs) -> Result<LoadedModel> {
+    if args.endpoint.is_some() {
+        bail!(
+            "--endpoint works with generate, complete, summarize and translate; this command needs a local model"
+        );
+    }
     let path = resolve_model(args.model.as_deref())?;
     let device = select(args.device)?;
     eprintln!("penwright: device {} ({})", device.name, device.reason);
@@ -377,7 +423,7 @@ fn main() -> Result<()> {
             replay,
             json,
         } => {
-            let (engine, _) = start_engine(&model)?;
+            let (engine, ..) = start_engine(&model)?;
             let mut settings = AutocompleteSettings::default();
             if let Some(n) = max_tokens {
                 settings.max_tokens = n;
@@ -427,7 +473,7 @@ fn main() -> Result<()> {
             json,
         } => {
             let text = read_text(&file)?;
-            let (engine, _) = start_engine(&model)?;
+            let (engine, ..) = start_engine(&model)?;
             let started = std::time::Instant::now();
             let job = engine.submit(Request::Summarize {
                 text,
@@ -458,7 +504,7 @@ fn main() -> Result<()> {
             json,
         } => {
             let text = read_text(&file)?;
-            let (engine, _) = start_engine(&model)?;
+            let (engine, ..) = start_engine(&model)?;
             let started = std::time::Instant::now();
             let job = engine.submit(Request::Translate { text, to, from });
             let outcome = job.finish_blocking(|e| stream_event(e, json))?;
@@ -572,6 +618,14 @@ fn main() -> Result<()> {
             }));
             Ok(())
         }
+        Command::Serve {
+            model,
+            host,
+            port,
+            api_key,
+            max_queue,
+            max_tokens,
+        } => serve(&model, host, port, api_key, max_queue, max_tokens),
         Command::Bench {
             mut model,
             synthetic,
@@ -641,15 +695,86 @@ fn read_text(path: &PathBuf) -> Result<String> {
     })
 }
 
-/// Starts the engine worker and loads the model on it.
-fn start_engine(model: &ModelArgs) -> Result<(EngineHandle, DeviceReport)> {
+fn serve(
+    model: &ModelArgs,
+    host: std::net::IpAddr,
+    port: u16,
+    api_key: Option<String>,
+    max_queue: usize,
+    max_tokens: usize,
+) -> Result<()> {
+    let explicit_key = api_key.or_else(|| {
+        std::env::var("PENWRIGHT_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+    });
+    if !host.is_loopback() && explicit_key.is_none() {
+        bail!(
+            "refusing to serve on {host} without a key: anyone on the network could use it; pass --api-key or set $PENWRIGHT_API_KEY"
+        );
+    }
+    let (engine, _, info) = start_engine(model)?;
+    let info = info.context("serve runs a local model: drop --endpoint")?;
+    let api_key = explicit_key.unwrap_or_else(|| {
+        let key = penwright_server::generate_key();
+        eprintln!("penwright: API key {key}");
+        key
+    });
+    let mut config = penwright_server::ServerConfig::new(api_key);
+    config.max_queue = max_queue.max(1);
+    config.max_tokens = max_tokens.max(1);
+    let served = penwright_server::ServedModel {
+        id: info.id(),
+        context: info
+            .context_length
+            .min(penwright_engine::worker::SESSION_CONTEXT),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((host, port))
+            .await
+            .with_context(|| format!("binding {host}:{port}"))?;
+        let address = listener.local_addr()?;
+        eprintln!(
+            "penwright: serving {} at http://{address}/v1 (Ctrl-C stops)",
+            served.id
+        );
+        eprintln!("penwright: {} — {}", served.id, info.name);
+        let router = penwright_server::router(engine, served, config);
+        penwright_server::serve(listener, router).await?;
+        Ok(())
+    })
+}
+
+/// Starts the engine worker and loads the model on it; with --endpoint, connects it to the
+/// remote engine instead (no device, no local model).
+fn start_engine(
+    model: &ModelArgs,
+) -> Result<(EngineHandle, Option<DeviceReport>, Option<ModelInfo>)> {
     let engine = EngineHandle::spawn();
+    if let Some(endpoint) = model.remote() {
+        let job = engine.submit(Request::UseRemote {
+            endpoint: Some(endpoint),
+        });
+        if let Outcome::RemoteSet { model: Some(m) } = job.finish_blocking(|_| {})? {
+            eprintln!(
+                "penwright: remote model {} at {} (context {})",
+                m.id,
+                model.endpoint.as_deref().unwrap_or_default(),
+                m.context.unwrap_or_default()
+            );
+        }
+        return Ok((engine, None, None));
+    }
     let load = engine.submit(Request::Load {
         model: model.model.clone(),
         device: model.device,
         options: model.options(),
     });
-    let Outcome::Loaded { device, .. } = load.finish_blocking(|_| {})? else {
+    let Outcome::Loaded { device, info, .. } = load.finish_blocking(|_| {})? else {
         unreachable!("a load job ends with Loaded")
     };
     eprintln!("penwright: device {} ({})", device.name, device.reason);
@@ -664,7 +789,7 @@ fn start_engine(model: &ModelArgs) -> Result<(EngineHandle, DeviceReport)> {
             );
         }
     }
-    Ok((engine, device))
+    Ok((engine, Some(device), Some(info)))
 }
 
 /// Progress to stderr; streamed text to stdout unless the output is JSON.
@@ -687,7 +812,7 @@ fn generate(
     sampler: SamplerConfig,
     json: bool,
 ) -> Result<()> {
-    let (engine, device) = start_engine(&model)?;
+    let (engine, device, _) = start_engine(&model)?;
     let job = engine.submit(Request::Generate {
         prompt: if chat {
             Prompt::Chat(prompt)
@@ -715,7 +840,7 @@ fn generate(
             "generated_tokens": g.stats.generated_tokens,
             "prefill_tok_s": g.stats.prefill_tok_s,
             "decode_tok_s": g.stats.decode_tok_s,
-            "device": device.name,
+            "device": device.as_ref().map_or("remote", |d| d.name.as_str()),
         }));
     } else {
         println!();

@@ -73,6 +73,23 @@ pub enum EngineError {
     Device(String),
     #[error("cancelled")]
     Cancelled,
+    #[error("no model is loaded")]
+    NoModel,
+    /// A request the engine refuses as given (a bad value, a prompt it cannot serve).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A bug hit while serving one request; the engine itself keeps serving.
+    #[error("internal error while serving the request: {0}")]
+    Panicked(String),
+    #[error("the engine worker stopped")]
+    WorkerStopped,
+    /// A remote engine (an OpenAI-compatible server) failed.
+    #[error("remote engine {server}: {message}")]
+    Remote {
+        server: String,
+        failure: crate::remote::RemoteFailure,
+        message: String,
+    },
     /// Downloading, verifying or listing model files.
     #[error(transparent)]
     Fetch(penwright_models::FetchError),
@@ -89,7 +106,104 @@ impl From<penwright_models::FetchError> for EngineError {
     }
 }
 
+/// What kind of failure an [`EngineError`] is: what a front end branches on (the app's
+/// messages, the server's HTTP status). Serialized in snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Cancelled,
+    Io,
+    ModelNotFound,
+    NoModel,
+    ContextOverflow,
+    Device,
+    UnsupportedModel,
+    BadModelFile,
+    ChatTemplate,
+    InvalidRequest,
+    Network,
+    DiskFull,
+    Checksum,
+    Download,
+    /// A bug (a caught panic) or the worker gone.
+    Internal,
+    /// A remote engine refused the key.
+    RemoteUnauthorized,
+    /// A remote engine failed otherwise (unknown model, busy, server error, bad answer).
+    Remote,
+    Engine,
+}
+
+impl ErrorKind {
+    /// The kind's name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Io => "io",
+            ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::NoModel => "no_model",
+            ErrorKind::ContextOverflow => "context_overflow",
+            ErrorKind::Device => "device",
+            ErrorKind::UnsupportedModel => "unsupported_model",
+            ErrorKind::BadModelFile => "bad_model_file",
+            ErrorKind::ChatTemplate => "chat_template",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Network => "network",
+            ErrorKind::DiskFull => "disk_full",
+            ErrorKind::Checksum => "checksum",
+            ErrorKind::Download => "download",
+            ErrorKind::Internal => "internal",
+            ErrorKind::RemoteUnauthorized => "remote_unauthorized",
+            ErrorKind::Remote => "remote",
+            ErrorKind::Engine => "engine",
+        }
+    }
+}
+
 impl EngineError {
+    pub fn kind(&self) -> ErrorKind {
+        use penwright_models::FetchError as F;
+        match self {
+            EngineError::Cancelled => ErrorKind::Cancelled,
+            EngineError::Io { .. } => ErrorKind::Io,
+            EngineError::ModelNotFound { .. } => ErrorKind::ModelNotFound,
+            EngineError::NoModel => ErrorKind::NoModel,
+            EngineError::ContextOverflow { .. } => ErrorKind::ContextOverflow,
+            EngineError::Device(_) => ErrorKind::Device,
+            EngineError::UnsupportedArchitecture { .. } | EngineError::PickleRefused { .. } => {
+                ErrorKind::UnsupportedModel
+            }
+            EngineError::BadMagic { .. }
+            | EngineError::UnsupportedGgufVersion { .. }
+            | EngineError::Truncated { .. }
+            | EngineError::Malformed { .. }
+            | EngineError::UnsupportedDtype { .. }
+            | EngineError::TensorSize { .. }
+            | EngineError::MissingTensor { .. }
+            | EngineError::TensorShape { .. }
+            | EngineError::MissingMetadata { .. }
+            | EngineError::Config(_) => ErrorKind::BadModelFile,
+            EngineError::ChatTemplate(_) => ErrorKind::ChatTemplate,
+            EngineError::InvalidRequest(_) => ErrorKind::InvalidRequest,
+            EngineError::Fetch(f) => match f {
+                F::Offline { .. } | F::Network { .. } | F::NotFound { .. } | F::Http { .. } => {
+                    ErrorKind::Network
+                }
+                F::DiskFull { .. } => ErrorKind::DiskFull,
+                F::ChecksumMismatch { .. } | F::SizeMismatch { .. } => ErrorKind::Checksum,
+                _ => ErrorKind::Download,
+            },
+            EngineError::Panicked(_) | EngineError::WorkerStopped => ErrorKind::Internal,
+            EngineError::Remote { failure, .. } => match failure {
+                crate::remote::RemoteFailure::Unreachable
+                | crate::remote::RemoteFailure::Timeout => ErrorKind::Network,
+                crate::remote::RemoteFailure::Unauthorized => ErrorKind::RemoteUnauthorized,
+                _ => ErrorKind::Remote,
+            },
+            EngineError::Tokenizer(_) | EngineError::Other(_) => ErrorKind::Engine,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         EngineError::Io {
             path: path.into(),

@@ -94,14 +94,20 @@ pub fn prefill(
     let reused = common_prefix(cache.tokens(), prompt).min(prompt.len() - 1);
     cache.truncate(reused);
     let rest = &prompt[reused..];
-    let mut last = None;
-    for chunk in rest.chunks(PREFILL_CHUNK) {
+    // The last token goes through the model on its own, as it does when the rest of the
+    // prompt is already cached: the same prompt then gets the same logits (and a greedy
+    // answer the same text) whatever the cache held before.
+    let (body, last) = rest.split_at(rest.len() - 1);
+    for chunk in body.chunks(PREFILL_CHUNK) {
         if cancel.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
         }
-        last = Some(model.forward_cached(chunk, cache, false)?);
+        model.forward_cached(chunk, cache, false)?;
     }
-    let logits = LanguageModel::to_rows(last.expect("non-empty"))?
+    if cancel.load(Ordering::Relaxed) {
+        return Err(EngineError::Cancelled);
+    }
+    let logits = LanguageModel::to_rows(model.forward_cached(last, cache, false)?)?
         .pop()
         .expect("one row");
     Ok((logits, reused))

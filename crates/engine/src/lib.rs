@@ -16,6 +16,7 @@ pub mod loader;
 pub mod lora;
 pub mod model;
 pub mod perplexity;
+pub mod remote;
 
 pub mod sampler;
 pub mod tasks;
@@ -23,4 +24,4 @@ pub mod tokenizer;
 pub mod weights;
 pub mod worker;
 
-pub use error::{EngineError, Result};
+pub use error::{EngineError, ErrorKind, Result};

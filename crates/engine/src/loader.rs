@@ -31,6 +31,21 @@ pub struct ModelInfo {
     pub memory_bytes: u64,
 }
 
+impl ModelInfo {
+    /// A short identifier for the model, as an API names it: the file's name without
+    /// `.gguf`, or the model folder's name.
+    pub fn id(&self) -> String {
+        let name = if self.path.is_dir() {
+            self.path.file_name()
+        } else {
+            self.path.file_stem()
+        };
+        name.map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| self.name.clone())
+    }
+}
+
 /// The context a memory estimate assumes for the KV cache.
 pub const ESTIMATE_CONTEXT: usize = 2048;
 

@@ -16,7 +16,7 @@ use crate::sampler::SamplerConfig;
 use crate::tasks::autocomplete::{AutocompleteSession, AutocompleteSettings, Completion};
 use crate::tasks::summarize::{Summary, SummaryLength, summarize};
 use crate::tasks::translate::{Translation, translate};
-use crate::tasks::{ChatRunner, TaskProgress};
+use crate::tasks::{ChatModel, ChatRunner, RemoteChat, TaskProgress};
 use crate::{EngineError, Result};
 
 /// How a prompt is given.
@@ -26,6 +26,15 @@ pub enum Prompt {
     Text(String),
     /// A user message rendered through the model's chat template.
     Chat(String),
+    /// A whole conversation rendered through the model's chat template, ending with the
+    /// header of the assistant's turn.
+    Messages(Vec<crate::chat::ChatMessage>),
+    /// Text to fill in between `prefix` and `suffix`: the model's fill-in-the-middle tokens
+    /// where it has them, else the prefix continued as plain text.
+    Infill {
+        prefix: String,
+        suffix: String,
+    },
     Ids(Vec<u32>),
 }
 
@@ -60,6 +69,14 @@ pub enum Request {
     },
     /// Reloads the model with this LoRA adapter merged (or without any, for `None`).
     SetAdapter { adapter: Option<std::path::PathBuf> },
+    /// Uses a remote engine (an OpenAI-compatible server) for every task from now on, or
+    /// the local model again with `None`.
+    UseRemote {
+        endpoint: Option<crate::remote::RemoteEndpoint>,
+    },
+    /// Panics on the worker (tests of how a bug in one request is contained).
+    #[cfg(test)]
+    Panic,
 }
 
 /// The device a model was loaded on.
@@ -85,10 +102,14 @@ pub enum Outcome {
     AdapterSet {
         merged_projections: usize,
     },
+    /// A remote engine answers from now on (`None`: the local model again).
+    RemoteSet {
+        model: Option<crate::remote::RemoteModel>,
+    },
 }
 
 /// Everything a job reports, in order; `Done` or `Error` comes last.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Event {
     Progress {
         stage: String,
@@ -103,7 +124,8 @@ pub enum Event {
         text: String,
     },
     Done(Outcome),
-    Error(String),
+    /// The job failed; the error keeps its kind across the thread boundary.
+    Error(EngineError),
 }
 
 struct Job {
@@ -130,33 +152,33 @@ impl JobHandle {
     /// Waits for the outcome, passing progress and tokens to `on_event`.
     pub async fn finish(mut self, mut on_event: impl FnMut(&Event)) -> Result<Outcome> {
         while let Some(event) = self.events.recv().await {
-            on_event(&event);
-            match event {
-                Event::Done(outcome) => return Ok(outcome),
-                Event::Error(message) if message == EngineError::Cancelled.to_string() => {
-                    return Err(EngineError::Cancelled);
-                }
-                Event::Error(message) => return Err(EngineError::Other(message)),
-                _ => {}
+            if let Some(end) = Self::end(event, &mut on_event) {
+                return end;
             }
         }
-        Err(EngineError::Other("the engine worker stopped".into()))
+        Err(EngineError::WorkerStopped)
     }
 
     /// Blocking version of [`JobHandle::finish`] for synchronous callers.
     pub fn finish_blocking(mut self, mut on_event: impl FnMut(&Event)) -> Result<Outcome> {
         while let Some(event) = self.events.blocking_recv() {
-            on_event(&event);
-            match event {
-                Event::Done(outcome) => return Ok(outcome),
-                Event::Error(message) if message == EngineError::Cancelled.to_string() => {
-                    return Err(EngineError::Cancelled);
-                }
-                Event::Error(message) => return Err(EngineError::Other(message)),
-                _ => {}
+            if let Some(end) = Self::end(event, &mut on_event) {
+                return end;
             }
         }
-        Err(EngineError::Other("the engine worker stopped".into()))
+        Err(EngineError::WorkerStopped)
+    }
+
+    /// The job's result if `event` is its last one; otherwise `on_event` sees it.
+    fn end(event: Event, on_event: &mut impl FnMut(&Event)) -> Option<Result<Outcome>> {
+        match event {
+            Event::Done(outcome) => Some(Ok(outcome)),
+            Event::Error(e) => Some(Err(e)),
+            other => {
+                on_event(&other);
+                None
+            }
+        }
     }
 }
 
@@ -187,9 +209,7 @@ impl EngineHandle {
             events,
         };
         if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
-            let _ = job
-                .events
-                .send(Event::Error("the engine worker stopped".into()));
+            let _ = job.events.send(Event::Error(EngineError::WorkerStopped));
         }
         JobHandle { events: rx, cancel }
     }
@@ -197,6 +217,8 @@ impl EngineHandle {
 
 #[derive(Default)]
 struct Worker {
+    /// When set, every task goes to this server instead of the local model.
+    remote: Option<crate::remote::RemoteEngine>,
     loaded: Option<LoadedModel>,
     cache: Option<KvCache>,
     autocomplete: Option<AutocompleteSession>,
@@ -209,16 +231,21 @@ impl Worker {
     fn run(mut self, jobs: mpsc::Receiver<Job>) {
         while let Ok(job) = jobs.recv() {
             if job.cancel.load(Ordering::Relaxed) {
-                let _ = job
-                    .events
-                    .send(Event::Error(EngineError::Cancelled.to_string()));
+                let _ = job.events.send(Event::Error(EngineError::Cancelled));
                 continue;
             }
             let events = job.events.clone();
-            let result = self.handle(job);
+            // A panic in one request is that request's error: the worker keeps serving. The
+            // KV caches may be half written, so they start afresh; the weights are read-only.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(job)))
+                    .unwrap_or_else(|panic| {
+                        self.reset_caches();
+                        Err(EngineError::Panicked(panic_message(panic.as_ref())))
+                    });
             let _ = events.send(match result {
                 Ok(outcome) => Event::Done(outcome),
-                Err(e) => Event::Error(e.to_string()),
+                Err(e) => Event::Error(e),
             });
         }
     }
@@ -260,16 +287,55 @@ impl Worker {
                 self.loaded = Some(loaded);
                 Ok(outcome)
             }
+            Request::UseRemote { endpoint } => {
+                self.remote = endpoint
+                    .map(crate::remote::RemoteEngine::connect)
+                    .transpose()?;
+                Ok(Outcome::RemoteSet {
+                    model: self.remote.as_ref().map(|r| crate::remote::RemoteModel {
+                        id: r.endpoint().model.clone(),
+                        context: Some(r.context()),
+                    }),
+                })
+            }
+            Request::Generate {
+                prompt,
+                max_tokens,
+                sampler,
+                stop_strings,
+            } if self.remote.is_some() => {
+                let remote = self.remote.as_ref().expect("checked");
+                let limits = crate::remote::AnswerLimits {
+                    max_tokens,
+                    temperature: sampler.temperature,
+                    stop: stop_strings,
+                    repetition_penalty: (sampler.repetition_penalty != 1.0)
+                        .then_some(sampler.repetition_penalty),
+                };
+                let generation = generate_remote(remote, &prompt, &limits, &cancel, &mut |t| {
+                    let _ = events.send(Event::Token(t.to_string()));
+                })?;
+                Ok(Outcome::Generated(generation))
+            }
+            Request::Complete {
+                prefix,
+                suffix,
+                settings,
+            } if self.remote.is_some() => {
+                let remote = self.remote.as_ref().expect("checked");
+                Ok(Outcome::Completed(
+                    crate::tasks::autocomplete::complete_remote(
+                        remote, &prefix, &suffix, &settings, &cancel,
+                    )?,
+                ))
+            }
             Request::Generate {
                 prompt,
                 max_tokens,
                 sampler,
                 stop_strings,
             } => {
-                let loaded = self
-                    .loaded
-                    .as_ref()
-                    .ok_or_else(|| EngineError::Other("no model is loaded".into()))?;
+                let loaded = self.loaded.as_ref().ok_or(EngineError::NoModel)?;
                 let cache = self.cache.as_mut().expect("cache with model");
                 let prompt_ids = prompt_ids(loaded, &prompt)?;
                 let req = GenerateRequest {
@@ -296,10 +362,7 @@ impl Worker {
                 suffix,
                 settings,
             } => {
-                let loaded = self
-                    .loaded
-                    .as_ref()
-                    .ok_or_else(|| EngineError::Other("no model is loaded".into()))?;
+                let loaded = self.loaded.as_ref().ok_or(EngineError::NoModel)?;
                 let session = self
                     .autocomplete
                     .get_or_insert_with(|| AutocompleteSession::new(&loaded.model, &settings));
@@ -320,7 +383,7 @@ impl Worker {
             } => {
                 let mut runner = self.runner(&cancel)?;
                 let summary = summarize(
-                    &mut runner,
+                    runner.as_mut(),
                     &text,
                     length,
                     bullets,
@@ -332,21 +395,31 @@ impl Worker {
                 Ok(Outcome::Summarized(summary))
             }
             Request::SetAdapter { adapter } => {
-                let current = self
-                    .loaded
-                    .take()
-                    .ok_or_else(|| EngineError::Other("no model is loaded".into()))?;
+                // read the adapter before touching the model: a bad one leaves it as it was
+                let adapter = adapter
+                    .as_deref()
+                    .map(crate::lora::Adapter::open)
+                    .transpose()?;
+                let current = self.loaded.take().ok_or(EngineError::NoModel)?;
                 self.cache = None;
                 self.autocomplete = None;
                 let (path, device) = (current.info.path.clone(), current.device.clone());
                 let options = current.options;
                 drop(current);
-                let mut loaded = load_model_with(&path, device, options, &mut |_| {})?;
+                let mut loaded = load_model_with(&path, device.clone(), options, &mut |_| {})?;
                 let merged = match &adapter {
-                    Some(dir) => crate::lora::apply_adapter(
-                        &mut loaded.model,
-                        &crate::lora::Adapter::open(dir)?,
-                    )?,
+                    Some(adapter) => {
+                        match crate::lora::apply_adapter(&mut loaded.model, adapter) {
+                            Ok(n) => n,
+                            Err(e) => {
+                                // the model may hold some of its branches: load it afresh
+                                let plain = load_model_with(&path, device, options, &mut |_| {})?;
+                                self.cache = Some(plain.model.new_cache(SESSION_CONTEXT));
+                                self.loaded = Some(plain);
+                                return Err(e);
+                            }
+                        }
+                    }
                     None => 0,
                 };
                 self.cache = Some(loaded.model.new_cache(SESSION_CONTEXT));
@@ -355,10 +428,12 @@ impl Worker {
                     merged_projections: merged,
                 })
             }
+            #[cfg(test)]
+            Request::Panic => panic!("a test panic"),
             Request::Translate { text, to, from } => {
                 let mut runner = self.runner(&cancel)?;
                 let translation = translate(
-                    &mut runner,
+                    runner.as_mut(),
                     &text,
                     &to,
                     from.as_deref(),
@@ -377,6 +452,72 @@ impl Worker {
     }
 }
 
+/// A generation from a remote engine: text prompts through `/completions` (with the
+/// suffix, for an infill), chat prompts through `/chat/completions`.
+fn generate_remote(
+    remote: &crate::remote::RemoteEngine,
+    prompt: &Prompt,
+    limits: &crate::remote::AnswerLimits,
+    cancel: &AtomicBool,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Generation> {
+    let started = std::time::Instant::now();
+    let mut first = None;
+    let mut on_piece = |t: &str| {
+        first.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1e3);
+        on_text(t);
+        true
+    };
+    let answer = match prompt {
+        Prompt::Text(text) => remote.complete(text, None, limits, cancel, &mut on_piece)?,
+        Prompt::Infill { prefix, suffix } => {
+            remote.complete(prefix, Some(suffix), limits, cancel, &mut on_piece)?
+        }
+        Prompt::Chat(message) => {
+            let messages = [crate::chat::ChatMessage {
+                role: "user".into(),
+                content: message.clone(),
+            }];
+            remote.chat(&messages, limits, cancel, &mut on_piece)?
+        }
+        Prompt::Messages(messages) => remote.chat(messages, limits, cancel, &mut on_piece)?,
+        Prompt::Ids(_) => {
+            return Err(EngineError::InvalidRequest(
+                "a remote engine takes text, not token ids".into(),
+            ));
+        }
+    };
+    let total_ms = started.elapsed().as_secs_f64() * 1e3;
+    let ttft_ms = first.unwrap_or(total_ms);
+    let stop = match answer.finish_reason.as_deref() {
+        Some("length") => crate::generate::StopReason::MaxTokens,
+        _ => crate::generate::StopReason::StopToken,
+    };
+    let generated = answer.completion_tokens.unwrap_or(0);
+    Ok(Generation {
+        text: answer.text,
+        tokens: Vec::new(),
+        stop,
+        stats: crate::generate::GenerationStats {
+            generated_tokens: generated,
+            ttft_ms,
+            decode_ms: total_ms - ttft_ms,
+            decode_tok_s: generated.saturating_sub(1) as f64
+                / ((total_ms - ttft_ms) / 1e3).max(1e-9),
+            ..Default::default()
+        },
+    })
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 fn send_progress(events: &UnboundedSender<Event>, p: &TaskProgress) {
     let _ = events.send(Event::Progress {
         stage: p.stage.to_string(),
@@ -386,12 +527,23 @@ fn send_progress(events: &UnboundedSender<Event>, p: &TaskProgress) {
 }
 
 impl Worker {
-    fn runner<'a>(&'a mut self, cancel: &'a AtomicBool) -> Result<ChatRunner<'a>> {
-        let loaded = self
+    /// Fresh KV caches for the loaded model (after a request failed midway).
+    fn reset_caches(&mut self) {
+        self.autocomplete = None;
+        self.cache = self
             .loaded
             .as_ref()
-            .ok_or_else(|| EngineError::Other("no model is loaded".into()))?;
-        Ok(ChatRunner {
+            .map(|l| l.model.new_cache(SESSION_CONTEXT));
+    }
+
+    /// The model the chat tasks talk to: the remote engine when one is set, else the
+    /// local model through its template.
+    fn runner<'a>(&'a mut self, cancel: &'a AtomicBool) -> Result<Box<dyn ChatModel + 'a>> {
+        if let Some(remote) = &self.remote {
+            return Ok(Box::new(RemoteChat { remote, cancel }));
+        }
+        let loaded = self.loaded.as_ref().ok_or(EngineError::NoModel)?;
+        Ok(Box::new(ChatRunner {
             model: &loaded.model,
             tokenizer: loaded.tokenizer()?,
             template: loaded
@@ -400,29 +552,130 @@ impl Worker {
                 .unwrap_or_else(crate::chat::ChatTemplate::fallback_chatml),
             cache: self.cache.as_mut().expect("cache with model"),
             cancel,
-        })
+        }))
     }
 }
 
-/// Token ids of a prompt: plain text (BOS added when the tokenizer wants it), a chat message
-/// through the model's template (ChatML when the model has none), or ids as given.
+/// Token ids of a prompt: plain text (BOS added when the tokenizer wants it), chat messages
+/// through the model's template (ChatML when the model has none), a fill-in-the-middle
+/// prompt, or ids as given.
 pub fn prompt_ids(loaded: &LoadedModel, prompt: &Prompt) -> Result<Vec<u32>> {
+    let tokenizer = loaded.tokenizer()?;
     match prompt {
         Prompt::Ids(ids) => Ok(ids.clone()),
-        Prompt::Text(text) => loaded.tokenizer()?.encode_with_bos(text, false),
-        Prompt::Chat(message) => {
+        Prompt::Text(text) => tokenizer.encode_with_bos(text, false),
+        Prompt::Infill { prefix, suffix } => match tokenizer.fim_tokens() {
+            Some(fim) if !suffix.is_empty() => {
+                let mut ids = vec![fim.prefix];
+                ids.extend(tokenizer.encode(prefix, false)?);
+                ids.push(fim.suffix);
+                ids.extend(tokenizer.encode(suffix, false)?);
+                ids.push(fim.middle);
+                Ok(ids)
+            }
+            _ => tokenizer.encode_with_bos(prefix, false),
+        },
+        Prompt::Chat(message) => prompt_ids(
+            loaded,
+            &Prompt::Messages(vec![crate::chat::ChatMessage {
+                role: "user".into(),
+                content: message.clone(),
+            }]),
+        ),
+        Prompt::Messages(messages) => {
             let template = loaded
                 .chat_template
                 .clone()
                 .unwrap_or_else(crate::chat::ChatTemplate::fallback_chatml);
-            let rendered = template.render(
-                &[crate::chat::ChatMessage {
-                    role: "user".into(),
-                    content: message.clone(),
-                }],
-                true,
-            )?;
-            loaded.tokenizer()?.encode(&rendered, true)
+            let rendered = template.render(messages, true)?;
+            tokenizer.encode(&rendered, true)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    /// The default model (installed by `make setup`).
+    fn default_model() -> Request {
+        Request::Load {
+            model: None,
+            device: DeviceChoice::Cpu,
+            options: LoadOptions::default(),
+        }
+    }
+
+    fn generate(ids: Vec<u32>) -> Request {
+        Request::Generate {
+            prompt: Prompt::Ids(ids),
+            max_tokens: 3,
+            sampler: SamplerConfig::default(),
+            stop_strings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn errors_keep_their_kind_across_the_worker() {
+        let engine = EngineHandle::spawn();
+        let err = engine.submit(generate(vec![1, 2])).finish_blocking(|_| {});
+        assert_eq!(err.unwrap_err().kind(), ErrorKind::NoModel);
+        engine
+            .submit(default_model())
+            .finish_blocking(|_| {})
+            .unwrap();
+        let err = engine
+            .submit(generate(vec![1, 1 << 30]))
+            .finish_blocking(|_| {});
+        let err = err.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+        assert!(err.to_string().contains("outside the vocabulary"), "{err}");
+        let job = engine.submit(generate(vec![1, 2]));
+        job.cancel();
+        let err = job.finish_blocking(|_| {}).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Cancelled);
+    }
+
+    #[test]
+    fn a_panicking_request_is_an_error_and_the_worker_keeps_serving() {
+        let engine = EngineHandle::spawn();
+        engine
+            .submit(default_model())
+            .finish_blocking(|_| {})
+            .unwrap();
+        let err = engine
+            .submit(Request::Panic)
+            .finish_blocking(|_| {})
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Internal);
+        assert!(err.to_string().contains("a test panic"), "{err}");
+        let outcome = engine
+            .submit(generate(vec![1, 2, 3]))
+            .finish_blocking(|_| {});
+        let Ok(Outcome::Generated(generation)) = outcome else {
+            panic!("the worker no longer generates: {outcome:?}")
+        };
+        assert!(!generation.tokens.is_empty() && generation.tokens.len() <= 3);
+    }
+
+    #[test]
+    fn a_bad_adapter_leaves_the_model_loaded() {
+        let engine = EngineHandle::spawn();
+        engine
+            .submit(default_model())
+            .finish_blocking(|_| {})
+            .unwrap();
+        let missing = std::env::temp_dir().join("penwright-no-such-adapter");
+        let err = engine
+            .submit(Request::SetAdapter {
+                adapter: Some(missing),
+            })
+            .finish_blocking(|_| {});
+        assert!(err.is_err());
+        let outcome = engine
+            .submit(generate(vec![1, 2, 3]))
+            .finish_blocking(|_| {});
+        assert!(matches!(outcome, Ok(Outcome::Generated(_))), "{outcome:?}");
     }
 }

@@ -130,7 +130,7 @@ impl LanguageModel {
         }
         let vocab = self.config.vocab_size;
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(EngineError::Other(format!(
+            return Err(EngineError::InvalidRequest(format!(
                 "token id {bad} is outside the vocabulary (size {vocab})"
             )));
         }

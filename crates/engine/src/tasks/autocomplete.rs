@@ -338,16 +338,7 @@ impl AutocompleteSession {
         } else {
             text.clone()
         };
-        let (mut completion, _) = apply_stop_policy(&visible, settings);
-        completion = cut_suffix_repeat(&completion, suffix);
-        completion = drop_repeated_words(prefix, &completion);
-        if prefix.ends_with(char::is_whitespace) {
-            completion = completion.trim_start().to_string();
-        }
-        // nothing to suggest that is only whitespace
-        if completion.trim().is_empty() {
-            completion.clear();
-        }
+        let completion = finish_suggestion(prefix, suffix, &visible, settings);
         // The completion tokens after the prompt stay cached: typing the suggestion through
         // reuses them.
         Ok(Completion {
@@ -358,6 +349,74 @@ impl AutocompleteSession {
             prefilled_tokens: prompt.len() - reused,
         })
     }
+}
+
+/// The suggestion a model's raw continuation gives: cut by the stop policy, without what
+/// repeats the text after the cursor or the words just before it, no leading space after
+/// a space, nothing if only whitespace is left.
+fn finish_suggestion(
+    prefix: &str,
+    suffix: &str,
+    continuation: &str,
+    settings: &AutocompleteSettings,
+) -> String {
+    let (mut completion, _) = apply_stop_policy(continuation, settings);
+    completion = cut_suffix_repeat(&completion, suffix);
+    completion = drop_repeated_words(prefix, &completion);
+    if prefix.ends_with(char::is_whitespace) {
+        completion = completion.trim_start().to_string();
+    }
+    if completion.trim().is_empty() {
+        completion.clear();
+    }
+    completion
+}
+
+/// Autocomplete from a remote engine: the window before the cursor goes as the prompt (and
+/// the text after it as `suffix` with [`AutocompleteSettings::use_fim`]), streamed; the
+/// stream is dropped as soon as the stop policy is met. The same stop policy and seam rules
+/// as for the local model apply to the remote text.
+pub fn complete_remote(
+    remote: &crate::remote::RemoteEngine,
+    prefix: &str,
+    suffix: &str,
+    settings: &AutocompleteSettings,
+    cancel: &AtomicBool,
+) -> Result<Completion> {
+    let started = Instant::now();
+    let window = &prefix[context_start(prefix, settings.max_context_tokens * 4)..];
+    let mut ttft_ms = 0.0;
+    if !window.trim().is_empty() {
+        let mut text = String::new();
+        let answer = remote.complete(
+            window,
+            settings.use_fim.then_some(suffix),
+            &crate::remote::AnswerLimits::greedy(settings.max_tokens),
+            cancel,
+            &mut |piece| {
+                if text.is_empty() {
+                    ttft_ms = started.elapsed().as_secs_f64() * 1e3;
+                }
+                text.push_str(piece);
+                !apply_stop_policy(&text, settings).1
+            },
+        )?;
+        let completion = finish_suggestion(prefix, suffix, &answer.text, settings);
+        return Ok(Completion {
+            completion,
+            ttft_ms,
+            total_ms: started.elapsed().as_secs_f64() * 1e3,
+            reused_tokens: 0,
+            prefilled_tokens: 0,
+        });
+    }
+    Ok(Completion {
+        completion: String::new(),
+        ttft_ms,
+        total_ms: 0.0,
+        reused_tokens: 0,
+        prefilled_tokens: 0,
+    })
 }
 
 #[cfg(test)]

@@ -23,6 +23,72 @@ pub struct TaskProgress {
     pub total: usize,
 }
 
+/// A model a task talks to in chat turns: the local model through its template
+/// ([`ChatRunner`]) or a remote engine ([`RemoteChat`]).
+pub trait ChatModel {
+    /// Token count of a text (estimated where the tokenizer is not at hand).
+    fn count(&self, text: &str) -> usize;
+    /// Positions in the context for prompt + answer.
+    fn context(&self) -> usize;
+    /// One exchange: system + user message → the answer, streamed to `on_text`.
+    fn ask(
+        &mut self,
+        system: &str,
+        user: &str,
+        max_tokens: usize,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<String>;
+}
+
+/// A remote engine in chat turns.
+pub struct RemoteChat<'a> {
+    pub remote: &'a crate::remote::RemoteEngine,
+    pub cancel: &'a AtomicBool,
+}
+
+impl ChatModel for RemoteChat<'_> {
+    fn count(&self, text: &str) -> usize {
+        // no tokenizer for a remote model: about 3 bytes a token (English is ~4), so
+        // chunks stay inside its context
+        text.len().div_ceil(3)
+    }
+
+    fn context(&self) -> usize {
+        self.remote.context()
+    }
+
+    fn ask(
+        &mut self,
+        system: &str,
+        user: &str,
+        max_tokens: usize,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<String> {
+        let messages = [
+            ChatMessage {
+                role: "system".into(),
+                content: system.into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: user.into(),
+            },
+        ];
+        // as the local model is asked (see ChatRunner::ask)
+        let limits = crate::remote::AnswerLimits {
+            repetition_penalty: Some(1.1),
+            ..crate::remote::AnswerLimits::greedy(max_tokens)
+        };
+        let answer = self
+            .remote
+            .chat(&messages, &limits, self.cancel, &mut |t| {
+                on_text(t);
+                true
+            })?;
+        Ok(answer.text.trim().to_string())
+    }
+}
+
 /// What a task needs to talk to the model through its chat template.
 pub struct ChatRunner<'a> {
     pub model: &'a LanguageModel,
@@ -32,21 +98,21 @@ pub struct ChatRunner<'a> {
     pub cancel: &'a AtomicBool,
 }
 
-impl ChatRunner<'_> {
+impl ChatModel for ChatRunner<'_> {
     /// Token count of a text (no special tokens).
-    pub fn count(&self, text: &str) -> usize {
+    fn count(&self, text: &str) -> usize {
         self.tokenizer
             .encode(text, false)
             .map_or(text.len() / 3, |t| t.len())
     }
 
     /// Positions left in the context for prompt + answer.
-    pub fn context(&self) -> usize {
+    fn context(&self) -> usize {
         self.cache.capacity()
     }
 
     /// One exchange: system + user message → the assistant's answer, streamed to `on_text`.
-    pub fn ask(
+    fn ask(
         &mut self,
         system: &str,
         user: &str,

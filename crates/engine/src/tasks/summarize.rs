@@ -4,7 +4,7 @@
 //! of the document is dropped; only the final stage streams.
 
 use super::chunking::chunk_ranges;
-use super::{ChatRunner, TaskProgress};
+use super::{ChatModel, TaskProgress};
 use crate::{EngineError, Result};
 
 /// How long the summary should be.
@@ -67,7 +67,7 @@ fn instruction(words: usize, bullets: bool) -> String {
 
 /// Summarizes `text`. Progress per chunk; tokens of the final stage go to `on_text`.
 pub fn summarize(
-    runner: &mut ChatRunner<'_>,
+    runner: &mut dyn ChatModel,
     text: &str,
     length: SummaryLength,
     bullets: bool,

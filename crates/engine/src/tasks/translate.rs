@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
-use super::{ChatRunner, TaskProgress};
+use super::{ChatModel, TaskProgress};
 use crate::{EngineError, Result};
 
 fn options() -> Options {
@@ -135,7 +135,7 @@ fn fit(source: &str, translated: &str) -> String {
 /// Translates `markdown` into `to` (from `from`, or whatever language it is in), block by
 /// block; `on_block(index, total, translated block text)`.
 pub fn translate(
-    runner: &mut ChatRunner<'_>,
+    runner: &mut dyn ChatModel,
     markdown: &str,
     to: &str,
     from: Option<&str>,

@@ -1,0 +1,609 @@
+//! A remote engine: any OpenAI-compatible server (vLLM, Ollama, llama-server, LM Studio,
+//! another `penwright serve`) used in place of the local model. Requests are streamed
+//! (server-sent events) so a task can be cancelled between two pieces of text: the
+//! connection is dropped and the server stops generating.
+//!
+//! Every failure is one [`EngineError::Remote`] naming the server and what went wrong:
+//! unreachable, timed out, key refused, unknown model, busy (after honouring `Retry-After`
+//! once), a server error, or an answer that is not what the API promises.
+
+use std::io::{BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::chat::ChatMessage;
+use crate::{EngineError, Result};
+
+/// Where a remote engine is and which of its models to use.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteEndpoint {
+    /// The API's base, including `/v1` (`http://localhost:11434/v1`).
+    pub base_url: String,
+    pub model: String,
+    /// Bearer key; never serialized (the app keeps it in the OS keyring).
+    #[serde(skip)]
+    pub api_key: Option<String>,
+}
+
+/// What went wrong talking to a remote engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteFailure {
+    Unreachable,
+    Timeout,
+    /// 401 / 403: the key is missing or wrong.
+    Unauthorized,
+    /// 404: no such model (or no such API at that address).
+    NotFound,
+    /// 429, still after waiting as `Retry-After` asked.
+    Busy,
+    /// A 4xx the server explains in its error JSON.
+    Rejected,
+    /// 5xx.
+    ServerError,
+    /// Not JSON, not the API's shape, or a stream cut short.
+    BadResponse,
+}
+
+/// A model a remote server lists.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteModel {
+    pub id: String,
+    /// The context the server states for it (`max_model_len`, `context_length`,
+    /// `context_window`), if it states one.
+    pub context: Option<usize>,
+}
+
+/// How a streamed answer ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteAnswer {
+    pub text: String,
+    /// OpenAI's `finish_reason` (`stop`, `length`, ...), when the server gave one.
+    pub finish_reason: Option<String>,
+    pub completion_tokens: Option<usize>,
+}
+
+/// How long and how random an answer may be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnswerLimits {
+    pub max_tokens: usize,
+    /// 0 = greedy.
+    pub temperature: f32,
+    /// The answer ends before any of these.
+    pub stop: Vec<String>,
+    /// Above 1 discourages repeating tokens; sent as `repetition_penalty` (vLLM, Penwright)
+    /// and `repeat_penalty` (llama.cpp) when set, extensions local servers take.
+    pub repetition_penalty: Option<f32>,
+}
+
+impl AnswerLimits {
+    /// Greedy, at most `max_tokens`.
+    pub fn greedy(max_tokens: usize) -> Self {
+        AnswerLimits {
+            max_tokens,
+            temperature: 0.0,
+            stop: Vec::new(),
+            repetition_penalty: None,
+        }
+    }
+
+    fn apply(&self, body: &mut Value) {
+        body["max_tokens"] = json!(self.max_tokens);
+        body["temperature"] = json!(self.temperature);
+        if !self.stop.is_empty() {
+            body["stop"] = json!(self.stop);
+        }
+        if let Some(p) = self.repetition_penalty {
+            body["repetition_penalty"] = json!(p);
+            body["repeat_penalty"] = json!(p);
+        }
+    }
+}
+
+/// The context assumed when the server does not state one.
+pub const DEFAULT_REMOTE_CONTEXT: usize = 4096;
+/// The longest wait a `Retry-After` is honoured for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+pub struct RemoteEngine {
+    endpoint: RemoteEndpoint,
+    agent: ureq::Agent,
+    context: usize,
+}
+
+impl std::fmt::Debug for RemoteEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteEngine")
+            .field("base_url", &self.endpoint.base_url)
+            .field("model", &self.endpoint.model)
+            .field("context", &self.context)
+            .finish()
+    }
+}
+
+fn agent() -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(10)))
+        // a token at least this often (servers send keep-alive comments while queueing)
+        .timeout_recv_response(Some(Duration::from_secs(120)))
+        .timeout_recv_body(Some(Duration::from_secs(120)))
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
+fn remote_error(server: &str, failure: RemoteFailure, message: impl Into<String>) -> EngineError {
+    EngineError::Remote {
+        server: server.to_string(),
+        failure,
+        message: message.into(),
+    }
+}
+
+/// The base URL without a trailing slash.
+fn base(url: &str) -> &str {
+    url.trim_end_matches('/')
+}
+
+/// Lists the models of the server at `base_url`.
+pub fn list_models(base_url: &str, api_key: Option<&str>) -> Result<Vec<RemoteModel>> {
+    let agent = agent();
+    let url = format!("{}/models", base(base_url));
+    let mut request = agent.get(&url);
+    if let Some(key) = api_key {
+        request = request.header("Authorization", format!("Bearer {key}"));
+    }
+    let response = request.call().map_err(|e| transport_error(base_url, e))?;
+    let body = read_ok(base_url, response)?;
+    let value: Value = serde_json::from_str(&body).map_err(|e| {
+        remote_error(
+            base_url,
+            RemoteFailure::BadResponse,
+            format!("GET /models did not answer JSON: {e}"),
+        )
+    })?;
+    let data = value["data"].as_array().ok_or_else(|| {
+        remote_error(
+            base_url,
+            RemoteFailure::BadResponse,
+            "GET /models answered without a `data` list",
+        )
+    })?;
+    Ok(data
+        .iter()
+        .filter_map(|m| {
+            let id = m["id"].as_str()?.to_string();
+            let context = ["max_model_len", "context_length", "context_window"]
+                .iter()
+                .find_map(|k| m[*k].as_u64())
+                .map(|n| n as usize);
+            Some(RemoteModel { id, context })
+        })
+        .collect())
+}
+
+fn transport_error(server: &str, e: ureq::Error) -> EngineError {
+    match e {
+        ureq::Error::Timeout(t) => {
+            remote_error(server, RemoteFailure::Timeout, format!("timed out ({t})"))
+        }
+        ureq::Error::HostNotFound => remote_error(
+            server,
+            RemoteFailure::Unreachable,
+            "the host name does not resolve",
+        ),
+        ureq::Error::ConnectionFailed => {
+            remote_error(server, RemoteFailure::Unreachable, "the connection failed")
+        }
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => remote_error(
+            server,
+            RemoteFailure::Unreachable,
+            "nothing is listening there (connection refused)",
+        ),
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            remote_error(server, RemoteFailure::Timeout, io.to_string())
+        }
+        other => remote_error(server, RemoteFailure::Unreachable, other.to_string()),
+    }
+}
+
+/// The body of a 2xx answer; anything else as its [`RemoteFailure`], with the server's own
+/// message from OpenAI's error JSON where it sent one.
+fn read_ok(server: &str, response: ureq::http::Response<ureq::Body>) -> Result<String> {
+    let status = response.status().as_u16();
+    let mut body = String::new();
+    let _ = response
+        .into_body()
+        .into_reader()
+        .take(1 << 20)
+        .read_to_string(&mut body);
+    if (200..300).contains(&status) {
+        return Ok(body);
+    }
+    Err(status_error(server, status, &body))
+}
+
+fn status_error(server: &str, status: u16, body: &str) -> EngineError {
+    let said = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v["error"]["message"]
+                .as_str()
+                .or(v["error"].as_str())
+                .or(v["message"].as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    let failure = match status {
+        401 | 403 => RemoteFailure::Unauthorized,
+        404 => RemoteFailure::NotFound,
+        429 => RemoteFailure::Busy,
+        500..=599 => RemoteFailure::ServerError,
+        _ => RemoteFailure::Rejected,
+    };
+    remote_error(server, failure, format!("HTTP {status}: {said}"))
+}
+
+impl RemoteEngine {
+    /// Checks that the server answers and lists `endpoint.model`; learns its context.
+    pub fn connect(endpoint: RemoteEndpoint) -> Result<Self> {
+        let models = list_models(&endpoint.base_url, endpoint.api_key.as_deref())?;
+        let Some(model) = models.iter().find(|m| m.id == endpoint.model) else {
+            let names: Vec<&str> = models.iter().map(|m| m.id.as_str()).collect();
+            return Err(remote_error(
+                &endpoint.base_url,
+                RemoteFailure::NotFound,
+                format!(
+                    "the server has no model `{}`; it lists: {}",
+                    endpoint.model,
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            ));
+        };
+        let context = model.context.unwrap_or(DEFAULT_REMOTE_CONTEXT);
+        Ok(RemoteEngine {
+            endpoint,
+            agent: agent(),
+            context,
+        })
+    }
+
+    pub fn endpoint(&self) -> &RemoteEndpoint {
+        &self.endpoint
+    }
+
+    /// Prompt + answer the remote model holds, in tokens.
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    /// Streams `POST {base}/{path}` with `body`; `on_chunk` gets each event's JSON. Ends at
+    /// `[DONE]` (or the stream's end); a cancel drops the connection.
+    fn stream(
+        &self,
+        path: &str,
+        mut body: Value,
+        cancel: &AtomicBool,
+        on_chunk: &mut dyn FnMut(&Value) -> Result<()>,
+    ) -> Result<()> {
+        let server = self.endpoint.base_url.as_str();
+        body["stream"] = json!(true);
+        body["model"] = json!(self.endpoint.model);
+        let payload = body.to_string();
+        let url = format!("{}/{path}", base(server));
+        let mut retried = false;
+        let response = loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(EngineError::Cancelled);
+            }
+            let mut request = self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .header("Accept", "text/event-stream");
+            if let Some(key) = &self.endpoint.api_key {
+                request = request.header("Authorization", format!("Bearer {key}"));
+            }
+            let response = request
+                .send(payload.as_str())
+                .map_err(|e| transport_error(server, e))?;
+            if response.status().as_u16() == 429 && !retried {
+                let wait = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(Duration::from_secs(1), Duration::from_secs);
+                if wait <= MAX_RETRY_AFTER {
+                    retried = true;
+                    sleep_unless_cancelled(wait, cancel)?;
+                    continue;
+                }
+            }
+            break response;
+        };
+        if !response.status().is_success() {
+            return Err(read_ok(server, response).expect_err("not a 2xx answer"));
+        }
+        let reader = BufReader::new(response.into_body().into_reader());
+        let mut events = SseEvents::new(reader);
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                // dropping the reader closes the connection: the server stops generating
+                return Err(EngineError::Cancelled);
+            }
+            let Some(data) = events.next_data().map_err(|e| {
+                remote_error(
+                    server,
+                    RemoteFailure::BadResponse,
+                    format!("the stream broke off: {e}"),
+                )
+            })?
+            else {
+                return Err(remote_error(
+                    server,
+                    RemoteFailure::BadResponse,
+                    "the stream ended without [DONE]",
+                ));
+            };
+            if data.trim() == "[DONE]" {
+                return Ok(());
+            }
+            let chunk: Value = serde_json::from_str(&data).map_err(|e| {
+                remote_error(
+                    server,
+                    RemoteFailure::BadResponse,
+                    format!("a streamed event is not JSON ({e}): {}", preview(&data)),
+                )
+            })?;
+            if let Some(error) = chunk.get("error") {
+                let message = error["message"].as_str().unwrap_or("an error").to_string();
+                return Err(remote_error(server, RemoteFailure::ServerError, message));
+            }
+            on_chunk(&chunk)?;
+        }
+    }
+
+    /// Continues `prompt` (with `suffix` after the cursor, for servers that fill in the
+    /// middle) through `/completions`; `on_text` gets each piece.
+    pub fn complete(
+        &self,
+        prompt: &str,
+        suffix: Option<&str>,
+        limits: &AnswerLimits,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<RemoteAnswer> {
+        let mut body = json!({ "prompt": prompt });
+        limits.apply(&mut body);
+        if let Some(suffix) = suffix.filter(|s| !s.is_empty()) {
+            body["suffix"] = json!(suffix);
+        }
+        self.collect(
+            "completions",
+            body,
+            cancel,
+            &|choice| choice["text"].as_str().map(str::to_string),
+            on_text,
+        )
+    }
+
+    /// One chat exchange through `/chat/completions`; `on_text` gets each piece.
+    pub fn chat(
+        &self,
+        messages: &[ChatMessage],
+        limits: &AnswerLimits,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<RemoteAnswer> {
+        let mut body = json!({
+            "messages": messages,
+            "stream_options": {"include_usage": true},
+        });
+        limits.apply(&mut body);
+        self.collect(
+            "chat/completions",
+            body,
+            cancel,
+            &|choice| choice["delta"]["content"].as_str().map(str::to_string),
+            on_text,
+        )
+    }
+
+    /// Streams and gathers an answer. `on_text` returning false stops the stream early
+    /// (the text so far is the answer).
+    fn collect(
+        &self,
+        path: &str,
+        body: Value,
+        cancel: &AtomicBool,
+        piece_of: &dyn Fn(&Value) -> Option<String>,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<RemoteAnswer> {
+        let mut answer = RemoteAnswer {
+            text: String::new(),
+            finish_reason: None,
+            completion_tokens: None,
+        };
+        let stop_early = AtomicBool::new(false);
+        let result = self.stream(path, body, cancel, &mut |chunk| {
+            if let Some(n) = chunk["usage"]["completion_tokens"].as_u64() {
+                answer.completion_tokens = Some(n as usize);
+            }
+            let Some(choice) = chunk["choices"].get(0) else {
+                return Ok(());
+            };
+            if let Some(piece) = piece_of(choice)
+                && !piece.is_empty()
+            {
+                answer.text.push_str(&piece);
+                if !on_text(&piece) {
+                    stop_early.store(true, Ordering::Relaxed);
+                    return Err(EngineError::Cancelled);
+                }
+            }
+            if let Some(reason) = choice["finish_reason"].as_str() {
+                answer.finish_reason = Some(reason.to_string());
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(answer),
+            Err(EngineError::Cancelled) if stop_early.load(Ordering::Relaxed) => Ok(answer),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn sleep_unless_cancelled(wait: Duration, cancel: &AtomicBool) -> Result<()> {
+    let until = Instant::now() + wait;
+    while Instant::now() < until {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn preview(text: &str) -> String {
+    text.chars().take(120).collect()
+}
+
+/// The `data` of each server-sent event (the fields the OpenAI API uses; comments and
+/// other fields are skipped), as the WHATWG event-stream format defines them.
+struct SseEvents<R> {
+    reader: R,
+    line: String,
+}
+
+/// The longest event accepted (a hostile server cannot make us buffer without end).
+const MAX_EVENT_BYTES: usize = 4 << 20;
+
+impl<R: BufRead> SseEvents<R> {
+    fn new(reader: R) -> Self {
+        SseEvents {
+            reader,
+            line: String::new(),
+        }
+    }
+
+    /// The next event's data; `None` at the end of the stream.
+    fn next_data(&mut self) -> std::io::Result<Option<String>> {
+        let mut data: Option<String> = None;
+        loop {
+            self.line.clear();
+            let n = (&mut self.reader)
+                .take(MAX_EVENT_BYTES as u64)
+                .read_line(&mut self.line)?;
+            if n == 0 {
+                return Ok(data);
+            }
+            let line = self.line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if data.is_some() {
+                    return Ok(data);
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            if field == "data" {
+                let d = data.get_or_insert_with(String::new);
+                if !d.is_empty() {
+                    d.push('\n');
+                }
+                if d.len() + value.len() > MAX_EVENT_BYTES {
+                    return Err(std::io::Error::other("an event over 4 MiB"));
+                }
+                d.push_str(value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(text: &str) -> Vec<String> {
+        let mut sse = SseEvents::new(text.as_bytes());
+        let mut out = Vec::new();
+        while let Some(d) = sse.next_data().unwrap() {
+            out.push(d);
+        }
+        out
+    }
+
+    #[test]
+    fn server_sent_events_are_split_as_the_format_says() {
+        assert_eq!(
+            events(
+                "data: {\"a\":1}\n\n: keep-alive\n\ndata:b\r\ndata: c\r\n\r\nevent: x\ndata: [DONE]\n\n"
+            ),
+            vec!["{\"a\":1}", "b\nc", "[DONE]"]
+        );
+        // a stream cut in the middle of an event still yields what it has
+        assert_eq!(events("data: x"), vec!["x"]);
+        assert!(events("").is_empty());
+    }
+
+    #[test]
+    fn status_codes_become_failures_with_the_servers_message() {
+        let e = status_error("http://h/v1", 401, r#"{"error":{"message":"bad key"}}"#);
+        let EngineError::Remote {
+            failure, message, ..
+        } = &e
+        else {
+            panic!("{e}")
+        };
+        assert_eq!(*failure, RemoteFailure::Unauthorized);
+        assert!(message.contains("bad key"), "{message}");
+        for (status, failure) in [
+            (404, RemoteFailure::NotFound),
+            (429, RemoteFailure::Busy),
+            (503, RemoteFailure::ServerError),
+            (422, RemoteFailure::Rejected),
+        ] {
+            let e = status_error("s", status, "<html>oops</html>");
+            assert!(
+                matches!(e, EngineError::Remote { failure: f, .. } if f == failure),
+                "{status}: {e}"
+            );
+            assert!(e.to_string().contains("oops"));
+        }
+    }
+
+    #[test]
+    fn an_unreachable_server_is_named() {
+        // a port nothing listens on
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = list_models(&format!("http://127.0.0.1:{port}/v1"), None).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                EngineError::Remote {
+                    failure: RemoteFailure::Unreachable,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains(&port.to_string()), "{e}");
+    }
+}

@@ -1,0 +1,265 @@
+//! `penwright serve` on the real default model, driven by the official `openai` Python client
+//! (installed by `make setup` into Penwright's Python environment).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use penwright_e2e::{binary, default_model, python_with, repo_root};
+
+/// A `penwright serve` process, killed when dropped.
+struct Server {
+    child: Child,
+    base_url: String,
+    model_id: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(args: &[&str]) -> Server {
+    let child = Command::new(binary("penwright"))
+        .args(["serve", "--device", "cpu", "--port", "0"])
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start penwright serve");
+    let mut server = Server {
+        child,
+        base_url: String::new(),
+        model_id: String::new(),
+    };
+    let stderr = server.child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[serve] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("penwright serve printed no address within 120 s");
+        // "penwright: serving MODEL at http://127.0.0.1:PORT/v1 (Ctrl-C stops)"
+        if let Some(rest) = line.strip_prefix("penwright: serving ") {
+            let (model_id, rest) = rest.split_once(" at ").expect("serving X at URL");
+            server.base_url = rest.split_whitespace().next().expect("URL").to_string();
+            server.model_id = model_id.to_string();
+            return server;
+        }
+    }
+}
+
+#[test]
+fn the_openai_client_drives_penwright_serve() {
+    default_model();
+    let python = python_with("openai");
+    let mut server = start_server(&["--api-key", "test-key-123", "--max-tokens", "512"]);
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/openai/client_checks.py"))
+        .args([&server.base_url, "test-key-123", &server.model_id])
+        .output()
+        .expect("run the openai client checks");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "openai client checks failed:\n{stdout}"
+    );
+    let seen: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a JSON line")).unwrap();
+    eprintln!("{seen}");
+    assert_eq!(seen["cancelled"], 1);
+    // the server outlived every bad request
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server exited"
+    );
+}
+
+#[test]
+fn serve_refuses_a_network_address_without_a_key() {
+    let out = Command::new(binary("penwright"))
+        .args(["serve", "--host", "0.0.0.0", "--port", "0"])
+        .env_remove("PENWRIGHT_API_KEY")
+        .output()
+        .expect("run penwright serve");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to serve on 0.0.0.0 without a key"),
+        "{stderr}"
+    );
+}
+
+/// `penwright` with `--endpoint` against a server: the same JSON as with a local model.
+fn remote(server: &Server, key: &str, args: &[&str]) -> std::process::Output {
+    Command::new(binary("penwright"))
+        .args(args)
+        .args(["--endpoint", &server.base_url])
+        .args(["--remote-model", &server.model_id])
+        .env("PENWRIGHT_API_KEY", key)
+        .output()
+        .expect("run penwright")
+}
+
+fn last_json(out: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().expect("a JSON line")).unwrap()
+}
+
+fn server_stats(server: &Server, key: &str) -> serde_json::Value {
+    let url = server.base_url.trim_end_matches("/v1").to_string() + "/penwright/stats";
+    let body = ureq::get(&url)
+        .header("Authorization", format!("Bearer {key}"))
+        .call()
+        .expect("stats")
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn the_cli_uses_penwright_serve_as_a_remote_engine() {
+    default_model();
+    let key = "remote-key-456";
+    let server = start_server(&["--api-key", key]);
+
+    let out = remote(
+        &server,
+        key,
+        &[
+            "complete",
+            "--prefix",
+            "The quick brown fox jumps over the",
+            "--json",
+        ],
+    );
+    let completion = last_json(&out);
+    let text = completion["completion"].as_str().unwrap();
+    eprintln!("remote completion {text:?}, {completion}");
+    assert!(!text.trim().is_empty(), "{completion}");
+    assert!(!text.contains('\n'), "the stop policy holds: {text:?}");
+
+    let chapter = repo_root().join("tests/data/moby-dick-ch1.txt");
+    let out = remote(
+        &server,
+        key,
+        &[
+            "summarize",
+            "--file",
+            chapter.to_str().unwrap(),
+            "--length",
+            "short",
+            "--json",
+        ],
+    );
+    let summary = last_json(&out);
+    eprintln!("remote summary: {summary}");
+    assert!(
+        summary["summary"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .count()
+            >= 5
+    );
+    assert!(
+        summary["chunks"].as_u64().unwrap() >= 2,
+        "map-reduce over the remote model"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("note.md");
+    std::fs::write(
+        &doc,
+        "# Greeting\n\nHello, my friend.\n\n- one cat\n- two dogs\n",
+    )
+    .unwrap();
+    let out = remote(
+        &server,
+        key,
+        &[
+            "translate",
+            "--file",
+            doc.to_str().unwrap(),
+            "--to",
+            "fr",
+            "--json",
+        ],
+    );
+    let translation = last_json(&out);
+    eprintln!("remote translation: {translation}");
+    let text = translation["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("# "),
+        "the heading stays a heading: {text:?}"
+    );
+    assert_eq!(
+        text.matches("\n- ").count(),
+        2,
+        "the list stays a list: {text:?}"
+    );
+
+    let stats = server_stats(&server, key);
+    assert!(stats["completed"].as_u64().unwrap() >= 4, "{stats}");
+    assert_eq!(stats["failed"], 0, "{stats}");
+
+    // each failure named: a wrong key, a model the server does not have, nobody listening
+    let out = remote(
+        &server,
+        "wrong",
+        &["complete", "--prefix", "Hello", "--json"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("HTTP 401"),
+        "{stderr}"
+    );
+    let out = Command::new(binary("penwright"))
+        .args([
+            "complete",
+            "--prefix",
+            "Hello",
+            "--endpoint",
+            &server.base_url,
+        ])
+        .args(["--remote-model", "gpt-nothing"])
+        .env("PENWRIGHT_API_KEY", key)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("has no model `gpt-nothing`"),
+        "{stderr}"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(binary("penwright"))
+        .args(["complete", "--prefix", "Hello"])
+        .args(["--endpoint", &format!("http://127.0.0.1:{port}/v1")])
+        .args(["--remote-model", "m"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("connection refused"),
+        "{stderr}"
+    );
+}
