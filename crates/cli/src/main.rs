@@ -80,6 +80,43 @@ impl ModelArgs {
 }
 
 #[derive(Subcommand)]
+enum FinetuneAction {
+    /// Writes the documents, split by document as `finetune` splits them, as train.jsonl and
+    /// heldout.jsonl, with an Axolotl config and a TRL + PEFT script for a GPU cluster; the
+    /// adapter such a run writes imports back. Prints {"dir","trainDocuments",...}
+    Export {
+        /// Files and folders of documents (.txt, .md, .html, .pdf, .docx)
+        #[arg(long, required = true, num_args = 1..)]
+        data: Vec<PathBuf>,
+        /// The folder to write
+        #[arg(long)]
+        out: PathBuf,
+        /// The base model's Hugging Face id, as the trainer fetches it
+        #[arg(long, default_value = "HuggingFaceTB/SmolLM2-135M-Instruct")]
+        base_model: String,
+        #[arg(long, default_value_t = 8)]
+        rank: usize,
+        #[arg(long, default_value_t = 16.0)]
+        alpha: f64,
+        #[arg(long, default_value_t = 0.05)]
+        dropout: f64,
+        #[arg(long, conflicts_with = "epochs")]
+        steps: Option<usize>,
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[arg(long, default_value_t = 1024)]
+        seq_len: usize,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 2e-4)]
+        lr: f64,
+        /// Modules to adapt (default q_proj,v_proj)
+        #[arg(long, value_delimiter = ',')]
+        targets: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Installs a catalog model (default: the default model), or a model from a Hugging Face
     /// repository (--repo, with --file for one of its .gguf files); checks checksums.
@@ -202,17 +239,21 @@ enum Command {
         json: bool,
     },
     /// Fine-tunes a LoRA adapter on your documents (PEFT format); --json: progress lines, then
-    /// {"steps","train_tokens","base_ppl","tuned_ppl","seconds","tokens_per_s","adapter"}
+    /// {"steps","train_tokens","base_ppl","tuned_ppl","seconds","tokens_per_s","adapter"}.
+    /// `finetune export` writes the documents and a config for a cluster trainer instead.
+    #[command(args_conflicts_with_subcommands = true)]
     Finetune {
+        #[command(subcommand)]
+        action: Option<FinetuneAction>,
         /// A .gguf file, a Hugging Face folder or a catalog name (default: the default model)
         #[arg(long)]
         model: Option<String>,
         /// Files and folders of documents (.txt, .md, .html, .pdf, .docx)
-        #[arg(long, required = true, num_args = 1..)]
+        #[arg(long, num_args = 1..)]
         data: Vec<PathBuf>,
         /// Where the adapter (and its checkpoint) go
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
         #[arg(long, default_value_t = 8)]
         rank: usize,
         #[arg(long, default_value_t = 16.0)]
@@ -523,6 +564,45 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Finetune {
+            action:
+                Some(FinetuneAction::Export {
+                    data,
+                    out,
+                    base_model,
+                    rank,
+                    alpha,
+                    dropout,
+                    steps,
+                    epochs,
+                    seq_len,
+                    batch,
+                    lr,
+                    targets,
+                }),
+            ..
+        } => {
+            let config = FinetuneConfig {
+                rank,
+                alpha,
+                dropout,
+                steps,
+                epochs,
+                seq_len,
+                batch,
+                learning_rate: lr,
+                targets,
+                ..FinetuneConfig::default()
+            };
+            let summary =
+                penwright_engine::finetune::export::export(&data, &out, &config, &base_model)?;
+            for s in &summary.skipped {
+                eprintln!("penwright: skipped {}: {}", s.path.display(), s.reason);
+            }
+            print_json(&serde_json::to_value(&summary)?);
+            Ok(())
+        }
+        Command::Finetune {
+            action: None,
             model,
             data,
             out,
@@ -543,6 +623,10 @@ fn main() -> Result<()> {
             precision,
             json,
         } => {
+            let out = out.context("--out is required: the folder the adapter goes to")?;
+            if data.is_empty() {
+                bail!("--data is required: the documents to train on");
+            }
             let path = resolve_model(model.as_deref())?;
             // Ctrl-C stops after the current step with a final checkpoint; a second one quits
             let stop = std::sync::Arc::new(AtomicBool::new(false));

@@ -12,6 +12,15 @@ use crate::{EngineError, Result};
 
 const NAME: &str = "chat";
 
+/// Steps a template may take to render one prompt (minijinja's fuel): thousands of times
+/// what a real template needs for a long conversation, and a loop without end stops in
+/// well under a second.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+/// The most text one rendering may produce beyond the messages themselves.
+pub const TEMPLATE_OUTPUT_BYTES: usize = 1 << 20;
+/// The widest `tojson(indent=...)` honoured.
+const MAX_JSON_INDENT: i64 = 32;
+
 /// ChatML, the fallback for models without a template.
 pub const CHATML_TEMPLATE: &str = "{% for message in messages %}\
 {{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}\
@@ -67,6 +76,11 @@ impl std::fmt::Debug for ChatTemplate {
 }
 
 fn template_err(e: Error) -> EngineError {
+    if e.kind() == ErrorKind::OutOfFuel {
+        return EngineError::ChatTemplate(format!(
+            "the template took more than {TEMPLATE_FUEL} steps to render (a loop without end?)"
+        ));
+    }
     let mut msg = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
@@ -83,6 +97,7 @@ impl ChatTemplate {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
@@ -102,6 +117,60 @@ impl ChatTemplate {
         Self::new(CHATML_TEMPLATE, "", "<|im_end|>").expect("the ChatML template compiles")
     }
 
+    /// Renders a conversation as pieces that say whose text they are: the template's own
+    /// (`PromptPart::Template`, where its control tokens are meant) and the messages' (the
+    /// writer's text, in which `<|im_end|>` is just text). Each message's content is stood
+    /// in for by a marker while the template runs; a template that alters the marker (it
+    /// reshapes the content itself) gets its whole output as template text.
+    pub fn render_parts(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<PromptPart>> {
+        let marked: Vec<ChatMessage> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ChatMessage {
+                role: m.role.clone(),
+                content: format!("{MARK_OPEN}{i}{MARK_CLOSE}"),
+            })
+            .collect();
+        let rendered = self.render(&marked, add_generation_prompt)?;
+        let mut parts = Vec::new();
+        let mut rest = rendered.as_str();
+        while let Some(start) = rest.find(MARK_OPEN) {
+            let after = &rest[start + MARK_OPEN.len_utf8()..];
+            let index = after
+                .find(MARK_CLOSE)
+                .and_then(|end| after[..end].parse::<usize>().ok().map(|i| (i, end)));
+            let Some((i, end)) = index.filter(|(i, _)| *i < messages.len()) else {
+                return self.render_whole(messages, add_generation_prompt);
+            };
+            if start > 0 {
+                parts.push(PromptPart::Template(rest[..start].to_string()));
+            }
+            parts.push(PromptPart::Text(messages[i].content.clone()));
+            rest = &after[end + MARK_CLOSE.len_utf8()..];
+        }
+        if rest.contains(MARK_CLOSE) {
+            return self.render_whole(messages, add_generation_prompt);
+        }
+        if !rest.is_empty() {
+            parts.push(PromptPart::Template(rest.to_string()));
+        }
+        Ok(parts)
+    }
+
+    fn render_whole(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<PromptPart>> {
+        Ok(vec![PromptPart::Template(
+            self.render(messages, add_generation_prompt)?,
+        )])
+    }
+
     /// Renders a conversation; with `add_generation_prompt`, ends with the header of the
     /// assistant's turn.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
@@ -112,14 +181,56 @@ impl ChatTemplate {
     /// objects with extra keys such as `tool_calls`).
     pub fn render_value(&self, messages: Value, add_generation_prompt: bool) -> Result<String> {
         let template = self.env.get_template(NAME).map_err(template_err)?;
-        template
-            .render(context! {
+        // the messages' own text, plus what the template may add around it
+        let content: usize = messages
+            .try_iter()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.get_attr("content").ok())
+            .map(|c| c.as_str().map_or(0, str::len))
+            .sum();
+        let mut out = CappedWriter {
+            text: Vec::new(),
+            cap: content.saturating_mul(2) + TEMPLATE_OUTPUT_BYTES,
+            full: false,
+        };
+        let result = template.render_captured_to(
+            context! {
                 messages => messages,
                 add_generation_prompt => add_generation_prompt,
                 bos_token => self.bos_token.as_str(),
                 eos_token => self.eos_token.as_str(),
-            })
-            .map_err(template_err)
+            },
+            &mut out,
+        );
+        if out.full {
+            return Err(EngineError::ChatTemplate(format!(
+                "the template's output passed {} bytes",
+                out.cap
+            )));
+        }
+        result.map_err(template_err)?;
+        String::from_utf8(out.text)
+            .map_err(|_| EngineError::ChatTemplate("the template wrote invalid UTF-8".into()))
+    }
+
+    /// Renders a small conversation, to find a template that fails or runs past its limits
+    /// before a writer's request does.
+    pub fn check(&self) -> Result<()> {
+        let turn = |role: &str, content: &str| ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        };
+        self.render(
+            &[
+                turn("system", "You are a helpful assistant."),
+                turn("user", "Hello."),
+                turn("assistant", "Hi."),
+                turn("user", "Summarize this."),
+            ],
+            true,
+        )
+        .map(|_| ())
     }
 
     /// The template text.
@@ -133,6 +244,42 @@ impl ChatTemplate {
 
     pub fn eos_token(&self) -> &str {
         &self.eos_token
+    }
+}
+
+/// Marks around a message's index while a template renders (Unicode private-use
+/// characters, which no template writes).
+const MARK_OPEN: char = '\u{F8F0}';
+const MARK_CLOSE: char = '\u{F8F1}';
+
+/// A piece of a rendered prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptPart {
+    /// The template's text: its control tokens (`<|im_start|>`) are special tokens.
+    Template(String),
+    /// A message's text: tokenized as plain text, whatever it contains.
+    Text(String),
+}
+
+/// A `Write` into memory that refuses past `cap` bytes (and says so in `full`).
+struct CappedWriter {
+    text: Vec<u8>,
+    cap: usize,
+    full: bool,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + buf.len() > self.cap {
+            self.full = true;
+            return Err(std::io::Error::other("the template's output is too long"));
+        }
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -191,7 +338,7 @@ fn tojson(value: &Value, kwargs: Kwargs) -> std::result::Result<Value, Error> {
         Some(v) if v.is_none() || v.is_undefined() => None,
         Some(v) => match v.as_str() {
             Some(s) => Some(s.to_string()),
-            None => Some(" ".repeat(v.as_i64().unwrap_or(0).max(0) as usize)),
+            None => Some(" ".repeat(v.as_i64().unwrap_or(0).clamp(0, MAX_JSON_INDENT) as usize)),
         },
     };
     let (item_sep, key_sep) = match separators
@@ -576,6 +723,36 @@ mod tests {
             ChatMessage::user("Fix more"),
         ];
         assert_eq!(t.render(&messages, false).unwrap(), "FIX IT|a=1|x|b");
+    }
+
+    fn hostile(source: &str) -> String {
+        let started = std::time::Instant::now();
+        let t = ChatTemplate::new(source, "", "").expect("compiles");
+        let err = t.check().expect_err("a hostile template is refused");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        err.to_string()
+    }
+
+    #[test]
+    fn hostile_templates_stop_at_their_limits() {
+        let loops =
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}";
+        assert!(hostile(loops).contains("steps"), "{}", hostile(loops));
+        let recursion = "{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}";
+        let msg = hostile(recursion);
+        assert!(msg.starts_with("chat template:"), "{msg}");
+        let wide = "{% for a in range(100000) %}{{ 'x' * 1000 }}{% endfor %}";
+        assert!(hostile(wide).contains("output passed"), "{}", hostile(wide));
+        // an absurd indent is clamped, not allocated
+        let t = ChatTemplate::new("{{ [1] | tojson(indent=100000000000) }}", "", "").unwrap();
+        assert_eq!(
+            t.render(&[], false).unwrap(),
+            format!("[\n{}1\n]", " ".repeat(32))
+        );
     }
 
     #[test]

@@ -108,6 +108,22 @@ fn need<T>(value: Option<T>, key: &str, path: &Path) -> Result<T> {
     value.ok_or_else(|| EngineError::Config(format!("{}: `{key}` is missing", path.display())))
 }
 
+/// Bounds on a model's shape, far above any real decoder-only model and low enough that
+/// nothing derived from them overflows or asks for memory without end (a hostile header
+/// claiming 2^40 layers is refused before anything is allocated).
+pub const MAX_VOCAB: usize = 1 << 22;
+pub const MAX_HIDDEN: usize = 1 << 16;
+pub const MAX_INTERMEDIATE: usize = 1 << 20;
+pub const MAX_LAYERS: usize = 1024;
+pub const MAX_HEADS: usize = 1024;
+pub const MAX_HEAD_DIM: usize = 1024;
+pub const MAX_CONTEXT: usize = 1 << 22;
+
+/// The size of one head, 0 (refused by validation) when there are no heads.
+fn per_head(hidden: usize, heads: usize) -> usize {
+    hidden.checked_div(heads).unwrap_or(0)
+}
+
 impl ModelConfig {
     /// Reads a Hugging Face `config.json`.
     pub fn from_hf_json(path: &Path) -> Result<Self> {
@@ -132,11 +148,11 @@ impl ModelConfig {
                     architecture,
                     vocab_size: need(c.vocab_size, "vocab_size", path)?,
                     hidden_size: hidden,
-                    intermediate_size: c.n_inner.unwrap_or(4 * hidden),
+                    intermediate_size: c.n_inner.unwrap_or(hidden.saturating_mul(4)),
                     num_layers: need(c.n_layer, "n_layer", path)?,
                     num_heads: heads,
                     num_kv_heads: heads,
-                    head_dim: hidden / heads,
+                    head_dim: per_head(hidden, heads),
                     max_position_embeddings: need(c.n_positions, "n_positions", path)?,
                     norm_eps: c.layer_norm_epsilon.unwrap_or(1e-5),
                     rope_theta: 0.0,
@@ -157,7 +173,7 @@ impl ModelConfig {
                     num_layers: need(c.num_hidden_layers, "num_hidden_layers", path)?,
                     num_heads: heads,
                     num_kv_heads: c.num_key_value_heads.unwrap_or(heads),
-                    head_dim: c.head_dim.unwrap_or(hidden / heads),
+                    head_dim: c.head_dim.unwrap_or(per_head(hidden, heads)),
                     max_position_embeddings: c.max_position_embeddings.unwrap_or(2048),
                     norm_eps: c.rms_norm_eps.unwrap_or(1e-6),
                     rope_theta: c.rope_theta.unwrap_or(10_000.0),
@@ -202,11 +218,11 @@ impl ModelConfig {
                 intermediate_size: file
                     .get_u64(&key("feed_forward_length"))
                     .map(|v| v as usize)
-                    .unwrap_or(4 * hidden),
+                    .unwrap_or(hidden.saturating_mul(4)),
                 num_layers: u("block_count")?,
                 num_heads: heads,
                 num_kv_heads: heads,
-                head_dim: hidden / heads,
+                head_dim: per_head(hidden, heads),
                 max_position_embeddings: u("context_length")?,
                 norm_eps: file
                     .get_f32(&key("attention.layer_norm_epsilon"))
@@ -222,7 +238,7 @@ impl ModelConfig {
                     .get_u64(&key("attention.key_length"))
                     .or_else(|| file.get_u64(&key("rope.dimension_count")))
                     .map(|v| v as usize)
-                    .unwrap_or(hidden / heads);
+                    .unwrap_or(per_head(hidden, heads));
                 let rope_freq_factors = match file.tensor_info("rope_freqs.weight") {
                     Some(_) => Some(file.tensor_f32("rope_freqs.weight")?.0),
                     None => None,
@@ -257,6 +273,28 @@ impl ModelConfig {
 
     fn validate(&self, path: &Path) -> Result<()> {
         let bad = |what: String| Err(EngineError::Config(format!("{}: {what}", path.display())));
+        // checked first: every size derived below (parameter counts, cache and buffer
+        // sizes) then fits in a usize
+        for (field, value, limit) in [
+            ("vocabulary size", self.vocab_size, MAX_VOCAB),
+            ("hidden size", self.hidden_size, MAX_HIDDEN),
+            (
+                "feed-forward size",
+                self.intermediate_size,
+                MAX_INTERMEDIATE,
+            ),
+            ("layer count", self.num_layers, MAX_LAYERS),
+            ("attention head count", self.num_heads, MAX_HEADS),
+            ("key/value head count", self.num_kv_heads, MAX_HEADS),
+            ("head size", self.head_dim, MAX_HEAD_DIM),
+            ("context length", self.max_position_embeddings, MAX_CONTEXT),
+        ] {
+            if value > limit {
+                return bad(format!(
+                    "the {field} is {value}, above Penwright's limit of {limit}"
+                ));
+            }
+        }
         if self.num_heads == 0 || self.num_kv_heads == 0 || self.head_dim == 0 {
             return bad("zero attention heads or head size".into());
         }
@@ -355,6 +393,47 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.rope_scaling.unwrap().factor, 32.0);
         assert_eq!(cfg.head_dim, 4);
+    }
+
+    fn llama_with(field: &str, value: u64) -> Result<ModelConfig> {
+        let mut v: serde_json::Value = serde_json::from_str(
+            r#"{"model_type":"llama","vocab_size":10,"hidden_size":8,"intermediate_size":16,
+                "num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1}"#,
+        )
+        .unwrap();
+        v[field] = value.into();
+        ModelConfig::from_hf_str(&v.to_string(), Path::new("config.json"))
+    }
+
+    #[test]
+    fn hostile_header_numbers_are_refused_before_any_use() {
+        let err = llama_with("num_attention_heads", 0).unwrap_err();
+        assert!(err.to_string().contains("zero attention heads"), "{err}");
+        for (field, value, says) in [
+            (
+                "num_hidden_layers",
+                1u64 << 40,
+                "the layer count is 1099511627776, above",
+            ),
+            ("num_hidden_layers", 1 << 28, "layer count"),
+            ("intermediate_size", 1 << 62, "feed-forward size"),
+            ("vocab_size", 1 << 40, "vocabulary size"),
+            ("hidden_size", u64::MAX, "hidden size"),
+            ("max_position_embeddings", 1 << 50, "context length"),
+        ] {
+            let err = llama_with(field, value).unwrap_err();
+            assert!(err.to_string().contains(says), "{field}: {err}");
+            assert!(err.to_string().contains("config.json"), "{err}");
+        }
+        let gpt2 = ModelConfig::from_hf_str(
+            r#"{"model_type":"gpt2","vocab_size":10,"n_embd":8,"n_layer":1,"n_head":0,"n_positions":8}"#,
+            Path::new("config.json"),
+        );
+        assert!(
+            gpt2.unwrap_err()
+                .to_string()
+                .contains("zero attention heads")
+        );
     }
 
     #[test]

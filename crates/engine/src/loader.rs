@@ -29,6 +29,10 @@ pub struct ModelInfo {
     pub file_bytes: u64,
     /// What loading it takes in memory, estimated: see [`estimated_memory_bytes`].
     pub memory_bytes: u64,
+    /// Why the model's own chat template is not used, when it is not (it failed to compile
+    /// or to render a small conversation within its limits): ChatML stands in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_note: Option<String>,
 }
 
 impl ModelInfo {
@@ -203,7 +207,7 @@ pub fn load_model_with(
             total,
         })
     };
-    let (model, tokenizer, chat_template, mut info) = if path.is_dir() {
+    let (model, tokenizer, (chat_template, template_note), mut info) = if path.is_dir() {
         load_hf_dir(path, &device, options, &mut on_layer)?
     } else if path.is_file() {
         load_gguf(path, &device, options, &mut on_layer)?
@@ -212,6 +216,7 @@ pub fn load_model_with(
             path: path.to_path_buf(),
         });
     };
+    info.template_note = template_note;
     if let Some(ty) = options.quantize {
         info.quantization = format!("{} → {ty} at load", info.quantization);
         let bytes =
@@ -241,7 +246,8 @@ fn catalog_name(path: &Path) -> Option<String> {
 type Loaded = (
     LanguageModel,
     Option<Tokenizer>,
-    Option<ChatTemplate>,
+    // the chat template, or why the model's own is not used
+    (Option<ChatTemplate>, Option<String>),
     ModelInfo,
 );
 
@@ -263,8 +269,8 @@ fn load_gguf(
     let spec = GgufTokenizerSpec::from_gguf(&file)?;
     let tokenizer = Tokenizer::from_gguf_spec(&spec)?;
     let chat_template = match &spec.chat_template {
-        Some(source) => Some(template_for(&tokenizer, source)?),
-        None => None,
+        Some(source) => template_for(&tokenizer, source),
+        None => (None, None),
     };
     let info = gguf_info(path, &file, &config);
     let weights = with_options(
@@ -295,19 +301,32 @@ fn gguf_info(path: &Path, file: &GgufFile, config: &ModelConfig) -> ModelInfo {
         context_length: config.max_position_embeddings,
         file_bytes,
         memory_bytes: estimated_memory_bytes(config, file_bytes),
+        template_note: None,
     }
 }
 
-fn template_for(tokenizer: &Tokenizer, source: &str) -> Result<ChatTemplate> {
+/// The model's chat template, compiled and tried on a small conversation; a template that
+/// fails either (or runs past its step or output limits) is not used, and the note says
+/// why (the tasks then use ChatML).
+fn template_for(tokenizer: &Tokenizer, source: &str) -> (Option<ChatTemplate>, Option<String>) {
     let piece = |id: Option<u32>| {
         id.and_then(|i| tokenizer.id_to_piece(i))
             .unwrap_or_default()
     };
-    ChatTemplate::new(
+    let template = ChatTemplate::new(
         source,
         &piece(tokenizer.bos_id()),
         &piece(tokenizer.eos_id()),
     )
+    .and_then(|t| t.check().map(|()| t));
+    match template {
+        Ok(t) => (Some(t), None),
+        Err(e) => {
+            let note = format!("the model's chat template is not used ({e}); ChatML stands in");
+            eprintln!("penwright: {note}");
+            (None, Some(note))
+        }
+    }
 }
 
 /// The most common dtype among the 2-D tensors, e.g. "Q4_1".
@@ -355,8 +374,8 @@ fn load_hf_dir(
         None
     };
     let chat_template = match (&tokenizer, hf_chat_template(dir)?) {
-        (Some(t), Some(source)) => Some(template_for(t, &source)?),
-        _ => None,
+        (Some(t), Some(source)) => template_for(t, &source),
+        _ => (None, None),
     };
     let info = hf_info(dir, &config);
     let model = LanguageModel::load(config, &weights, &device.device, progress)?;
@@ -388,6 +407,7 @@ fn hf_info(dir: &Path, config: &ModelConfig) -> ModelInfo {
         context_length: config.max_position_embeddings,
         file_bytes,
         memory_bytes: estimated_memory_bytes(config, file_bytes),
+        template_note: None,
     }
 }
 

@@ -521,6 +521,19 @@ impl Tokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// Token ids of a rendered chat prompt: the template's pieces with special-token
+    /// parsing on, the messages' text with it off (a document cannot close a turn).
+    pub fn encode_prompt(&self, parts: &[crate::chat::PromptPart]) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        for part in parts {
+            match part {
+                crate::chat::PromptPart::Template(text) => ids.extend(self.encode(text, true)?),
+                crate::chat::PromptPart::Text(text) => ids.extend(self.encode(text, false)?),
+            }
+        }
+        Ok(ids)
+    }
+
     /// [`Tokenizer::encode`], with BOS in front when the model wants one (and EOS at the end
     /// when it wants that).
     pub fn encode_with_bos(&self, text: &str, parse_special: bool) -> Result<Vec<u32>> {

@@ -263,6 +263,18 @@ fn map_safetensors_error(path: &Path, e: SafeTensorError) -> EngineError {
     }
 }
 
+/// A plain `*.safetensors` file name: one path component, not hidden, not `..`.
+fn is_shard_name(name: &str) -> bool {
+    let path = Path::new(name);
+    let mut parts = path.components();
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) && !name.starts_with('.')
+        && !name.contains(['/', '\\'])
+        && name.ends_with(".safetensors")
+}
+
 impl SafetensorsWeights {
     /// Opens `model.safetensors`, or every shard listed in `model.safetensors.index.json`,
     /// or else every `*.safetensors` in the folder.
@@ -289,6 +301,15 @@ impl SafetensorsWeights {
                 .collect();
             names.sort();
             names.dedup();
+            // a shard is a file of this folder: no path, no `..`, a .safetensors name
+            if let Some(bad) = names.iter().find(|n| !is_shard_name(n)) {
+                return Err(EngineError::Malformed {
+                    path: index_path.clone(),
+                    what: format!(
+                        "shard `{bad}` is not a .safetensors file name inside the model folder"
+                    ),
+                });
+            }
             names.into_iter().map(|n| dir.join(n)).collect()
         } else if dir.join("model.safetensors").exists() {
             vec![dir.join("model.safetensors")]
@@ -662,6 +683,34 @@ fn unpermute_rows(t: HostTensor, n_head: usize) -> HostTensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shard_names_cannot_leave_the_model_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [
+            "../../../../etc/passwd",
+            "/etc/passwd",
+            "sub/model.safetensors",
+            "..",
+            ".hidden.safetensors",
+            "model.bin",
+        ] {
+            let index = serde_json::json!({"weight_map": {"w": bad}});
+            std::fs::write(
+                dir.path().join("model.safetensors.index.json"),
+                index.to_string(),
+            )
+            .unwrap();
+            let err = SafetensorsWeights::open_dir(dir.path())
+                .err()
+                .expect("refused");
+            assert!(
+                err.to_string().contains(&format!("shard `{bad}` is not")),
+                "{bad}: {err}"
+            );
+        }
+        assert!(is_shard_name("model-00001-of-00002.safetensors"));
+    }
 
     #[test]
     fn unpermute_inverts_llama_cpp_permute() {

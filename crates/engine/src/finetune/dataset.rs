@@ -64,7 +64,20 @@ pub fn normalize(text: &str) -> String {
     out
 }
 
+/// The most text one import takes in, all documents together.
+pub const MAX_IMPORT_TEXT_BYTES: usize = 512 << 20;
+
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>, skipped: &mut Vec<Skipped>) {
+    // a link is followed to a file, never to a folder (a link to a folder above it would
+    // loop without end)
+    let linked = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if linked && path.is_dir() {
+        skipped.push(Skipped {
+            path: path.to_path_buf(),
+            reason: "a link to a folder is not followed; add the folder itself".into(),
+        });
+        return;
+    }
     if path.is_dir() {
         match std::fs::read_dir(path) {
             Ok(entries) => {
@@ -107,7 +120,18 @@ pub fn import(paths: &[PathBuf]) -> (Vec<Document>, Vec<Skipped>, usize) {
     let mut seen = HashSet::new();
     let mut duplicates = 0;
     let mut docs = Vec::new();
+    let mut total = 0usize;
     for path in files {
+        if total > MAX_IMPORT_TEXT_BYTES {
+            skipped.push(Skipped {
+                path,
+                reason: format!(
+                    "the import already holds {} MB of text, its limit",
+                    MAX_IMPORT_TEXT_BYTES >> 20
+                ),
+            });
+            continue;
+        }
         let text = match super::extract::extract_text(&path) {
             Ok(t) => t,
             Err(reason) => {
@@ -127,6 +151,7 @@ pub fn import(paths: &[PathBuf]) -> (Vec<Document>, Vec<Skipped>, usize) {
             duplicates += 1;
             continue;
         }
+        total += text.len();
         docs.push(Document { path, text });
     }
     (docs, skipped, duplicates)
@@ -146,6 +171,20 @@ fn stable_hash(text: &str, seed: u64) -> u64 {
 /// content, so adding files never moves existing ones).
 pub fn is_heldout(text: &str, heldout_percent: u64, seed: u64) -> bool {
     stable_hash(text, seed) % 100 < heldout_percent
+}
+
+/// The by-document split: indices of the training and the held-out documents, in import
+/// order. With two or more documents, both splits get at least one.
+pub fn split(docs: &[Document], heldout_percent: u64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let (mut heldout, mut train): (Vec<usize>, Vec<usize>) =
+        (0..docs.len()).partition(|&i| is_heldout(&docs[i].text, heldout_percent, seed));
+    if heldout.is_empty() && train.len() >= 2 && heldout_percent > 0 {
+        heldout.push(train.pop().expect("two docs"));
+    }
+    if train.is_empty() && heldout.len() >= 2 {
+        train.push(heldout.pop().expect("two docs"));
+    }
+    (train, heldout)
 }
 
 /// Packs documents into sequences of `seq_len` tokens, EOS between documents; the tail that
@@ -174,23 +213,14 @@ pub fn build(
     seed: u64,
 ) -> Result<Dataset> {
     let (docs, skipped, duplicates) = import(paths);
-    let mut train_docs = Vec::new();
-    let mut heldout_docs = Vec::new();
-    for d in &docs {
-        let ids = tokenizer.encode(&d.text, false)?;
-        if is_heldout(&d.text, heldout_percent, seed) {
-            heldout_docs.push(ids);
-        } else {
-            train_docs.push(ids);
-        }
-    }
-    // with two or more documents, both splits get at least one
-    if heldout_docs.is_empty() && train_docs.len() >= 2 && heldout_percent > 0 {
-        heldout_docs.push(train_docs.pop().expect("two docs"));
-    }
-    if train_docs.is_empty() && heldout_docs.len() >= 2 {
-        train_docs.push(heldout_docs.pop().expect("two docs"));
-    }
+    let (train, heldout) = split(&docs, heldout_percent, seed);
+    let encode = |indices: &[usize]| -> Result<Vec<Vec<u32>>> {
+        indices
+            .iter()
+            .map(|&i| tokenizer.encode(&docs[i].text, false))
+            .collect()
+    };
+    let (train_docs, heldout_docs) = (encode(&train)?, encode(&heldout)?);
     let count = |v: &Vec<Vec<u32>>| v.iter().map(Vec::len).sum::<usize>();
     let report = DatasetReport {
         documents: docs.len(),
@@ -238,6 +268,24 @@ mod tests {
         assert!(reasons.iter().any(|r| r.contains("PDF")), "{reasons:?}");
         assert!(reasons.iter().any(|r| r.contains("UTF-8")));
         assert!(reasons.iter().any(|r| r.contains("no such")));
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_folder_linking_to_itself_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "A document.").unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("a.txt"), dir.path().join("b.txt")).unwrap();
+        let (docs, skipped, duplicates) = import(&[dir.path().to_path_buf()]);
+        assert_eq!(docs.len(), 1);
+        // the linked file is read (and found to be the same text)
+        assert_eq!(duplicates, 1);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(
+            skipped[0].reason.contains("link to a folder"),
+            "{skipped:?}"
+        );
     }
 
     #[test]

@@ -10,6 +10,16 @@ use docx_rs::{
     TableChild, TableRowChild,
 };
 
+/// A document file larger than this is not read.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// What the compressed parts of one .docx (its zip entries) or .pdf (its deflate streams)
+/// may unpack to, together: measured from the data, not from what the file claims.
+pub const MAX_UNPACKED_BYTES: u64 = 256 << 20;
+/// The text one document may give.
+pub const MAX_TEXT_BYTES: usize = 16 << 20;
+/// How deeply an .html document's elements may nest.
+pub const MAX_HTML_DEPTH: usize = 512;
+
 /// The kinds of documents the importer reads.
 pub const SUPPORTED: &[&str] = &[
     "txt", "md", "markdown", "text", "html", "htm", "pdf", "docx",
@@ -31,10 +41,20 @@ pub fn extract_text(path: &Path) -> Result<String, String> {
             _ => "not a document (.txt, .md, .html, .pdf, .docx)".into(),
         });
     }
+    let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(format!(
+            "the file is {} MB; documents over {} MB are not read",
+            size >> 20,
+            MAX_FILE_BYTES >> 20
+        ));
+    }
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    // parsers of untrusted files: a panic is a bad file, not a crashed import
+    // parsers of untrusted files: a panic is a bad file, not a crashed import; what could
+    // exhaust memory or time (a zip or deflate bomb, elements nested without end) is
+    // measured first
     let kind = ext.clone();
-    std::panic::catch_unwind(move || match kind.as_str() {
+    let text = std::panic::catch_unwind(move || match kind.as_str() {
         "html" | "htm" => html(&bytes),
         "pdf" => pdf(&bytes),
         "docx" => docx(&bytes),
@@ -44,7 +64,142 @@ pub fn extract_text(path: &Path) -> Result<String, String> {
         Err(format!(
             "the .{ext} reader failed on this file (malformed?)"
         ))
-    })
+    })?;
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(format!(
+            "it holds {} MB of text; a document may hold {} MB",
+            text.len() >> 20,
+            MAX_TEXT_BYTES >> 20
+        ));
+    }
+    Ok(text)
+}
+
+fn too_much_unpacked(what: &str) -> String {
+    format!(
+        "its {what} unpack to more than {} MB (a compression bomb?)",
+        MAX_UNPACKED_BYTES >> 20
+    )
+}
+
+/// Unpacks every zip entry into nothing, counting: refuses an archive whose entries claim
+/// or hold more than [`MAX_UNPACKED_BYTES`].
+fn check_zip(bytes: &[u8]) -> Result<(), String> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| format!("not a readable .docx: {e}"))?;
+    let mut total = 0u64;
+    for i in 0..archive.len() {
+        let entry = archive
+            .by_index(i)
+            .map_err(|e| format!("not a readable .docx: {e}"))?;
+        if entry.size() > MAX_UNPACKED_BYTES {
+            return Err(format!(
+                "part `{}` claims {} MB unpacked; {}",
+                entry.name().unwrap_or_default(),
+                entry.size() >> 20,
+                too_much_unpacked("parts")
+            ));
+        }
+        let room = MAX_UNPACKED_BYTES - total;
+        let read = std::io::copy(&mut entry.take(room + 1), &mut std::io::sink())
+            .map_err(|e| format!("not a readable .docx: {e}"))?;
+        total += read;
+        if total > MAX_UNPACKED_BYTES {
+            return Err(too_much_unpacked("parts"));
+        }
+    }
+    Ok(())
+}
+
+/// Inflates each `stream ... endstream` of a PDF into nothing, counting: refuses a file
+/// whose deflate streams hold more than [`MAX_UNPACKED_BYTES`] together.
+fn check_pdf_streams(bytes: &[u8]) -> Result<(), String> {
+    use std::io::Read;
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + from)
+    };
+    let mut total = 0u64;
+    let mut at = 0;
+    while let Some(start) = find(bytes, b"stream", at) {
+        let mut body = start + b"stream".len();
+        if bytes.get(body) == Some(&b'\r') {
+            body += 1;
+        }
+        if bytes.get(body) != Some(&b'\n') {
+            at = body;
+            continue;
+        }
+        body += 1;
+        let end = find(bytes, b"endstream", body).unwrap_or(bytes.len());
+        let room = MAX_UNPACKED_BYTES - total;
+        let mut inflated = flate2::read::ZlibDecoder::new(&bytes[body..end]).take(room + 1);
+        // a stream that is not deflate (or is damaged) counts what inflated before the error
+        let mut sink = CountingSink(0);
+        let _ = std::io::copy(&mut inflated, &mut sink);
+        total += sink.0;
+        if total > MAX_UNPACKED_BYTES {
+            return Err(too_much_unpacked("streams"));
+        }
+        at = end;
+    }
+    Ok(())
+}
+
+struct CountingSink(u64);
+
+impl std::io::Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How deeply the elements of an HTML text nest, measured on the tags alone: void and
+/// self-closed elements, comments and declarations do not count, nor `p` and `li`, which
+/// HTML lets authors leave open.
+fn html_depth(bytes: &[u8]) -> usize {
+    const VOID: &[&[u8]] = &[
+        b"area", b"base", b"br", b"col", b"embed", b"hr", b"img", b"input", b"link", b"meta",
+        b"source", b"track", b"wbr", b"p", b"li",
+    ];
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut i = 0;
+    while let Some(open) = bytes[i..].iter().position(|&b| b == b'<') {
+        let tag = i + open + 1;
+        let close = bytes[tag..]
+            .iter()
+            .position(|&b| b == b'>')
+            .map_or(bytes.len(), |p| tag + p);
+        let inside = &bytes[tag..close];
+        match inside.first() {
+            Some(b'/') => depth = depth.saturating_sub(1),
+            Some(c) if c.is_ascii_alphabetic() => {
+                let name_end = inside
+                    .iter()
+                    .position(|b| !b.is_ascii_alphanumeric())
+                    .unwrap_or(inside.len());
+                let name = inside[..name_end].to_ascii_lowercase();
+                if !inside.ends_with(b"/") && !VOID.contains(&name.as_slice()) {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+            }
+            _ => {}
+        }
+        i = close.min(bytes.len());
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    max
 }
 
 fn utf8(bytes: Vec<u8>) -> Result<String, String> {
@@ -57,6 +212,12 @@ fn utf8(bytes: Vec<u8>) -> Result<String, String> {
 }
 
 fn html(bytes: &[u8]) -> Result<String, String> {
+    let depth = html_depth(bytes);
+    if depth > MAX_HTML_DEPTH {
+        return Err(format!(
+            "its elements nest {depth} deep; Penwright reads HTML nested at most {MAX_HTML_DEPTH} deep"
+        ));
+    }
     // wide lines: the importer re-flows whitespace itself
     html2text::config::plain()
         .string_from_read(bytes, 10_000)
@@ -64,6 +225,7 @@ fn html(bytes: &[u8]) -> Result<String, String> {
 }
 
 fn pdf(bytes: &[u8]) -> Result<String, String> {
+    check_pdf_streams(bytes)?;
     let text = pdf_extract::extract_text_from_mem(bytes)
         .map_err(|e| format!("not a readable PDF: {e}"))?;
     if text.trim().is_empty() {
@@ -73,6 +235,7 @@ fn pdf(bytes: &[u8]) -> Result<String, String> {
 }
 
 fn docx(bytes: &[u8]) -> Result<String, String> {
+    check_zip(bytes)?;
     let doc = docx_rs::read_docx(bytes).map_err(|e| format!("not a readable .docx: {e}"))?;
     let mut out = String::new();
     for child in &doc.document.children {
@@ -139,6 +302,66 @@ fn table(t: &Table, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    fn zip_of(name: &str, parts: usize, part: &[u8]) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file(name, options).unwrap();
+        for _ in 0..parts {
+            zip.write_all(part).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn a_docx_that_claims_a_huge_part_is_refused_before_reading() {
+        let mut bytes = zip_of("word/document.xml", 1, b"<w:document/>");
+        // the central directory's uncompressed size, 24 bytes into its entry
+        let cd = bytes.windows(4).rposition(|w| w == b"PK\x01\x02").unwrap();
+        bytes[cd + 24..cd + 28].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        let err = docx(&bytes).unwrap_err();
+        assert!(err.contains("claims 4095 MB"), "{err}");
+    }
+
+    #[test]
+    fn compression_bombs_are_measured_and_refused() {
+        let mb = vec![0u8; 1 << 20];
+        let started = std::time::Instant::now();
+        let bomb = zip_of("word/document.xml", 300, &mb);
+        assert!(bomb.len() < 2 << 20, "{} bytes", bomb.len());
+        let err = docx(&bomb).unwrap_err();
+        assert!(err.contains("unpack to more than 256 MB"), "{err}");
+        let mut deflated = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        for _ in 0..300 {
+            deflated.write_all(&mb).unwrap();
+        }
+        let stream = deflated.finish().unwrap();
+        let mut pdf = format!(
+            "%PDF-1.4\n1 0 obj\n<< /Length {} /Filter /FlateDecode >>\nstream\n",
+            stream.len()
+        )
+        .into_bytes();
+        pdf.extend_from_slice(&stream);
+        pdf.extend_from_slice(b"\nendstream\nendobj\n%%EOF\n");
+        let err = super::pdf(&pdf).unwrap_err();
+        assert!(err.contains("streams unpack to more than"), "{err}");
+        eprintln!("two bombs refused in {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn html_nested_without_end_is_refused_at_once() {
+        let started = std::time::Instant::now();
+        let err = html("<div>".repeat(100_000).as_bytes()).unwrap_err();
+        assert!(err.contains("nest 100000 deep"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // ordinary pages pass: void elements, comments, unclosed paragraphs
+        let page = "<!DOCTYPE html><html><body><!-- x --><p>One<br>two<p>three<img src=a.png>\
+                    <ul><li>a<li>b</ul></body></html>";
+        assert_eq!(html_depth(page.as_bytes()), 3);
+        assert!(html(page.as_bytes()).unwrap().contains("three"));
+    }
 
     /// A one-page PDF with `text` in Helvetica, its cross-reference table computed.
     pub(crate) fn pdf_with_text(text: &str) -> Vec<u8> {

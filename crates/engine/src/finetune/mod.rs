@@ -1,6 +1,7 @@
 //! Fine-tuning the model on the writer's own documents with LoRA.
 
 pub mod dataset;
+pub mod export;
 pub mod extract;
 pub mod job;
 pub mod peft;

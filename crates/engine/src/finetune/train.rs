@@ -66,6 +66,75 @@ pub struct FinetuneConfig {
     pub precision: Precision,
 }
 
+impl FinetuneConfig {
+    /// Checks every value a writer (or a script) can set, in one place for the CLI and the
+    /// app: each refusal names the setting, its value and what is allowed.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(EngineError::InvalidRequest(what));
+        if !(1..=1024).contains(&self.rank) {
+            return bad(format!("rank is {}; it must be 1 to 1024", self.rank));
+        }
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return bad(format!(
+                "alpha is {}; it must be a positive number",
+                self.alpha
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!(
+                "dropout is {}; it must be at least 0 and below 1",
+                self.dropout
+            ));
+        }
+        if !(self.learning_rate.is_finite()
+            && self.learning_rate > 0.0
+            && self.learning_rate <= 1.0)
+        {
+            return bad(format!(
+                "the learning rate is {}; it must be above 0 and at most 1",
+                self.learning_rate
+            ));
+        }
+        if !(0.0..1.0).contains(&self.warmup) {
+            return bad(format!(
+                "warmup is {}; it must be a fraction below 1",
+                self.warmup
+            ));
+        }
+        if !(self.clip_norm.is_finite() && self.clip_norm >= 0.0) {
+            return bad(format!(
+                "clip_norm is {}; it must be 0 (off) or positive",
+                self.clip_norm
+            ));
+        }
+        for (name, value, max) in [
+            ("batch", self.batch, 1024),
+            ("grad_accum", self.grad_accum, 1024),
+            ("seq_len", self.seq_len, 1 << 16),
+        ] {
+            if !(1..=max).contains(&value) {
+                return bad(format!("{name} is {value}; it must be 1 to {max}"));
+            }
+        }
+        if self.seq_len < 8 {
+            return bad(format!(
+                "seq_len is {}; it must be at least 8",
+                self.seq_len
+            ));
+        }
+        if self.steps == Some(0) || self.epochs == Some(0) {
+            return bad("steps and epochs must be at least 1".into());
+        }
+        if !(1..=50).contains(&self.heldout_percent) {
+            return bad(format!(
+                "the held-out share is {}%; it must be 1 to 50%",
+                self.heldout_percent
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Precision of the frozen base model while training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -467,6 +536,7 @@ pub fn finetune(
     let mut cfg = prior
         .as_ref()
         .map_or_else(|| config.clone(), |p| p.config.clone());
+    cfg.validate()?;
     let chosen = crate::device::select(cfg.device)?;
     let device = match chosen.device.clone().autodiff() {
         d if cfg.gradient_checkpointing => d.gradient_checkpointing(),
@@ -705,6 +775,14 @@ fn run<M: Trainable>(
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             accumulator.accumulate(&net, grads);
         }
+        if !step_loss.is_finite() {
+            // nothing trained past this point is worth keeping: no adapter is written
+            return Err(EngineError::Other(format!(
+                "training diverged at step {}: the loss is {step_loss}; try a lower learning rate (it is {})",
+                step + 1,
+                cfg.learning_rate
+            )));
+        }
         net = optim.step(lr, net, accumulator.grads());
         step += 1;
         losses.push(step_loss);
@@ -779,6 +857,25 @@ fn adapter_factors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn training_values_are_checked_in_one_place() {
+        assert!(FinetuneConfig::default().validate().is_ok());
+        let with = |f: &dyn Fn(&mut FinetuneConfig)| {
+            let mut c = FinetuneConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(with(&|c| c.rank = 0).contains("rank is 0"));
+        assert!(with(&|c| c.learning_rate = f64::NAN).contains("learning rate is NaN"));
+        assert!(with(&|c| c.learning_rate = f64::INFINITY).contains("learning rate"));
+        assert!(with(&|c| c.batch = 0).contains("batch is 0"));
+        assert!(with(&|c| c.dropout = 2.0).contains("dropout is 2"));
+        assert!(with(&|c| c.alpha = -1.0).contains("alpha"));
+        assert!(with(&|c| c.seq_len = 2).contains("seq_len"));
+        assert!(with(&|c| c.steps = Some(0)).contains("steps"));
+        assert!(with(&|c| c.heldout_percent = 0).contains("held-out"));
+    }
 
     #[test]
     fn learning_rate_warms_up_then_decays() {

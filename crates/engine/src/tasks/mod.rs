@@ -129,8 +129,8 @@ impl ChatModel for ChatRunner<'_> {
                 content: user.into(),
             },
         ];
-        let prompt = self.template.render(&messages, true)?;
-        let ids = self.tokenizer.encode(&prompt, true)?;
+        let parts = self.template.render_parts(&messages, true)?;
+        let ids = self.tokenizer.encode_prompt(&parts)?;
         let room = self.cache.capacity().saturating_sub(ids.len());
         let mut req = GenerateRequest::new(ids, max_tokens.min(room));
         req.sampler = SamplerConfig {
