@@ -31,6 +31,9 @@ const COMMANDS: &[&str] = &[
     "finetune_attach",
     "list_adapters",
     "set_adapter",
+    "remote_models",
+    "use_remote",
+    "use_local",
 ];
 
 fn main() {

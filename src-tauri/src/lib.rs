@@ -41,6 +41,9 @@ macro_rules! app_commands {
             commands::finetune::finetune_attach,
             commands::finetune::list_adapters,
             commands::finetune::set_adapter,
+            commands::remote::remote_models,
+            commands::remote::use_remote,
+            commands::remote::use_local,
         ]
     };
 }

@@ -13,6 +13,8 @@ pub struct ModelStatus {
     pub model: Option<ModelInfo>,
     pub device: Option<DeviceReport>,
     pub adapter: Option<String>,
+    /// The remote engine every task goes to, when one is chosen.
+    pub remote: Option<crate::commands::remote::RemoteStatus>,
 }
 
 pub struct AppState {
@@ -25,6 +27,8 @@ pub struct AppState {
     pub task_cancel: Mutex<Option<Arc<AtomicBool>>>,
     /// The running model download's cancel flag (one at a time).
     pub download_cancel: Mutex<Option<Arc<AtomicBool>>>,
+    /// Remote engines' keys where no OS keyring answered, by base URL: this session only.
+    pub remote_keys: Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl AppState {
@@ -43,6 +47,7 @@ impl AppState {
             completion_cancel: Mutex::new(None),
             task_cancel: Mutex::new(None),
             download_cancel: Mutex::new(None),
+            remote_keys: Mutex::new(Default::default()),
         }
     }
 }

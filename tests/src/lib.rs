@@ -2,6 +2,7 @@
 //! a small WebDriver client for the app.
 
 pub mod hub;
+pub mod serve;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};

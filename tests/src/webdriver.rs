@@ -225,7 +225,7 @@ impl Session {
             if Instant::now() >= deadline {
                 // what the writer would see: the status bar and any toast
                 let seen = self.script(
-                    "return [...document.querySelectorAll('[data-testid^=status], .toast')].map(e => e.textContent.trim()).join(' | ');",
+                    "return [...document.querySelectorAll('[data-testid^=status], .toast, [role=alert]')].map(e => e.textContent.trim()).join(' | ');",
                     json!([]),
                 );
                 panic!("timed out waiting for {what}; the window shows: {seen}");
@@ -295,6 +295,15 @@ impl Session {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Empties an input (WebDriver's Element Clear).
+    pub fn clear(&self, element: &str) {
+        self.call(
+            "POST",
+            &format!("/element/{element}/clear"),
+            Some(json!({})),
+        );
     }
 
     pub fn send_keys(&self, element: &str, text: &str) {

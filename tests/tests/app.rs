@@ -464,3 +464,78 @@ fn a_model_downloads_from_the_hub_with_pause_and_resume_and_is_listed() {
     );
     screenshot(&session, "models");
 }
+
+#[test]
+fn a_remote_engine_answers_ghost_text_and_summaries() {
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let key = "app-remote-key-789";
+    let server = penwright_e2e::serve::start_server(&["--api-key", key]);
+    let home = private_home();
+    let (_driver, session) = open_app(home.path());
+    session.click_css("[data-testid=open-models]", Duration::from_secs(10));
+    let url = session.wait_for("[data-testid=remote-url]", Duration::from_secs(10));
+    // the webview may remember an earlier run's server
+    session.clear(&url);
+    session.send_keys(&url, &server.base_url);
+    let key_input = session.wait_for("[data-testid=remote-key]", Duration::from_secs(10));
+    session.send_keys(&key_input, key);
+    session.click_css("[data-testid=remote-connect]", Duration::from_secs(10));
+    session.wait_until(
+        "the server's models to be listed",
+        "const s = document.querySelector('[data-testid=remote-model]'); return s && !s.hidden && s.options.length > 0;",
+        Duration::from_secs(30),
+    );
+    session.click_css("[data-testid=remote-use]", Duration::from_secs(10));
+    let label = session.wait_until(
+        "the status bar to name the remote model",
+        "const s = document.querySelector('[data-testid=status-model]'); return s && /^Remote · /.test(s.textContent) && s.textContent;",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        label.as_str().unwrap(),
+        format!("Remote · {}", server.model_id)
+    );
+    screenshot(&session, "remote-engine");
+    session.click_css("[data-testid=pane-close]", Duration::from_secs(10));
+
+    // requests, not completions: autocomplete drops its stream once the stop policy is met
+    let served = |s: &serde_json::Value| s["requests"].as_u64().unwrap();
+    let before = served(&server.stats(key));
+    let editor = session.wait_for("[data-testid=editor]", Duration::from_secs(10));
+    session.click(&editor);
+    session.send_keys(&editor, "The quick brown fox jumps over the");
+    let ghost = session.wait_for("[data-testid=ghost-text]", Duration::from_secs(60));
+    let suggestion = session.text(&ghost);
+    screenshot(&session, "remote-ghost-text");
+    eprintln!("remote suggestion: {suggestion:?}");
+    assert!(!suggestion.trim().is_empty());
+    let after_ghost = served(&server.stats(key));
+    assert!(after_ghost > before, "the server answered no completion");
+
+    session.send_keys(
+        &editor,
+        " lazy dog. Penwright is a writing app that can run its model on a server the writer \
+         chooses. It suggests the next words while you type and summarizes long drafts.",
+    );
+    session.click_css("[data-testid=open-summarize]", Duration::from_secs(10));
+    session.click_css("[data-testid=summarize-run]", Duration::from_secs(10));
+    let summary = session.wait_until(
+        "a streamed summary from the remote engine",
+        "const o = document.querySelector('[data-testid=summarize-output]'); return o && o.textContent.trim().split(/\\s+/).length >= 3 && o.textContent;",
+        Duration::from_secs(180),
+    );
+    eprintln!("remote summary: {summary}");
+    assert!(
+        served(&server.stats(key)) > after_ghost,
+        "the summary did not come from the server"
+    );
+    screenshot(&session, "remote-summarize");
+    // back to the local model: the app forgets the server (the next start uses no remote)
+    session.click_css("[data-testid=open-models]", Duration::from_secs(10));
+    session.click_css("[data-testid=remote-local]", Duration::from_secs(10));
+    session.wait_until(
+        "the status bar to name the local model",
+        "const s = document.querySelector('[data-testid=status-model]'); return s && /smol/i.test(s.textContent) && !/^Remote/.test(s.textContent);",
+        Duration::from_secs(30),
+    );
+}

@@ -1,61 +1,10 @@
 //! `penwright serve` on the real default model, driven by the official `openai` Python client
 //! (installed by `make setup` into Penwright's Python environment).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use penwright_e2e::serve::{Server, start_server};
 use penwright_e2e::{binary, default_model, python_with, repo_root};
-
-/// A `penwright serve` process, killed when dropped.
-struct Server {
-    child: Child,
-    base_url: String,
-    model_id: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(args: &[&str]) -> Server {
-    let child = Command::new(binary("penwright"))
-        .args(["serve", "--device", "cpu", "--port", "0"])
-        .args(args)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start penwright serve");
-    let mut server = Server {
-        child,
-        base_url: String::new(),
-        model_id: String::new(),
-    };
-    let stderr = server.child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[serve] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("penwright serve printed no address within 120 s");
-        // "penwright: serving MODEL at http://127.0.0.1:PORT/v1 (Ctrl-C stops)"
-        if let Some(rest) = line.strip_prefix("penwright: serving ") {
-            let (model_id, rest) = rest.split_once(" at ").expect("serving X at URL");
-            server.base_url = rest.split_whitespace().next().expect("URL").to_string();
-            server.model_id = model_id.to_string();
-            return server;
-        }
-    }
-}
 
 #[test]
 fn the_openai_client_drives_penwright_serve() {
@@ -118,18 +67,6 @@ fn last_json(out: &std::process::Output) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(stdout.lines().last().expect("a JSON line")).unwrap()
-}
-
-fn server_stats(server: &Server, key: &str) -> serde_json::Value {
-    let url = server.base_url.trim_end_matches("/v1").to_string() + "/penwright/stats";
-    let body = ureq::get(&url)
-        .header("Authorization", format!("Bearer {key}"))
-        .call()
-        .expect("stats")
-        .into_body()
-        .read_to_string()
-        .unwrap();
-    serde_json::from_str(&body).unwrap()
 }
 
 #[test]
@@ -214,7 +151,7 @@ fn the_cli_uses_penwright_serve_as_a_remote_engine() {
         "the list stays a list: {text:?}"
     );
 
-    let stats = server_stats(&server, key);
+    let stats = server.stats(key);
     assert!(stats["completed"].as_u64().unwrap() >= 4, "{stats}");
     assert_eq!(stats["failed"], 0, "{stats}");
 

@@ -35,6 +35,21 @@ export interface AppStatus {
   model: ModelInfo | null;
   device: DeviceReport | null;
   adapter: string | null;
+  /** The OpenAI-compatible server every task goes to, when one is chosen. */
+  remote?: RemoteStatus | null;
+}
+
+export interface RemoteStatus {
+  baseUrl: string;
+  model: string;
+  context: number | null;
+  /** Where its key is kept: the OS keyring, this session's memory, or no key. */
+  key: "keyring" | "memory" | "none";
+}
+
+export interface RemoteModel {
+  id: string;
+  context: number | null;
 }
 
 export type DeviceChoice = "auto" | "gpu" | "cpu";
@@ -293,6 +308,10 @@ export async function downloadModel(target: DownloadTarget, onEvent: (e: Downloa
 }
 
 export const cancelDownload = () => call<void>("cancel_download");
+export const remoteModels = (baseUrl: string, apiKey: string | null) => call<RemoteModel[]>("remote_models", { baseUrl, apiKey });
+export const useRemote = (baseUrl: string, model: string, apiKey: string | null) =>
+  call<RemoteStatus>("use_remote", { baseUrl, model, apiKey });
+export const useLocal = () => call<void>("use_local");
 export const devices = () => call<Devices>("devices");
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import { Editor } from "./editor";
 import { baseName, formatTime, wordCount } from "./format";
 import { HelpOverlay } from "./help";
 import { ensureUsableLanguage } from "./locale";
-import { currentModel, loadModel, refreshStatus } from "./model";
+import { currentModel, loadModel, refreshStatus, useRemote } from "./model";
 import { finetunePane } from "./panes/finetune";
 import { PaneHost } from "./panes/host";
 import { modelsPane } from "./panes/models";
@@ -198,6 +198,16 @@ async function start(): Promise<void> {
       await loadModel(null, settings().device);
     } catch (e) {
       toastError(e, "Could not load the model");
+    }
+  }
+  // the remote engine chosen last time (its key from the keyring); the local model stays
+  // loaded to answer if the server is gone
+  const remote = settings().remote;
+  if (appStatus && remote && !appStatus.remote) {
+    try {
+      await useRemote(remote.baseUrl, remote.model, null);
+    } catch (e) {
+      toastError(e, `The remote engine at ${remote.baseUrl} did not answer; the local model does`);
     }
   }
 }

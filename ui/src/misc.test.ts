@@ -23,7 +23,12 @@ describe("settings", () => {
       debounceMs: 350,
       font: "sans",
       device: "cpu",
+      remote: null,
     });
+    // a remembered remote engine: its address and model, never a key
+    const withRemote = parseSettings('{"remote":{"baseUrl":"http://h:8080/v1","model":"m","apiKey":"secret"}}');
+    expect(withRemote.remote).toEqual({ baseUrl: "http://h:8080/v1", model: "m" });
+    expect(parseSettings('{"remote":{"baseUrl":3}}').remote).toBeNull();
   });
 });
 

@@ -43,7 +43,7 @@ export function isEnglishOnlyDefault(model: api.ModelInfo | null): boolean {
 export async function refreshStatus(): Promise<api.AppStatus | null> {
   try {
     const status = await api.appStatus();
-    set({ status, phase: status.model ? { kind: "ready" } : snapshot.phase.kind === "loading" ? snapshot.phase : { kind: "none", error: null } });
+    set({ status, phase: status.model || status.remote ? { kind: "ready" } : snapshot.phase.kind === "loading" ? snapshot.phase : { kind: "none", error: null } });
     return status;
   } catch (e) {
     const err = api.toApiError(e);
@@ -72,6 +72,25 @@ export async function loadModel(spec: string | null, device: api.DeviceChoice = 
   } finally {
     done();
   }
+}
+
+/** Uses a remote engine (an OpenAI-compatible server) for every task. */
+export async function useRemote(baseUrl: string, model: string, apiKey: string | null): Promise<api.RemoteStatus> {
+  const done = startBusy("Connecting to the server");
+  try {
+    const remote = await api.useRemote(baseUrl, model, apiKey);
+    set({ status: { ...snapshot.status, remote }, phase: { kind: "ready" } });
+    return remote;
+  } finally {
+    done();
+  }
+}
+
+/** Goes back to the local model. */
+export async function useLocal(): Promise<void> {
+  await api.useLocal();
+  set({ status: { ...snapshot.status, remote: null } });
+  await refreshStatus();
 }
 
 /** Notes the active adapter after the Fine-tune pane changed it. */

@@ -12,6 +12,8 @@ export interface Settings {
   font: EditorFont;
   /** The device models load on. */
   device: "auto" | "gpu" | "cpu";
+  /** The remote engine last used (its key is in the OS keyring, never here). */
+  remote: { baseUrl: string; model: string } | null;
 }
 
 export const DEFAULTS: Settings = {
@@ -20,6 +22,7 @@ export const DEFAULTS: Settings = {
   debounceMs: 200,
   font: "serif",
   device: "auto",
+  remote: null,
 };
 
 const KEY = "penwright.settings";
@@ -50,6 +53,10 @@ export function parseSettings(raw: string | null): Settings {
   if (typeof o.debounceMs === "number" && o.debounceMs >= 0 && o.debounceMs <= 5000) s.debounceMs = o.debounceMs;
   if (o.font === "serif" || o.font === "sans" || o.font === "mono") s.font = o.font;
   if (o.device === "auto" || o.device === "gpu" || o.device === "cpu") s.device = o.device;
+  const r = o.remote as Record<string, unknown> | null | undefined;
+  if (r && typeof r === "object" && typeof r.baseUrl === "string" && typeof r.model === "string") {
+    s.remote = { baseUrl: r.baseUrl, model: r.model };
+  }
   return s;
 }
 

@@ -23,6 +23,7 @@ export function modelLabel(s: ModelSnapshot): string {
     case "none":
       return s.phase.error ? "No model loaded" : "No model";
     case "ready":
+      if (s.status.remote) return `Remote · ${s.status.remote.model}`;
       return s.status.model ? s.status.model.name : "No model";
   }
 }
@@ -91,17 +92,20 @@ export class StatusBar {
     this.model.textContent = modelLabel(s);
     this.model.classList.toggle("muted", s.phase.kind !== "ready");
     this.model.classList.toggle("error", s.phase.kind === "unavailable" || (s.phase.kind === "none" && !!s.phase.error));
+    const r = s.status.remote;
     this.model.title =
       s.phase.kind === "none" && s.phase.error
         ? s.phase.error
-        : m
+        : r
+          ? `${r.model}, served by ${r.baseUrl}${r.context ? ` · context ${formatCount(r.context)}` : ""}`
+          : m
           ? [m.name, formatParameters(m.parameters) && `${formatParameters(m.parameters)} parameters`, m.architecture, m.quantization, `context ${formatCount(m.contextLength)}`].filter(Boolean).join(" · ")
           : "";
     const a = s.status.adapter;
     this.adapter.hidden = !a;
     this.adapter.textContent = a ? `+ ${a}` : "";
     this.adapter.title = a ? `Fine-tuned adapter: ${a}` : "";
-    const d = s.status.device;
+    const d = r ? null : s.status.device;
     this.device.hidden = !d;
     this.device.textContent = d ? (d.kind === "gpu" ? `GPU · ${d.name}` : "CPU") : "";
     this.device.title = d ? `${d.name}\n${d.reason}` : "";

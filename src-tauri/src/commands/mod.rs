@@ -4,4 +4,5 @@ pub mod documents;
 pub mod finetune;
 pub mod library;
 pub mod model;
+pub mod remote;
 pub mod tasks;

@@ -15,6 +15,7 @@ pub struct AppStatus {
     pub model: Option<ModelInfo>,
     pub device: Option<DeviceReport>,
     pub adapter: Option<String>,
+    pub remote: Option<crate::commands::remote::RemoteStatus>,
 }
 
 #[tauri::command]
@@ -24,6 +25,7 @@ pub fn app_status(state: State<'_, AppState>) -> AppStatus {
         model: s.model,
         device: s.device,
         adapter: s.adapter,
+        remote: s.remote,
     }
 }
 

@@ -12,6 +12,7 @@ import { currentModel, loadModel, modelChanged } from "../model";
 import { settings, updateSettings } from "../settings";
 import { toast, toastError } from "../toast";
 import type { Pane } from "./host";
+import { remoteSection } from "./remote";
 import { button, inlineError, progressBar, section, segmented } from "./ui";
 
 const LANGUAGE_NAMES: Record<string, string> = {
@@ -373,6 +374,7 @@ export function modelsPane(_ctx: AppContext): Pane {
       h("div", { class: "actions repo-row" }, repoInput, findBtn),
       offerBox,
     ),
+    remoteSection(),
     section(
       "Import",
       h("p", { class: "hint" }, "A .gguf file, or a Hugging Face folder (config.json, *.safetensors, tokenizer.json)."),
