@@ -130,6 +130,8 @@ export interface DatasetReport {
   trainTokens: number;
   heldoutTokens: number;
   skipped: SkippedFile[];
+  /** Set when one document was divided by paragraph into parts. */
+  note?: string;
 }
 
 export type Preset = "quick" | "thorough";

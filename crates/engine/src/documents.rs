@@ -20,7 +20,7 @@ pub fn read_document(path: &Path) -> Result<String> {
     })
 }
 
-/// Writes `contents` to `path` atomically: a temp file in the same folder, fsync, rename.
+/// Writes `contents` to `path` atomically: a new temp file in the same folder, fsync, rename.
 /// On any error (a full disk included) the previous file is untouched and no temp file stays.
 pub fn atomic_write(path: &Path, contents: &[u8]) -> Result<()> {
     let dir = path
@@ -30,26 +30,26 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| EngineError::Other(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.penwright-tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    // a new file with a random name, created exclusively (O_EXCL): nothing already there,
+    // a link planted under a guessable name included, is opened or overwritten
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", name.to_string_lossy()))
+            .suffix(".penwright-tmp")
+            .tempfile_in(dir)?;
+        tmp.write_all(contents)?;
+        tmp.as_file().sync_all()?;
         if let Ok(meta) = std::fs::metadata(path) {
-            let _ = std::fs::set_permissions(&tmp, meta.permissions());
+            let _ = tmp.as_file().set_permissions(meta.permissions());
         }
-        std::fs::rename(&tmp, path)?;
+        // on failure the temp file is removed when `tmp` drops
+        tmp.persist(path).map_err(|e| e.error)?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(())
     })();
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
         let message = if e.raw_os_error() == Some(28) {
             format!(
                 "cannot save {}: the disk is full (the previous version is kept)",
@@ -157,6 +157,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_link_planted_where_the_temp_file_might_go_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "untouched").unwrap();
+        // the names an older Penwright would have used
+        for name in [
+            format!(".draft.md.penwright-tmp-{}", std::process::id()),
+            ".draft.md.penwright-tmp".to_string(),
+        ] {
+            std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
+        }
+        let p = dir.path().join("draft.md");
+        atomic_write(&p, b"the writer's text").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "the writer's text");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        // no temp file is left: the draft, the victim and the two planted links
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
     }
 
     #[test]

@@ -148,6 +148,7 @@ export function finetunePane(ctx: AppContext): Pane {
             h("tr", { class: "total" }, h("th", {}, "Total"), h("td", {}, formatCount(r.documents)), h("td", {}, formatCount(r.tokens))),
           ),
         ),
+        r.note ? h("p", { class: "hint", "data-testid": "finetune-note" }, r.note) : null,
         r.skipped.length
           ? h(
               "details",

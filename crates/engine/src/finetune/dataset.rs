@@ -36,6 +36,10 @@ pub struct DatasetReport {
     pub heldout_tokens: usize,
     pub duplicates: usize,
     pub skipped: Vec<Skipped>,
+    /// How the documents were divided when that was not one file a part (a single
+    /// document is split into parts by paragraph, so some of it can be held out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 pub struct Dataset {
@@ -173,6 +177,41 @@ pub fn is_heldout(text: &str, heldout_percent: u64, seed: u64) -> bool {
     stable_hash(text, seed) % 100 < heldout_percent
 }
 
+/// How many parts a single document is divided into, at most.
+const SINGLE_DOCUMENT_PARTS: usize = 10;
+
+/// Documents to split: as imported, or, for one document alone, its paragraphs gathered
+/// into up to [`SINGLE_DOCUMENT_PARTS`] parts in order (one document could never be both
+/// trained on and held out). The note says when that happened.
+pub fn parts_for_split(docs: Vec<Document>) -> (Vec<Document>, Option<String>) {
+    if docs.len() != 1 {
+        return (docs, None);
+    }
+    let doc = &docs[0];
+    let paragraphs: Vec<&str> = doc
+        .text
+        .split("\n\n")
+        .filter(|p| !p.trim().is_empty())
+        .collect();
+    if paragraphs.len() < 2 {
+        return (docs, None);
+    }
+    let parts = paragraphs.len().min(SINGLE_DOCUMENT_PARTS);
+    let per_part = paragraphs.len().div_ceil(parts);
+    let split: Vec<Document> = paragraphs
+        .chunks(per_part)
+        .map(|chunk| Document {
+            path: doc.path.clone(),
+            text: chunk.join("\n\n"),
+        })
+        .collect();
+    let note = format!(
+        "one document: divided by paragraph into {} parts, so that part of it is held out",
+        split.len()
+    );
+    (split, Some(note))
+}
+
 /// The by-document split: indices of the training and the held-out documents, in import
 /// order. With two or more documents, both splits get at least one.
 pub fn split(docs: &[Document], heldout_percent: u64, seed: u64) -> (Vec<usize>, Vec<usize>) {
@@ -213,6 +252,7 @@ pub fn build(
     seed: u64,
 ) -> Result<Dataset> {
     let (docs, skipped, duplicates) = import(paths);
+    let (docs, note) = parts_for_split(docs);
     let (train, heldout) = split(&docs, heldout_percent, seed);
     let encode = |indices: &[usize]| -> Result<Vec<Vec<u32>>> {
         indices
@@ -231,6 +271,7 @@ pub fn build(
         heldout_tokens: count(&heldout_docs),
         duplicates,
         skipped,
+        note,
     };
     let eos = tokenizer.eos_id();
     Ok(Dataset {
@@ -286,6 +327,37 @@ mod tests {
             skipped[0].reason.contains("link to a folder"),
             "{skipped:?}"
         );
+    }
+
+    #[test]
+    fn a_single_document_is_divided_by_paragraph() {
+        let text = (0..25)
+            .map(|i| format!("Paragraph {i} of the only essay."))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let doc = Document {
+            path: PathBuf::from("essay.md"),
+            text,
+        };
+        let (parts, note) = parts_for_split(vec![doc]);
+        assert_eq!(parts.len(), 9, "25 paragraphs, 3 a part");
+        assert!(note.unwrap().contains("divided by paragraph into 9 parts"));
+        let (train, heldout) = split(&parts, 10, 42);
+        assert!(!train.is_empty() && !heldout.is_empty());
+        // two documents stay as they are
+        let two = vec![
+            Document {
+                path: "a".into(),
+                text: "A\n\nB".into(),
+            },
+            Document {
+                path: "b".into(),
+                text: "C".into(),
+            },
+        ];
+        let (same, note) = parts_for_split(two);
+        assert_eq!(same.len(), 2);
+        assert!(note.is_none());
     }
 
     #[test]

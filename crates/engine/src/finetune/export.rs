@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::dataset::{Skipped, import, split};
+use super::dataset::{Skipped, import, parts_for_split, split};
 use super::train::FinetuneConfig;
 use crate::{EngineError, Result};
 
@@ -26,6 +26,8 @@ pub struct ExportSummary {
     pub heldout_documents: usize,
     pub files: Vec<String>,
     pub skipped: Vec<Skipped>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The trainer's settings: the same values `penwright finetune` would use.
@@ -185,9 +187,10 @@ pub fn export(
 ) -> Result<ExportSummary> {
     config.validate()?;
     let (docs, skipped, _) = import(data);
+    let (docs, note) = parts_for_split(docs);
     if docs.len() < 2 {
         return Err(EngineError::InvalidRequest(format!(
-            "{} usable document(s): an export needs at least two, one to train on and one to hold out",
+            "{} usable document part(s): an export needs text to train on and text to hold out (two documents, or one with two paragraphs)",
             docs.len()
         )));
     }
@@ -234,6 +237,7 @@ pub fn export(
         heldout_documents: heldout.len(),
         files,
         skipped,
+        note,
     })
 }
 
@@ -267,6 +271,7 @@ mod tests {
         assert!(summary.heldout_documents >= 1);
         // the split is the one training uses
         let (docs, _, _) = import(&[src.path().to_path_buf()]);
+        let (docs, _) = parts_for_split(docs);
         let (train, heldout) = split(&docs, config.heldout_percent, config.seed);
         let read = |name: &str| -> Vec<String> {
             std::fs::read_to_string(out.path().join(name))
@@ -307,7 +312,7 @@ mod tests {
     #[test]
     fn one_document_cannot_be_exported() {
         let src = tempfile::tempdir().unwrap();
-        std::fs::write(src.path().join("only.txt"), "Just one.").unwrap();
+        std::fs::write(src.path().join("only.txt"), "Just one paragraph.").unwrap();
         let out = tempfile::tempdir().unwrap();
         let err = export(
             &[src.path().to_path_buf()],
@@ -316,6 +321,6 @@ mod tests {
             "x/y",
         )
         .unwrap_err();
-        assert!(err.to_string().contains("at least two"), "{err}");
+        assert!(err.to_string().contains("two paragraphs"), "{err}");
     }
 }
