@@ -288,6 +288,9 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// The longest token text accepted from a model file (real vocabularies stay under 256).
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
 fn tok_err(what: impl std::fmt::Display) -> EngineError {
     EngineError::Tokenizer(what.to_string())
 }
@@ -444,6 +447,18 @@ impl Tokenizer {
     pub fn from_gguf_spec(spec: &GgufTokenizerSpec) -> Result<Self> {
         if spec.tokens.is_empty() {
             return Err(tok_err("the GGUF vocabulary is empty"));
+        }
+        // a token far longer than any real one makes building the tokenizer quadratic
+        if let Some((id, t)) = spec
+            .tokens
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.len() > MAX_TOKEN_BYTES)
+        {
+            return Err(tok_err(format!(
+                "token {id} is {} bytes long; Penwright reads tokens of at most {MAX_TOKEN_BYTES} bytes",
+                t.len()
+            )));
         }
         let n = spec.tokens.len();
         // llama.cpp names empty tokens so that every id keeps a distinct text.
@@ -1044,6 +1059,17 @@ mod tests {
             }
         }
         assert_eq!(out, "hello world");
+    }
+
+    #[test]
+    fn a_token_longer_than_any_real_one_is_refused() {
+        let mut spec = tiny_gpt2_spec();
+        spec.tokens.push("x".repeat(600_000));
+        spec.token_types.push(token_type::NORMAL);
+        let started = std::time::Instant::now();
+        let err = Tokenizer::from_gguf_spec(&spec).unwrap_err().to_string();
+        assert!(err.contains("600000 bytes long"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

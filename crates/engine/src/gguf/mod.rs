@@ -29,6 +29,9 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 pub const MAX_DIMS: usize = 4;
 /// Arrays of arrays deeper than this are refused (llama.cpp itself reads none).
 const MAX_ARRAY_DEPTH: usize = 8;
+/// The most elements one metadata array may hold: ten times the largest vocabulary or
+/// merge list in use, and few enough that their in-memory values stay far below a gigabyte.
+pub const MAX_ARRAY_LEN: u64 = 1 << 22;
 /// Largest accepted `general.alignment`.
 const MAX_ALIGNMENT: u64 = 1 << 16;
 
@@ -281,6 +284,12 @@ impl<'a> Reader<'a> {
                             what()
                         )
                     }));
+                }
+                if count > MAX_ARRAY_LEN {
+                    return Err(self.malformed(format!(
+                        "{} holds {count} elements; Penwright reads metadata arrays of at most {MAX_ARRAY_LEN}",
+                        what()
+                    )));
                 }
                 let mut items = Vec::with_capacity(count as usize);
                 for i in 0..count {
@@ -1124,6 +1133,17 @@ pub(crate) mod tests {
             GgufHeader::parse(&b, p),
             Err(EngineError::Truncated { .. })
         ));
+        // An array longer than the limit, every byte of it present (an 8 MB byte array
+        // would cost 32 bytes an element in memory).
+        let mut b = header(0, 1);
+        b.extend(1u64.to_le_bytes());
+        b.extend(b"k");
+        b.extend(9u32.to_le_bytes());
+        b.extend(0u32.to_le_bytes());
+        b.extend((MAX_ARRAY_LEN + 1).to_le_bytes());
+        b.extend(vec![7u8; MAX_ARRAY_LEN as usize + 1]);
+        let err = GgufHeader::parse(&b, p).unwrap_err();
+        assert!(err.to_string().contains("holds 4194305 elements"), "{err}");
         // Arrays nested deeper than the limit, but inside the input.
         let mut b = header(0, 1);
         b.extend(1u64.to_le_bytes());
