@@ -52,8 +52,11 @@ impl HubClient {
     /// A client of `endpoint` (e.g. `https://huggingface.co`), without a token.
     pub fn new(endpoint: impl Into<String>) -> Self {
         let endpoint = endpoint.into().trim().trim_end_matches('/').to_string();
+        // an https endpoint is never left for plain http, a redirect included
+        let https = endpoint.starts_with("https://");
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .https_only(https)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_per_read(Some(Duration::from_secs(60)))
             .user_agent(format!("penwright/{}", env!("CARGO_PKG_VERSION")))
@@ -450,6 +453,10 @@ impl HubClient {
             ureq::Error::Io(e) if is_dns_failure(&e) => {
                 offline(format!("could not resolve {server}: {e}"))
             }
+            ureq::Error::RequireHttpsOnly(_) => FetchError::Network {
+                url: url.into(),
+                detail: "refusing to follow a redirect from https to plain http".into(),
+            },
             other => FetchError::Network {
                 url: url.into(),
                 detail: other.to_string(),
@@ -1036,6 +1043,15 @@ files = [
         );
         let err = client.transport_error(&url, "config.json", ureq::Error::HostNotFound);
         assert!(matches!(err, FetchError::Offline { .. }));
+        let downgrade = client.transport_error(
+            &url,
+            "x",
+            ureq::Error::RequireHttpsOnly("http://cdn.example/x".into()),
+        );
+        assert!(
+            downgrade.to_string().contains("from https to plain http"),
+            "{downgrade}"
+        );
         let other = client.transport_error(&url, "x", ureq::Error::Io(io::Error::other("boom")));
         assert!(matches!(other, FetchError::Network { .. }));
     }
