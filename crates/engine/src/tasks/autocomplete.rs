@@ -51,6 +51,26 @@ pub struct Completion {
     pub prefilled_tokens: usize,
 }
 
+impl Completion {
+    /// No suggestion (nothing but whitespace before the cursor).
+    fn none() -> Self {
+        Completion {
+            completion: String::new(),
+            ttft_ms: 0.0,
+            total_ms: 0.0,
+            reused_tokens: 0,
+            prefilled_tokens: 0,
+        }
+    }
+}
+
+/// The text before the cursor a suggestion is made from (about the last
+/// `max_context_tokens`), or `None` when it is only whitespace.
+fn suggestion_window<'p>(prefix: &'p str, settings: &AutocompleteSettings) -> Option<&'p str> {
+    let window = &prefix[context_start(prefix, settings.max_context_tokens * 4)..];
+    (!window.trim().is_empty()).then_some(window)
+}
+
 /// One writer's autocomplete session: its own KV cache and the decoded text of every token.
 pub struct AutocompleteSession {
     cache: KvCache,
@@ -250,16 +270,9 @@ impl AutocompleteSession {
         cancel: &AtomicBool,
     ) -> Result<Completion> {
         let started = Instant::now();
-        let window = &prefix[context_start(prefix, settings.max_context_tokens * 4)..];
-        if window.trim().is_empty() {
-            return Ok(Completion {
-                completion: String::new(),
-                ttft_ms: 0.0,
-                total_ms: 0.0,
-                reused_tokens: 0,
-                prefilled_tokens: 0,
-            });
-        }
+        let Some(window) = suggestion_window(prefix, settings) else {
+            return Ok(Completion::none());
+        };
         let mut ids = tokenizer.encode(window, false)?;
         if ids.len() > settings.max_context_tokens {
             ids.drain(..ids.len() - settings.max_context_tokens);
@@ -384,36 +397,28 @@ pub fn complete_remote(
     cancel: &AtomicBool,
 ) -> Result<Completion> {
     let started = Instant::now();
-    let window = &prefix[context_start(prefix, settings.max_context_tokens * 4)..];
+    let Some(window) = suggestion_window(prefix, settings) else {
+        return Ok(Completion::none());
+    };
     let mut ttft_ms = 0.0;
-    if !window.trim().is_empty() {
-        let mut text = String::new();
-        let answer = remote.complete(
-            window,
-            settings.use_fim.then_some(suffix),
-            &crate::remote::AnswerLimits::greedy(settings.max_tokens),
-            cancel,
-            &mut |piece| {
-                if text.is_empty() {
-                    ttft_ms = started.elapsed().as_secs_f64() * 1e3;
-                }
-                text.push_str(piece);
-                !apply_stop_policy(&text, settings).1
-            },
-        )?;
-        let completion = finish_suggestion(prefix, suffix, &answer.text, settings);
-        return Ok(Completion {
-            completion,
-            ttft_ms,
-            total_ms: started.elapsed().as_secs_f64() * 1e3,
-            reused_tokens: 0,
-            prefilled_tokens: 0,
-        });
-    }
+    let mut text = String::new();
+    let answer = remote.complete(
+        window,
+        settings.use_fim.then_some(suffix),
+        &crate::remote::AnswerLimits::greedy(settings.max_tokens),
+        cancel,
+        &mut |piece| {
+            if text.is_empty() {
+                ttft_ms = started.elapsed().as_secs_f64() * 1e3;
+            }
+            text.push_str(piece);
+            !apply_stop_policy(&text, settings).1
+        },
+    )?;
     Ok(Completion {
-        completion: String::new(),
+        completion: finish_suggestion(prefix, suffix, &answer.text, settings),
         ttft_ms,
-        total_ms: 0.0,
+        total_ms: started.elapsed().as_secs_f64() * 1e3,
         reused_tokens: 0,
         prefilled_tokens: 0,
     })

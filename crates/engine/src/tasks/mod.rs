@@ -23,6 +23,23 @@ pub struct TaskProgress {
     pub total: usize,
 }
 
+/// The repetition penalty every task's answer is generated with, local or remote.
+const TASK_REPETITION_PENALTY: f32 = 1.1;
+
+/// A task's one exchange: its instructions as the system message, the text as the user's.
+fn exchange(system: &str, user: &str) -> [ChatMessage; 2] {
+    [
+        ChatMessage {
+            role: "system".into(),
+            content: system.into(),
+        },
+        ChatMessage {
+            role: "user".into(),
+            content: user.into(),
+        },
+    ]
+}
+
 /// A model a task talks to in chat turns: the local model through its template
 /// ([`ChatRunner`]) or a remote engine ([`RemoteChat`]).
 pub trait ChatModel {
@@ -64,19 +81,9 @@ impl ChatModel for RemoteChat<'_> {
         max_tokens: usize,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<String> {
-        let messages = [
-            ChatMessage {
-                role: "system".into(),
-                content: system.into(),
-            },
-            ChatMessage {
-                role: "user".into(),
-                content: user.into(),
-            },
-        ];
-        // as the local model is asked (see ChatRunner::ask)
+        let messages = exchange(system, user);
         let limits = crate::remote::AnswerLimits {
-            repetition_penalty: Some(1.1),
+            repetition_penalty: Some(TASK_REPETITION_PENALTY),
             ..crate::remote::AnswerLimits::greedy(max_tokens)
         };
         let answer = self
@@ -119,23 +126,14 @@ impl ChatModel for ChatRunner<'_> {
         max_tokens: usize,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<String> {
-        let messages = [
-            ChatMessage {
-                role: "system".into(),
-                content: system.into(),
-            },
-            ChatMessage {
-                role: "user".into(),
-                content: user.into(),
-            },
-        ];
+        let messages = exchange(system, user);
         let parts = self.template.render_parts(&messages, true)?;
         let ids = self.tokenizer.encode_prompt(&parts)?;
         let room = self.cache.capacity().saturating_sub(ids.len());
         let mut req = GenerateRequest::new(ids, max_tokens.min(room));
         req.sampler = SamplerConfig {
             temperature: 0.0,
-            repetition_penalty: 1.1,
+            repetition_penalty: TASK_REPETITION_PENALTY,
             ..SamplerConfig::default()
         };
         let out = generate(
