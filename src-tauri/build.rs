@@ -23,6 +23,7 @@ const COMMANDS: &[&str] = &[
     "cancel_complete",
     "summarize",
     "translate",
+    "rewrite",
     "cancel_task",
     "dataset_report",
     "finetune_start",

@@ -33,6 +33,7 @@ macro_rules! app_commands {
             commands::tasks::cancel_complete,
             commands::tasks::summarize,
             commands::tasks::translate,
+            commands::tasks::rewrite,
             commands::tasks::cancel_task,
             commands::finetune::dataset_report,
             commands::finetune::finetune_start,

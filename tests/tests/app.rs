@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use penwright_e2e::webdriver::{Driver, KEY_ENTER, KEY_TAB, Session};
+use penwright_e2e::webdriver::{Driver, KEY_CONTROL, KEY_ENTER, KEY_TAB, Session};
 use penwright_e2e::{binary, default_model, target_dir};
 use serde_json::json;
 
@@ -156,6 +156,61 @@ fn translate_keeps_the_markdown_structure() {
         "the paragraph stays a paragraph: {output}"
     );
     screenshot(&session, "translate");
+}
+
+#[test]
+fn a_rewrite_is_reviewed_as_a_diff_and_accepted_as_one_undo_step() {
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let home = private_home();
+    let (_driver, session) = open_app(home.path());
+    let editor = session.wait_for("[data-testid=editor]", Duration::from_secs(10));
+    session.click(&editor);
+    let original = "The meeting was attended by all of the team members and a decision was made by them to postpone the launch until the new design is finished.";
+    session.send_keys(&editor, original);
+    session.send_keys(&editor, &format!("{KEY_CONTROL}a"));
+    session.click_css("[data-testid=open-rewrite]", Duration::from_secs(10));
+    session.wait_until(
+        "the selection to be the source",
+        "const b = document.querySelector('[data-testid=rewrite-source-selection]'); return b && b.getAttribute('aria-checked') === 'true';",
+        Duration::from_secs(5),
+    );
+    session.click_css(
+        "[data-testid=rewrite-preset-shorter]",
+        Duration::from_secs(10),
+    );
+    session.wait_until(
+        "the rewrite to finish",
+        "const a = document.querySelector('[data-testid=rewrite-actions]'); return a && !a.hidden;",
+        Duration::from_secs(180),
+    );
+    let marks = session.script(
+        "const o = document.querySelector('[data-testid=rewrite-output]'); return [o.querySelectorAll('ins').length, o.querySelectorAll('del').length, document.querySelector('[data-testid=rewrite-stats]').textContent];",
+        json!([]),
+    );
+    eprintln!("diff marks: {marks}");
+    screenshot(&session, "rewrite-diff");
+    assert!(
+        marks[0].as_u64().unwrap() + marks[1].as_u64().unwrap() > 0,
+        "the diff marks no change: {marks}"
+    );
+    // nothing changes before Accept
+    assert_eq!(editor_text(&session).trim_end(), original);
+    let rewritten = session
+        .script(
+            "const o = document.querySelector('[data-testid=rewrite-output]').cloneNode(true); o.querySelectorAll('del').forEach(d => d.remove()); return o.textContent;",
+            json!([]),
+        )
+        .as_str()
+        .unwrap()
+        .to_string();
+    session.click_css("[data-testid=rewrite-accept]", Duration::from_secs(5));
+    let accepted = editor_text(&session);
+    assert_eq!(accepted.trim_end(), rewritten.trim_end());
+    assert_ne!(accepted.trim_end(), original);
+    // one undo step brings the original back
+    let editor = session.wait_for("[data-testid=editor]", Duration::from_secs(5));
+    session.send_keys(&editor, &format!("{KEY_CONTROL}z"));
+    assert_eq!(editor_text(&session).trim_end(), original);
 }
 
 #[test]

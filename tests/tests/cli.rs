@@ -163,6 +163,53 @@ fn a_non_utf8_document_is_refused_with_its_offset() {
 }
 
 #[test]
+fn rewrite_keeps_the_markdown_and_says_how_long_it_took() {
+    default_model();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("notes.md");
+    let doc = "# Launch\n\nThe meeting was attended by all of the team members and a decision was made by them to postpone the launch until the new design is finished.\n\n```sh\nmake launch\n```\n";
+    std::fs::write(&f, doc).unwrap();
+    let file = f.to_str().unwrap();
+    let out = penwright_json(&[
+        "rewrite", "--device", "cpu", "--file", file, "--preset", "shorter", "--json",
+    ]);
+    let text = out["text"].as_str().unwrap();
+    eprintln!("rewritten: {text}");
+    assert!(out["seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(out["blocks"], 2);
+    assert!(text.starts_with("# "), "{text}");
+    assert!(text.ends_with("\n\n```sh\nmake launch\n```\n"), "{text}");
+    assert_ne!(text, doc);
+    // a free instruction works too; an unknown preset or no instruction is a clear error
+    let free = penwright_json(&[
+        "rewrite",
+        "--device",
+        "cpu",
+        "--file",
+        file,
+        "--instruction",
+        "make it cheerful",
+        "--json",
+    ]);
+    assert!(
+        free["text"]
+            .as_str()
+            .unwrap()
+            .contains("```sh\nmake launch\n```")
+    );
+    let bad = penwright(&[
+        "rewrite", "--device", "cpu", "--file", file, "--preset", "louder",
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("shorter, longer"),
+        "{err}"
+    );
+    let none = penwright(&["rewrite", "--device", "cpu", "--file", file]);
+    assert!(!none.status.success());
+}
+
+#[test]
 fn finetune_writes_a_peft_adapter_that_perplexity_loads() {
     default_model();
     let data = tempfile::tempdir().unwrap();

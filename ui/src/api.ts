@@ -324,7 +324,7 @@ export const complete = (request: CompletionRequest) =>
 export const cancelComplete = () => call<void>("cancel_complete");
 
 // ---------------------------------------------------------------------------------------------
-// Summaries and translation
+// Summaries, translation and rewriting
 
 export async function summarize(
   request: { text: string; length: SummaryLength; bullets: boolean },
@@ -338,6 +338,24 @@ export async function translate(
   onEvent: (e: TaskEvent) => void,
 ): Promise<TranslationReply> {
   return call<TranslationReply>("translate", { ...request, onEvent: channel(onEvent) });
+}
+
+export type RewritePreset = "shorter" | "longer" | "formal" | "casual" | "simpler" | "grammar" | "active";
+
+export interface RewriteReply {
+  text: string;
+  blocks: number;
+  /** Blocks left as they were: the model's answer would have changed their structure. */
+  kept: number;
+  seconds: number;
+}
+
+/** Rewrites Markdown with a preset or a free instruction; `attempt` > 0 asks for another take. */
+export async function rewrite(
+  request: { text: string; preset: RewritePreset | null; instruction: string | null; attempt: number },
+  onEvent: (e: TaskEvent) => void,
+): Promise<RewriteReply> {
+  return call<RewriteReply>("rewrite", { ...request, onEvent: channel(onEvent) });
 }
 
 export const cancelTask = () => call<void>("cancel_task");

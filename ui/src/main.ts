@@ -20,6 +20,7 @@ import { finetunePane } from "./panes/finetune";
 import { PaneHost } from "./panes/host";
 import { modelsPane } from "./panes/models";
 import { summarizePane } from "./panes/summarize";
+import { rewritePane } from "./panes/rewrite";
 import { translatePane } from "./panes/translate";
 import { onSettings, settings, updateSettings } from "./settings";
 import { installShortcuts, isMac } from "./shortcuts";
@@ -124,6 +125,7 @@ async function start(): Promise<void> {
   const ctx: AppContext = { editor, documents, panes, reportSpeed: (t) => status.setSpeed(t) };
   panes.add(summarizePane(ctx));
   panes.add(translatePane(ctx));
+  panes.add(rewritePane(ctx));
   panes.add(finetunePane(ctx));
   panes.add(modelsPane(ctx));
 
@@ -172,6 +174,7 @@ async function start(): Promise<void> {
     saveAs: () => void documents.saveAs(),
     summarize: () => panes.toggle("summarize"),
     translate: () => panes.toggle("translate"),
+    rewrite: () => panes.toggle("rewrite"),
     finetune: () => panes.toggle("finetune"),
     models: () => panes.toggle("models"),
     suggest: () => editor.requestSuggestion(),

@@ -21,6 +21,7 @@ export const SHORTCUTS: readonly Shortcut[] = [
   { id: "saveAs", keys: ["Mod-Shift-s"], label: "Save as…", group: "File" },
   { id: "summarize", keys: ["Mod-Shift-m"], label: "Summarize pane", group: "Panes" },
   { id: "translate", keys: ["Mod-Shift-t"], label: "Translate pane", group: "Panes" },
+  { id: "rewrite", keys: ["Mod-Shift-e"], label: "Rewrite the selection", group: "Panes" },
   { id: "finetune", keys: ["Mod-Shift-f"], label: "Fine-tune pane", group: "Panes" },
   { id: "models", keys: ["Mod-Shift-l"], label: "Models pane", group: "Panes" },
   { id: "suggest", keys: ["Ctrl-Space"], label: "Suggest now", group: "Writing" },

@@ -22,6 +22,7 @@ export interface TopBarActions {
 const PANES: { id: PaneId; label: string; icon: IconName; keys: string }[] = [
   { id: "summarize", label: "Summarize", icon: "summarize", keys: "Mod-Shift-m" },
   { id: "translate", label: "Translate", icon: "translate", keys: "Mod-Shift-t" },
+  { id: "rewrite", label: "Rewrite", icon: "rewrite", keys: "Mod-Shift-e" },
   { id: "finetune", label: "Fine-tune", icon: "finetune", keys: "Mod-Shift-f" },
   { id: "models", label: "Models", icon: "models", keys: "Mod-Shift-l" },
 ];

@@ -17,6 +17,7 @@ use penwright_engine::model::LanguageModel;
 use penwright_engine::remote::RemoteEndpoint;
 use penwright_engine::sampler::SamplerConfig;
 use penwright_engine::tasks::autocomplete::AutocompleteSettings;
+use penwright_engine::tasks::rewrite::{Instruction, Preset};
 use penwright_engine::tasks::summarize::SummaryLength;
 use penwright_engine::worker::{DeviceReport, EngineHandle, Event, Outcome, Prompt, Request};
 use penwright_kernels::GgmlType;
@@ -49,7 +50,7 @@ struct ModelArgs {
     #[arg(long, value_parser = parse_quantize)]
     quantize: Option<GgmlType>,
     /// Use a remote OpenAI-compatible server instead of a local model (its base URL, with
-    /// /v1); the key comes from $PENWRIGHT_API_KEY (generate, complete, summarize, translate)
+    /// /v1); the key comes from $PENWRIGHT_API_KEY (generate, complete, summarize, translate, rewrite)
     #[arg(long, requires = "remote_model", conflicts_with_all = ["model", "adapter", "quantize"])]
     endpoint: Option<String>,
     /// The remote server's model to use, with --endpoint
@@ -238,6 +239,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rewrites a Markdown document (or a selection saved as one) block by block, keeping its
+    /// structure: {"text","blocks","kept","seconds"}
+    Rewrite {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        file: PathBuf,
+        /// What to do, in your words ("make it sound friendlier")
+        #[arg(long, conflicts_with = "preset", required_unless_present = "preset")]
+        instruction: Option<String>,
+        /// shorter, longer, formal, casual, simpler, grammar or active
+        #[arg(long)]
+        preset: Option<Preset>,
+        /// 0: the most likely rewrite; another number: a different (sampled) one
+        #[arg(long, default_value_t = 0)]
+        attempt: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Fine-tunes a LoRA adapter on your documents (PEFT format); --json: progress lines, then
     /// {"steps","train_tokens","base_ppl","tuned_ppl","seconds","tokens_per_s","adapter"}.
     /// `finetune export` writes the documents and a config for a cluster trainer instead.
@@ -341,7 +361,7 @@ enum Command {
 fn load(args: &ModelArgs) -> Result<LoadedModel> {
     if args.endpoint.is_some() {
         bail!(
-            "--endpoint works with generate, complete, summarize and translate; this command needs a local model"
+            "--endpoint works with generate, complete, summarize, translate and rewrite; this command needs a local model"
         );
     }
     let path = resolve_model(args.model.as_deref())?;
@@ -560,6 +580,54 @@ fn main() -> Result<()> {
                 }));
             } else {
                 println!("{}", t.text);
+            }
+            Ok(())
+        }
+        Command::Rewrite {
+            model,
+            file,
+            instruction,
+            preset,
+            attempt,
+            json,
+        } => {
+            let text = read_text(&file)?;
+            let instruction = match (preset, instruction) {
+                (Some(p), _) => Instruction::Preset(p),
+                (None, Some(i)) => Instruction::Free(i),
+                (None, None) => bail!("give --preset or --instruction"),
+            };
+            let (engine, ..) = start_engine(&model)?;
+            let started = std::time::Instant::now();
+            let job = engine.submit(Request::Rewrite {
+                text,
+                instruction,
+                attempt,
+            });
+            // the rewritten document is printed whole at the end, not streamed
+            let outcome = job.finish_blocking(|e| {
+                if !matches!(e, Event::Token(_)) {
+                    stream_event(e, json)
+                }
+            })?;
+            let Outcome::Rewritten(r) = outcome else {
+                unreachable!("a rewrite job ends with Rewritten")
+            };
+            if r.kept > 0 {
+                eprintln!(
+                    "penwright: {} of {} blocks kept as they were (the answer would have changed their structure)",
+                    r.kept, r.blocks
+                );
+            }
+            if json {
+                print_json(&json!({
+                    "text": r.text,
+                    "blocks": r.blocks,
+                    "kept": r.kept,
+                    "seconds": started.elapsed().as_secs_f64(),
+                }));
+            } else {
+                println!("{}", r.text);
             }
             Ok(())
         }

@@ -78,6 +78,8 @@ pub struct AnswerLimits {
     /// Above 1 discourages repeating tokens; sent as `repetition_penalty` (vLLM, Penwright)
     /// and `repeat_penalty` (llama.cpp) when set, extensions local servers take.
     pub repetition_penalty: Option<f32>,
+    /// Makes a sampled answer repeatable where the server honours it.
+    pub seed: Option<u64>,
 }
 
 impl AnswerLimits {
@@ -88,6 +90,7 @@ impl AnswerLimits {
             temperature: 0.0,
             stop: Vec::new(),
             repetition_penalty: None,
+            seed: None,
         }
     }
 
@@ -100,6 +103,9 @@ impl AnswerLimits {
         if let Some(p) = self.repetition_penalty {
             body["repetition_penalty"] = json!(p);
             body["repeat_penalty"] = json!(p);
+        }
+        if let Some(seed) = self.seed {
+            body["seed"] = json!(seed);
         }
     }
 }

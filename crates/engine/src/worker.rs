@@ -14,6 +14,7 @@ use crate::loader::{LoadOptions, LoadedModel, ModelInfo, load_model_with, resolv
 use crate::model::KvCache;
 use crate::sampler::SamplerConfig;
 use crate::tasks::autocomplete::{AutocompleteSession, AutocompleteSettings, Completion};
+use crate::tasks::rewrite::{Instruction, Rewrite, rewrite};
 use crate::tasks::summarize::{Summary, SummaryLength, summarize};
 use crate::tasks::translate::{Translation, translate};
 use crate::tasks::{ChatModel, ChatRunner, RemoteChat, TaskProgress};
@@ -67,6 +68,14 @@ pub enum Request {
         to: String,
         from: Option<String>,
     },
+    /// Rewrites Markdown block by block as the instruction says.
+    Rewrite {
+        text: String,
+        instruction: Instruction,
+        /// 0: the model's most likely answer; another number: a different, sampled one
+        /// (the writer's Retry), the same for the same number.
+        attempt: u64,
+    },
     /// Reloads the model with this LoRA adapter merged (or without any, for `None`).
     SetAdapter { adapter: Option<std::path::PathBuf> },
     /// Uses a remote engine (an OpenAI-compatible server) for every task from now on, or
@@ -99,6 +108,7 @@ pub enum Outcome {
     Completed(Completion),
     Summarized(Summary),
     Translated(Translation),
+    Rewritten(Rewrite),
     AdapterSet {
         merged_projections: usize,
     },
@@ -117,7 +127,7 @@ pub enum Event {
         total: usize,
     },
     Token(String),
-    /// A translated block: `index` of `total`, its text.
+    /// A translated or rewritten block: `index` of `total`, its text.
     Block {
         index: usize,
         total: usize,
@@ -311,6 +321,7 @@ impl Worker {
                     stop: stop_strings,
                     repetition_penalty: (sampler.repetition_penalty != 1.0)
                         .then_some(sampler.repetition_penalty),
+                    seed: (sampler.temperature > 0.0).then_some(sampler.seed),
                 };
                 let generation = generate_remote(remote, &prompt, &limits, &cancel, &mut |t| {
                     let _ = events.send(Event::Token(t.to_string()));
@@ -448,6 +459,31 @@ impl Worker {
                 )?;
                 Ok(Outcome::Translated(translation))
             }
+            Request::Rewrite {
+                text,
+                instruction,
+                attempt,
+            } => {
+                let mut runner = self.runner(&cancel)?;
+                runner.vary((attempt > 0).then_some(attempt));
+                let rewritten = rewrite(
+                    runner.as_mut(),
+                    &text,
+                    &instruction,
+                    &mut |p| send_progress(&events, &p),
+                    &mut |index, total, text| {
+                        let _ = events.send(Event::Block {
+                            index,
+                            total,
+                            text: text.to_string(),
+                        });
+                    },
+                    &mut |t| {
+                        let _ = events.send(Event::Token(t.to_string()));
+                    },
+                )?;
+                Ok(Outcome::Rewritten(rewritten))
+            }
         }
     }
 }
@@ -540,7 +576,11 @@ impl Worker {
     /// local model through its template.
     fn runner<'a>(&'a mut self, cancel: &'a AtomicBool) -> Result<Box<dyn ChatModel + 'a>> {
         if let Some(remote) = &self.remote {
-            return Ok(Box::new(RemoteChat { remote, cancel }));
+            return Ok(Box::new(RemoteChat {
+                remote,
+                cancel,
+                seed: None,
+            }));
         }
         let loaded = self.loaded.as_ref().ok_or(EngineError::NoModel)?;
         Ok(Box::new(ChatRunner {
@@ -552,6 +592,7 @@ impl Worker {
                 .unwrap_or_else(crate::chat::ChatTemplate::fallback_chatml),
             cache: self.cache.as_mut().expect("cache with model"),
             cancel,
+            seed: None,
         }))
     }
 }

@@ -12,9 +12,10 @@ use penwright_engine::device::cpu_device;
 use penwright_engine::loader::{LoadedModel, load_model};
 use penwright_engine::model::KvCache;
 use penwright_engine::tasks::autocomplete::{AutocompleteSession, AutocompleteSettings};
+use penwright_engine::tasks::rewrite::{Instruction, Preset, rewrite, skeleton};
 use penwright_engine::tasks::summarize::{SummaryLength, summarize};
 use penwright_engine::tasks::translate::{structure, translate};
-use penwright_engine::tasks::{ChatRunner, TaskProgress};
+use penwright_engine::tasks::{ChatModel, ChatRunner, TaskProgress};
 
 fn load() -> LoadedModel {
     load_model(&default_model_path(), cpu_device("test"), &mut |_| {}).unwrap()
@@ -31,6 +32,7 @@ fn chat_runner<'a>(
         template: loaded.chat_template.clone().unwrap(),
         cache,
         cancel,
+        seed: None,
     }
 }
 
@@ -178,4 +180,47 @@ fn translation_keeps_the_markdown_structure() {
     assert!(t.text.contains("(https://example.org/museum)"));
     assert_eq!(blocks, t.blocks);
     assert_ne!(t.text, doc);
+}
+
+#[test]
+fn rewriting_changes_the_words_but_not_the_structure_and_a_retry_differs() {
+    let loaded = load();
+    let cancel = AtomicBool::new(false);
+    let mut cache = loaded.model.new_cache(1024);
+    let mut runner = chat_runner(&loaded, &mut cache, &cancel);
+    let doc = "# Notes\n\nThe report was written by Anna and the decision was made by the whole team to postpone the launch.\n\n- The cake was eaten by the children at the party.\n- See the [plan](https://example.org/plan) and `dates.csv`.\n\n```sh\nmake launch\n```\n";
+    let rewrite_once = |runner: &mut ChatRunner, seed| {
+        runner.vary(seed);
+        let (mut blocks, mut streamed) = (0, String::new());
+        let r = rewrite(
+            runner,
+            doc,
+            &Instruction::Preset(Preset::Active),
+            &mut |_| {},
+            &mut |_, _, _| blocks += 1,
+            &mut |t| streamed.push_str(t),
+        )
+        .unwrap();
+        assert_eq!(blocks, r.blocks);
+        assert!(!streamed.is_empty());
+        r
+    };
+    let greedy = rewrite_once(&mut runner, None);
+    eprintln!(
+        "{}\n(kept {} of {})",
+        greedy.text, greedy.kept, greedy.blocks
+    );
+    assert_eq!(greedy.blocks, 4);
+    assert!(greedy.kept < greedy.blocks, "nothing was rewritten");
+    assert_ne!(greedy.text, doc);
+    assert_eq!(skeleton(&greedy.text), skeleton(doc), "{}", greedy.text);
+    assert!(greedy.text.contains("```sh\nmake launch\n```"));
+    let retry = rewrite_once(&mut runner, Some(1));
+    assert_ne!(retry.text, greedy.text, "a retry gave the same rewrite");
+    assert_eq!(skeleton(&retry.text), skeleton(doc));
+    assert_eq!(
+        rewrite_once(&mut runner, Some(1)).text,
+        retry.text,
+        "the same seed differs"
+    );
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use penwright_engine::tasks::autocomplete::{AutocompleteSettings, Completion};
+use penwright_engine::tasks::rewrite::{Instruction, Preset};
 use penwright_engine::tasks::summarize::SummaryLength;
 use penwright_engine::worker::{Event, Outcome, Request};
 use serde::Serialize;
@@ -199,6 +200,52 @@ pub async fn translate(
         Outcome::Translated(t) => Ok(TranslationReply {
             text: t.text,
             blocks: t.blocks,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
+        _ => Err(CommandError::new("engine", "unexpected engine reply")),
+    }
+}
+
+#[derive(Serialize)]
+pub struct RewriteReply {
+    pub text: String,
+    pub blocks: usize,
+    pub kept: usize,
+    pub seconds: f64,
+}
+
+/// Rewrites the text with a preset or the writer's instruction; `attempt` 0 is the most
+/// likely rewrite, a Retry asks for another.
+#[tauri::command]
+pub async fn rewrite(
+    state: State<'_, AppState>,
+    text: String,
+    preset: Option<Preset>,
+    instruction: Option<String>,
+    attempt: u64,
+    on_event: Channel<TaskEvent>,
+) -> CommandResult<RewriteReply> {
+    let instruction = match (preset, instruction) {
+        (Some(p), _) => Instruction::Preset(p),
+        (None, Some(i)) => Instruction::Free(i),
+        (None, None) => {
+            return Err(CommandError::new(
+                "invalid_argument",
+                "choose how to rewrite the text",
+            ));
+        }
+    };
+    let started = Instant::now();
+    let request = Request::Rewrite {
+        text,
+        instruction,
+        attempt,
+    };
+    match run_task(&state, request, &on_event).await? {
+        Outcome::Rewritten(r) => Ok(RewriteReply {
+            text: r.text,
+            blocks: r.blocks,
+            kept: r.kept,
             seconds: started.elapsed().as_secs_f64(),
         }),
         _ => Err(CommandError::new("engine", "unexpected engine reply")),

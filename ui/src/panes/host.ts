@@ -6,7 +6,7 @@ import { h } from "../dom";
 import { Emitter } from "../events";
 import { icons } from "../icons";
 
-export type PaneId = "summarize" | "translate" | "finetune" | "models";
+export type PaneId = "summarize" | "translate" | "rewrite" | "finetune" | "models";
 
 export interface Pane {
   id: PaneId;

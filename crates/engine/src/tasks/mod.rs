@@ -1,7 +1,9 @@
-//! The writing tasks, built on the generation loop: autocomplete, summarize, translate.
+//! The writing tasks, built on the generation loop: autocomplete, summarize, translate,
+//! rewrite.
 
 pub mod autocomplete;
 pub mod chunking;
+pub mod rewrite;
 pub mod summarize;
 pub mod translate;
 
@@ -25,6 +27,8 @@ pub struct TaskProgress {
 
 /// The repetition penalty every task's answer is generated with, local or remote.
 const TASK_REPETITION_PENALTY: f32 = 1.1;
+/// The temperature of a varied answer (a rewrite's Retry).
+const TASK_VARIED_TEMPERATURE: f32 = 0.8;
 
 /// A task's one exchange: its instructions as the system message, the text as the user's.
 fn exchange(system: &str, user: &str) -> [ChatMessage; 2] {
@@ -55,12 +59,16 @@ pub trait ChatModel {
         max_tokens: usize,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<String>;
+    /// Answers from now on: the most likely one (`None`), or one sampled with this seed.
+    fn vary(&mut self, seed: Option<u64>);
 }
 
 /// A remote engine in chat turns.
 pub struct RemoteChat<'a> {
     pub remote: &'a crate::remote::RemoteEngine,
     pub cancel: &'a AtomicBool,
+    /// Sampled answers with this seed; greedy ones without.
+    pub seed: Option<u64>,
 }
 
 impl ChatModel for RemoteChat<'_> {
@@ -84,6 +92,8 @@ impl ChatModel for RemoteChat<'_> {
         let messages = exchange(system, user);
         let limits = crate::remote::AnswerLimits {
             repetition_penalty: Some(TASK_REPETITION_PENALTY),
+            temperature: self.seed.map_or(0.0, |_| TASK_VARIED_TEMPERATURE),
+            seed: self.seed,
             ..crate::remote::AnswerLimits::greedy(max_tokens)
         };
         let answer = self
@@ -94,6 +104,10 @@ impl ChatModel for RemoteChat<'_> {
             })?;
         Ok(answer.text.trim().to_string())
     }
+
+    fn vary(&mut self, seed: Option<u64>) {
+        self.seed = seed;
+    }
 }
 
 /// What a task needs to talk to the model through its chat template.
@@ -103,6 +117,8 @@ pub struct ChatRunner<'a> {
     pub template: ChatTemplate,
     pub cache: &'a mut KvCache,
     pub cancel: &'a AtomicBool,
+    /// Sampled answers with this seed; greedy ones without.
+    pub seed: Option<u64>,
 }
 
 impl ChatModel for ChatRunner<'_> {
@@ -132,7 +148,8 @@ impl ChatModel for ChatRunner<'_> {
         let room = self.cache.capacity().saturating_sub(ids.len());
         let mut req = GenerateRequest::new(ids, max_tokens.min(room));
         req.sampler = SamplerConfig {
-            temperature: 0.0,
+            temperature: self.seed.map_or(0.0, |_| TASK_VARIED_TEMPERATURE),
+            seed: self.seed.unwrap_or(0),
             repetition_penalty: TASK_REPETITION_PENALTY,
             ..SamplerConfig::default()
         };
@@ -145,5 +162,9 @@ impl ChatModel for ChatRunner<'_> {
             on_text,
         )?;
         Ok(out.text.trim().to_string())
+    }
+
+    fn vary(&mut self, seed: Option<u64>) {
+        self.seed = seed;
     }
 }
