@@ -21,6 +21,7 @@ const COMMANDS: &[&str] = &[
     "cancel_download",
     "complete",
     "cancel_complete",
+    "complete_alternatives",
     "summarize",
     "translate",
     "rewrite",

@@ -31,6 +31,7 @@ macro_rules! app_commands {
             commands::library::cancel_download,
             commands::tasks::complete,
             commands::tasks::cancel_complete,
+            commands::tasks::complete_alternatives,
             commands::tasks::summarize,
             commands::tasks::translate,
             commands::tasks::rewrite,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use penwright_e2e::webdriver::{Driver, KEY_CONTROL, KEY_ENTER, KEY_TAB, Session};
+use penwright_e2e::webdriver::{Driver, KEY_ALT, KEY_CONTROL, KEY_ENTER, KEY_TAB, Session};
 use penwright_e2e::{binary, default_model, target_dir};
 use serde_json::json;
 
@@ -84,6 +84,97 @@ fn ghost_text_appears_and_tab_accepts_it() {
         "{text:?} lacks {suggestion:?}"
     );
     assert!(session.find("[data-testid=ghost-text]").is_none());
+}
+
+/// The text of a ghost widget (`ghost-text`, `ghost-count`): it lives in the shadow root.
+fn ghost(session: &Session, testid: &str) -> Option<String> {
+    session
+        .script(
+            "const g = document.querySelector(`[data-testid=${arguments[0]}]`); return g && g.shadowRoot ? g.shadowRoot.textContent : null;",
+            json!([testid]),
+        )
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn alternatives_cycle_with_alt_brackets_and_suggestions_stay_out_of_code() {
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let home = private_home();
+    let (_driver, session) = open_app(home.path());
+    let editor = session.wait_for("[data-testid=editor]", Duration::from_secs(10));
+    session.click(&editor);
+    let typed = "It was a dark and stormy night, and";
+    session.send_keys(&editor, typed);
+    session.wait_for("[data-testid=ghost-text]", Duration::from_secs(60));
+    let first = ghost(&session, "ghost-text").unwrap();
+    let asked = std::time::Instant::now();
+    session.send_keys(&editor, &format!("{KEY_ALT}]"));
+    let count = session.wait_until(
+        "the alternatives badge",
+        "const c = document.querySelector('[data-testid=ghost-count]'); const t = c && c.shadowRoot.textContent; return t && /^2\\/\\d$/.test(t) && t;",
+        Duration::from_secs(60),
+    );
+    let waited = asked.elapsed().as_millis();
+    let second = ghost(&session, "ghost-text").unwrap();
+    let speed =
+        session.text(&session.wait_for("[data-testid=status-speed]", Duration::from_secs(5)));
+    eprintln!(
+        "alternatives: {first:?} then {second:?} ({count}); {waited} ms after Alt+], status: {speed}"
+    );
+    screenshot(&session, "ghost-alternatives");
+    assert_ne!(first, second, "the alternative is the same suggestion");
+    // Alt+[ goes back to the first; Tab accepts the one shown
+    session.send_keys(&editor, &format!("{KEY_ALT}["));
+    session.wait_until(
+        "the first suggestion again",
+        "const c = document.querySelector('[data-testid=ghost-count]'); return c && c.shadowRoot.textContent.startsWith('1/');",
+        Duration::from_secs(5),
+    );
+    assert_eq!(ghost(&session, "ghost-text").unwrap(), first);
+    session.send_keys(&editor, KEY_TAB);
+    assert!(editor_text(&session).contains(first.trim()));
+    // inside a fenced code block nothing is suggested while typing
+    session.send_keys(
+        &editor,
+        &format!("{KEY_ENTER}{KEY_ENTER}```{KEY_ENTER}let total = "),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        session.find("[data-testid=ghost-text]").is_none(),
+        "a suggestion appeared inside a code block"
+    );
+}
+
+#[test]
+fn subtle_mode_shows_the_suggestion_only_while_alt_is_held() {
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let home = private_home();
+    let (_driver, session) = open_app(home.path());
+    session.click_css("[data-testid=status-settings]", Duration::from_secs(10));
+    session.click_css(
+        "label.switch:has([data-testid=settings-subtle])",
+        Duration::from_secs(5),
+    );
+    let editor = session.wait_for("[data-testid=editor]", Duration::from_secs(10));
+    session.click(&editor);
+    let typed = "The quick brown fox jumps over the";
+    session.send_keys(&editor, typed);
+    session.wait_for("[data-testid=ghost-hint]", Duration::from_secs(60));
+    assert!(session.find("[data-testid=ghost-text]").is_none());
+    // Tab does not accept what cannot be seen; Alt+Enter (Alt held) does
+    session.send_keys(&editor, &format!("{KEY_ALT}{KEY_ENTER}"));
+    let text = editor_text(&session);
+    assert!(
+        text.trim_end().len() > typed.len(),
+        "Alt+Enter accepted nothing: {text:?}"
+    );
+    // the setting persists
+    let stored = session.script(
+        "return JSON.parse(localStorage.getItem('penwright.settings')).subtle;",
+        json!([]),
+    );
+    assert_eq!(stored, json!(true));
 }
 
 #[test]

@@ -163,6 +163,44 @@ fn a_non_utf8_document_is_refused_with_its_offset() {
 }
 
 #[test]
+fn complete_offers_distinct_alternatives_and_honours_the_length() {
+    default_model();
+    let prefix = "It was a dark and stormy night, and";
+    let out = penwright_json(&[
+        "complete",
+        "--device",
+        "cpu",
+        "--prefix",
+        prefix,
+        "--alternatives",
+        "3",
+        "--json",
+    ]);
+    let all: Vec<&str> = out["alternatives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    eprintln!("alternatives: {all:?} in {} ms", out["alternatives_ms"]);
+    assert!(all.len() >= 2, "{all:?}");
+    assert_eq!(all[0], out["completion"].as_str().unwrap());
+    let mut distinct = all.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), all.len(), "{all:?}");
+    let words = penwright_json(&[
+        "complete", "--device", "cpu", "--prefix", prefix, "--length", "words", "--json",
+    ]);
+    let n = words["completion"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .count();
+    assert!((1..=4).contains(&n), "{words}");
+}
+
+#[test]
 fn rewrite_keeps_the_markdown_and_says_how_long_it_took() {
     default_model();
     let dir = tempfile::tempdir().unwrap();

@@ -35,7 +35,13 @@ describe("api", () => {
     const invoke = vi.fn(async () => null);
     installBackend(invoke);
     await api.complete({ prefix: "a", suffix: "b", requestId: 7 });
-    expect(invoke).toHaveBeenCalledWith("complete", { prefix: "a", suffix: "b", requestId: 7 }, undefined);
+    expect(invoke).toHaveBeenCalledWith("complete", { prefix: "a", suffix: "b", requestId: 7, options: null }, undefined);
+    await api.completeAlternatives({ prefix: "a", suffix: "", requestId: 8, shown: ["x"], count: 2, options: { length: "words", textAfterCursor: false } });
+    expect(invoke).toHaveBeenCalledWith(
+      "complete_alternatives",
+      { prefix: "a", suffix: "", requestId: 8, shown: ["x"], count: 2, options: { length: "words", textAfterCursor: false } },
+      undefined,
+    );
     await api.saveDocument("/x.md", "text");
     expect(invoke).toHaveBeenLastCalledWith("save_document", { path: "/x.md", text: "text" }, undefined);
     await api.writeRecovery("t", null);

@@ -23,6 +23,8 @@ export interface ModelInfo {
   path: string;
   parameters: number;
   contextLength: number;
+  /** The vocabulary has fill-in-the-middle tokens (known once loaded). */
+  fillInTheMiddle?: boolean;
 }
 
 export interface DeviceReport {
@@ -82,10 +84,28 @@ export interface Recovery {
   savedAt: number;
 }
 
+export interface SuggestionOptions {
+  length: "words" | "sentence" | "paragraph";
+  textAfterCursor: boolean;
+}
+
 export interface CompletionRequest {
   prefix: string;
   suffix: string;
   requestId: number;
+  options?: SuggestionOptions;
+}
+
+export interface AlternativesRequest extends CompletionRequest {
+  /** The suggestions already on offer (the new ones differ from them). */
+  shown: readonly string[];
+  count: number;
+}
+
+export interface AlternativesReply {
+  requestId: number;
+  alternatives: string[];
+  ms: number;
 }
 
 export interface CompletionReply {
@@ -320,7 +340,16 @@ export const devices = () => call<Devices>("devices");
 // Autocomplete
 
 export const complete = (request: CompletionRequest) =>
-  call<CompletionReply | null>("complete", { prefix: request.prefix, suffix: request.suffix, requestId: request.requestId });
+  call<CompletionReply | null>("complete", { prefix: request.prefix, suffix: request.suffix, requestId: request.requestId, options: request.options ?? null });
+export const completeAlternatives = (request: AlternativesRequest) =>
+  call<AlternativesReply | null>("complete_alternatives", {
+    prefix: request.prefix,
+    suffix: request.suffix,
+    requestId: request.requestId,
+    options: request.options ?? null,
+    shown: request.shown,
+    count: request.count,
+  });
 export const cancelComplete = () => call<void>("cancel_complete");
 
 // ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import { EditorSelection, EditorState, Text, Transaction, type Extension } from 
 import { EditorView, drawSelection, dropCursor, keymap, placeholder } from "@codemirror/view";
 import { tags as t } from "@lezer/highlight";
 
-import { ghostEvent, ghostText, requestSuggestion, setGhostEnabled, type GhostOptions } from "./ghost/extension";
+import { ghostEvent, ghostText, requestSuggestion, setGhostEnabled, setGhostSubtle, type GhostOptions } from "./ghost/extension";
 
 const markdownHighlight = HighlightStyle.define([
   { tag: t.heading1, class: "md-h md-h1" },
@@ -181,6 +181,11 @@ export class Editor {
 
   setAutocomplete(enabled: boolean): void {
     setGhostEnabled(this.view, enabled);
+  }
+
+  /** Subtle mode: suggestions show only while Alt is held. */
+  setSubtle(subtle: boolean): void {
+    setGhostSubtle(this.view, subtle);
   }
 
   requestSuggestion(): void {

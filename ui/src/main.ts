@@ -22,7 +22,8 @@ import { modelsPane } from "./panes/models";
 import { summarizePane } from "./panes/summarize";
 import { rewritePane } from "./panes/rewrite";
 import { translatePane } from "./panes/translate";
-import { onSettings, settings, updateSettings } from "./settings";
+import { suppressedBy } from "./ghost/suppress";
+import { onSettings, settings, updateSettings, useTextAfterCursor } from "./settings";
 import { installShortcuts, isMac } from "./shortcuts";
 import { StatusBar } from "./statusbar";
 import { currentTheme, installTheme, toggleTheme } from "./theme";
@@ -86,13 +87,29 @@ async function start(): Promise<void> {
     }, 120);
   };
 
+  // how suggestions run: the length setting, and the text after the cursor where the model can
+  // use it (a remote engine's abilities are unknown: "auto" leaves it off there)
+  const suggestionOptions = (): api.SuggestionOptions => {
+    const s = settings();
+    const status = currentModel().status;
+    const hasFim = !status.remote && !!status.model?.fillInTheMiddle;
+    return { length: s.suggestionLength, textAfterCursor: useTextAfterCursor(s.textAfterCursor, hasFim) };
+  };
   let endSuggesting: (() => void) | null = null;
   const editor: Editor = new Editor(editorHost, {
     ghost: {
       complete: async (request) => {
         if (currentModel().phase.kind !== "ready") return null;
-        return api.complete(request);
+        return api.complete({ ...request, options: suggestionOptions() });
       },
+      alternatives: async (request) => {
+        if (currentModel().phase.kind !== "ready") return null;
+        const reply = await api.completeAlternatives({ ...request, options: suggestionOptions(), count: 2 });
+        if (reply) status.setSpeed(`alternatives in ${Math.round(reply.ms)} ms`);
+        return reply;
+      },
+      suppressed: (prefix, suffix) => suppressedBy(prefix, suffix, settings().suppress) !== null,
+      subtle: () => settings().subtle,
       cancel: () => void api.cancelComplete().catch(() => {}),
       debounceMs: () => settings().debounceMs,
       enabled: () => settings().autocomplete,
@@ -163,6 +180,8 @@ async function start(): Promise<void> {
       editor.setAutocomplete(s.autocomplete);
       toast(s.autocomplete ? "Autocomplete on" : "Autocomplete off", "info", 1500);
     }
+    if ("subtle" in changed) editor.setSubtle(s.subtle);
+    if ("suggestionLength" in changed || "textAfterCursor" in changed || "suppress" in changed) editor.dismissSuggestion();
   });
   matchMedia?.("(prefers-color-scheme: dark)").addEventListener?.("change", () => topbar.showTheme(currentTheme()));
   status.setWords(0);

@@ -24,7 +24,18 @@ describe("settings", () => {
       font: "sans",
       device: "cpu",
       remote: null,
+      suggestionLength: "sentence",
+      textAfterCursor: "auto",
+      suppress: { codeBlock: true, frontMatter: true, url: true, emptyListItem: true, midWord: true },
+      subtle: false,
     });
+    // suggestion settings: valid ones kept, rule by rule
+    const tuned = parseSettings('{"suggestionLength":"paragraph","textAfterCursor":"on","subtle":true,"suppress":{"url":false,"midWord":"no"}}');
+    expect(tuned.suggestionLength).toBe("paragraph");
+    expect(tuned.textAfterCursor).toBe("on");
+    expect(tuned.subtle).toBe(true);
+    expect(tuned.suppress).toEqual({ codeBlock: true, frontMatter: true, url: false, emptyListItem: true, midWord: true });
+    expect(parseSettings('{"suggestionLength":"novel"}').suggestionLength).toBe("sentence");
     // a remembered remote engine: its address and model, never a key
     const withRemote = parseSettings('{"remote":{"baseUrl":"http://h:8080/v1","model":"m","apiKey":"secret"}}');
     expect(withRemote.remote).toEqual({ baseUrl: "http://h:8080/v1", model: "m" });

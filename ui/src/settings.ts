@@ -1,6 +1,12 @@
 // User settings, kept in localStorage. Subscribers hear about every change.
 
+import { ALL_RULES_ON, SUPPRESS_RULES, type SuppressRules } from "./ghost/suppress";
+
 export type Theme = "light" | "dark";
+/** How long a suggestion runs: a few words, to the end of the sentence, or up to a paragraph. */
+export type SuggestionLength = "words" | "sentence" | "paragraph";
+/** Whether the model sees the text after the cursor; "auto": where it has fill-in-the-middle tokens. */
+export type TextAfterCursor = "auto" | "on" | "off";
 export type EditorFont = "serif" | "sans" | "mono";
 
 export interface Settings {
@@ -14,6 +20,12 @@ export interface Settings {
   device: "auto" | "gpu" | "cpu";
   /** The remote engine last used (its key is in the OS keyring, never here). */
   remote: { baseUrl: string; model: string } | null;
+  suggestionLength: SuggestionLength;
+  textAfterCursor: TextAfterCursor;
+  /** Where automatic suggestions stay away, rule by rule. */
+  suppress: SuppressRules;
+  /** Subtle mode: a suggestion shows only while Alt is held. */
+  subtle: boolean;
 }
 
 export const DEFAULTS: Settings = {
@@ -23,6 +35,10 @@ export const DEFAULTS: Settings = {
   font: "serif",
   device: "auto",
   remote: null,
+  suggestionLength: "sentence",
+  textAfterCursor: "auto",
+  suppress: ALL_RULES_ON,
+  subtle: false,
 };
 
 const KEY = "penwright.settings";
@@ -57,7 +73,21 @@ export function parseSettings(raw: string | null): Settings {
   if (r && typeof r === "object" && typeof r.baseUrl === "string" && typeof r.model === "string") {
     s.remote = { baseUrl: r.baseUrl, model: r.model };
   }
+  if (o.suggestionLength === "words" || o.suggestionLength === "sentence" || o.suggestionLength === "paragraph") s.suggestionLength = o.suggestionLength;
+  if (o.textAfterCursor === "auto" || o.textAfterCursor === "on" || o.textAfterCursor === "off") s.textAfterCursor = o.textAfterCursor;
+  const sup = o.suppress as Record<string, unknown> | null | undefined;
+  if (sup && typeof sup === "object") {
+    const rules = { ...ALL_RULES_ON };
+    for (const { rule } of SUPPRESS_RULES) if (typeof sup[rule] === "boolean") rules[rule] = sup[rule] as boolean;
+    s.suppress = rules;
+  }
+  if (typeof o.subtle === "boolean") s.subtle = o.subtle;
   return s;
+}
+
+/** Whether suggestions see the text after the cursor, for a model with or without FIM tokens. */
+export function useTextAfterCursor(setting: TextAfterCursor, modelHasFim: boolean): boolean {
+  return setting === "on" || (setting === "auto" && modelHasFim);
 }
 
 let current: Settings = parseSettings(storage()?.getItem(KEY) ?? null);

@@ -35,6 +35,9 @@ export function editorShortcuts(mac: boolean): Shortcut[] {
   return [
     { id: "accept", keys: ["Tab"], label: "Accept the suggestion", group: "Writing" },
     { id: "acceptWord", keys: [mac ? "Alt-ArrowRight" : "Ctrl-ArrowRight"], label: "Accept the next word", group: "Writing" },
+    { id: "nextAlternative", keys: ["Alt-]"], label: "Next suggestion (alternatives)", group: "Writing" },
+    { id: "previousAlternative", keys: ["Alt-["], label: "Previous suggestion", group: "Writing" },
+    { id: "acceptHeld", keys: ["Alt-Enter"], label: "Accept the suggestion (subtle mode: hold Alt to see it)", group: "Writing" },
     { id: "dismiss", keys: ["Escape"], label: "Dismiss the suggestion", group: "Writing" },
     { id: "undo", keys: ["Mod-z"], label: "Undo", group: "Writing" },
     { id: "find", keys: ["Mod-f"], label: "Find and replace", group: "Writing" },

@@ -6,7 +6,19 @@ import { h } from "./dom";
 import { formatCount, formatParameters } from "./format";
 import { icons } from "./icons";
 import { modelChanged, type ModelSnapshot } from "./model";
-import { onSettings, settings, updateSettings, type EditorFont, type Theme } from "./settings";
+import { SUPPRESS_RULES } from "./ghost/suppress";
+import { toggleSwitch } from "./panes/ui";
+import { onSettings, settings, updateSettings, type EditorFont, type SuggestionLength, type TextAfterCursor, type Theme } from "./settings";
+
+/** What the text-after-cursor setting does with the loaded model. */
+export function fimNote(snapshot: ModelSnapshot): string {
+  const s = snapshot.status;
+  if (s.remote) return "Auto is off for a remote engine; On sends the text after the cursor as the suffix.";
+  if (!s.model) return "";
+  return s.model.fillInTheMiddle
+    ? `${s.model.name} has fill-in-the-middle tokens: Auto uses the text after the cursor.`
+    : `${s.model.name} has no fill-in-the-middle tokens: Auto leaves it off (the text after the cursor still stops repeats).`;
+}
 
 /** The model item's text for a snapshot. */
 export function modelLabel(s: ModelSnapshot): string {
@@ -168,11 +180,46 @@ export class StatusBar {
       theme.value = s.theme ?? "system";
     });
 
+    const length = h("select", { class: "input", "data-testid": "settings-length", "aria-label": "Suggestion length" });
+    for (const [v, label] of [
+      ["words", "A few words"],
+      ["sentence", "To the end of the sentence"],
+      ["paragraph", "Up to a paragraph"],
+    ] as const) {
+      length.append(h("option", { value: v }, label));
+    }
+    length.value = settings().suggestionLength;
+    length.addEventListener("change", () => updateSettings({ suggestionLength: length.value as SuggestionLength }));
+
+    const fim = h("select", { class: "input", "data-testid": "settings-fim", "aria-label": "Text after the cursor" });
+    for (const [v, label] of [
+      ["auto", "Auto (where the model supports it)"],
+      ["on", "On"],
+      ["off", "Off"],
+    ] as const) {
+      fim.append(h("option", { value: v }, label));
+    }
+    fim.value = settings().textAfterCursor;
+    fim.addEventListener("change", () => updateSettings({ textAfterCursor: fim.value as TextAfterCursor }));
+    const fimHint = h("div", { class: "hint", "data-testid": "settings-fim-note" });
+    modelChanged.on((snap) => {
+      fimHint.textContent = fimNote(snap);
+    });
+
+    const subtle = toggleSwitch("Subtle: show suggestions only while Alt is held", settings().subtle, "settings-subtle", (on) => updateSettings({ subtle: on }));
+    const rules = SUPPRESS_RULES.map(({ rule, label }) =>
+      toggleSwitch(label, settings().suppress[rule], `settings-suppress-${rule}`, (on) => updateSettings({ suppress: { ...settings().suppress, [rule]: on } })),
+    );
+
     const pop = h(
       "div",
       { class: "popover", role: "dialog", "aria-label": "Settings", "data-testid": "settings-popover", hidden: true },
       h("div", { class: "popover-title" }, "Settings"),
       h("label", { class: "field" }, h("span", { class: "field-label" }, "Suggestion delay"), h("div", { class: "range-row" }, delay, delayValue)),
+      h("label", { class: "field" }, h("span", { class: "field-label" }, "Suggestion length"), length),
+      h("label", { class: "field" }, h("span", { class: "field-label" }, "Text after the cursor"), fim, fimHint),
+      h("div", { class: "field" }, subtle.element),
+      h("div", { class: "field" }, h("span", { class: "field-label" }, "Don't suggest"), h("div", { class: "switch-list" }, rules.map((r) => r.element))),
       h("label", { class: "field" }, h("span", { class: "field-label" }, "Editor font"), font),
       h("label", { class: "field" }, h("span", { class: "field-label" }, "Theme"), theme),
     );

@@ -16,7 +16,7 @@ use penwright_engine::loader::{
 use penwright_engine::model::LanguageModel;
 use penwright_engine::remote::RemoteEndpoint;
 use penwright_engine::sampler::SamplerConfig;
-use penwright_engine::tasks::autocomplete::AutocompleteSettings;
+use penwright_engine::tasks::autocomplete::{Alternatives, AutocompleteSettings, SuggestionLength};
 use penwright_engine::tasks::rewrite::{Instruction, Preset};
 use penwright_engine::tasks::summarize::SummaryLength;
 use penwright_engine::worker::{DeviceReport, EngineHandle, Event, Outcome, Prompt, Request};
@@ -190,6 +190,7 @@ enum Command {
         json: bool,
     },
     /// Inline autocomplete at a cursor: {"completion","ttft_ms","total_ms","reused_tokens","prefilled_tokens"}
+    /// (+ "alternatives" and "alternatives_ms" with --alternatives)
     Complete {
         #[command(flatten)]
         model: ModelArgs,
@@ -204,6 +205,15 @@ enum Command {
         suffix: String,
         #[arg(long)]
         max_tokens: Option<usize>,
+        /// words, sentence or paragraph
+        #[arg(long, default_value = "sentence")]
+        length: SuggestionLength,
+        /// Give the model the text after the cursor (fill-in-the-middle, where it has the tokens)
+        #[arg(long)]
+        fim: bool,
+        /// Up to N distinct suggestions: the most likely first, then sampled ones (seeded)
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8))]
+        alternatives: u16,
         /// Replays a typing session: one JSON string (a prefix state) per line, one session
         #[arg(long)]
         replay: Option<PathBuf>,
@@ -481,11 +491,14 @@ fn main() -> Result<()> {
             prefix_file,
             suffix,
             max_tokens,
+            length,
+            fim,
+            alternatives,
             replay,
             json,
         } => {
             let (engine, ..) = start_engine(&model)?;
-            let mut settings = AutocompleteSettings::default();
+            let mut settings = AutocompleteSettings::new(length, fim);
             if let Some(n) = max_tokens {
                 settings.max_tokens = n;
             }
@@ -505,23 +518,45 @@ fn main() -> Result<()> {
             };
             for prefix in prefixes {
                 let job = engine.submit(Request::Complete {
-                    prefix,
+                    prefix: prefix.clone(),
                     suffix: suffix.clone(),
                     settings: settings.clone(),
                 });
                 let Outcome::Completed(c) = job.finish_blocking(|_| {})? else {
                     unreachable!("a complete job ends with Completed")
                 };
+                let mut out = json!({
+                    "completion": c.completion,
+                    "ttft_ms": c.ttft_ms,
+                    "total_ms": c.total_ms,
+                    "reused_tokens": c.reused_tokens,
+                    "prefilled_tokens": c.prefilled_tokens,
+                });
+                let mut all = vec![c.completion.clone()];
+                if alternatives > 1 {
+                    let started = std::time::Instant::now();
+                    let job = engine.submit(Request::Alternatives {
+                        prefix,
+                        suffix: suffix.clone(),
+                        settings: settings.clone(),
+                        want: Alternatives {
+                            count: alternatives as usize - 1,
+                            seed: 1,
+                        },
+                        exclude: vec![c.completion.clone()],
+                    });
+                    let Outcome::Alternatives(found) = job.finish_blocking(|_| {})? else {
+                        unreachable!("an alternatives job ends with Alternatives")
+                    };
+                    all.retain(|t| !t.trim().is_empty());
+                    all.extend(found);
+                    out["alternatives"] = json!(all);
+                    out["alternatives_ms"] = json!(started.elapsed().as_secs_f64() * 1e3);
+                }
                 if json {
-                    print_json(&json!({
-                        "completion": c.completion,
-                        "ttft_ms": c.ttft_ms,
-                        "total_ms": c.total_ms,
-                        "reused_tokens": c.reused_tokens,
-                        "prefilled_tokens": c.prefilled_tokens,
-                    }));
+                    print_json(&out);
                 } else {
-                    println!("{}", c.completion);
+                    println!("{}", all.join("\n---\n"));
                 }
             }
             Ok(())

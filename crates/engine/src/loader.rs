@@ -33,6 +33,9 @@ pub struct ModelInfo {
     /// or to render a small conversation within its limits): ChatML stands in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template_note: Option<String>,
+    /// Its vocabulary has fill-in-the-middle tokens: suggestions can see the text after the
+    /// cursor (known once its tokenizer is loaded).
+    pub fill_in_the_middle: bool,
 }
 
 impl ModelInfo {
@@ -217,6 +220,7 @@ pub fn load_model_with(
         });
     };
     info.template_note = template_note;
+    info.fill_in_the_middle = tokenizer.as_ref().is_some_and(|t| t.fim_tokens().is_some());
     if let Some(ty) = options.quantize {
         info.quantization = format!("{} → {ty} at load", info.quantization);
         let bytes =
@@ -302,6 +306,7 @@ fn gguf_info(path: &Path, file: &GgufFile, config: &ModelConfig) -> ModelInfo {
         file_bytes,
         memory_bytes: estimated_memory_bytes(config, file_bytes),
         template_note: None,
+        fill_in_the_middle: false,
     }
 }
 
@@ -408,6 +413,7 @@ fn hf_info(dir: &Path, config: &ModelConfig) -> ModelInfo {
         file_bytes,
         memory_bytes: estimated_memory_bytes(config, file_bytes),
         template_note: None,
+        fill_in_the_middle: false,
     }
 }
 

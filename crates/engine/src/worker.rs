@@ -13,7 +13,9 @@ use crate::generate::{GenerateRequest, Generation, generate};
 use crate::loader::{LoadOptions, LoadedModel, ModelInfo, load_model_with, resolve_model};
 use crate::model::KvCache;
 use crate::sampler::SamplerConfig;
-use crate::tasks::autocomplete::{AutocompleteSession, AutocompleteSettings, Completion};
+use crate::tasks::autocomplete::{
+    Alternatives, AutocompleteSession, AutocompleteSettings, Completion,
+};
 use crate::tasks::rewrite::{Instruction, Rewrite, rewrite};
 use crate::tasks::summarize::{Summary, SummaryLength, summarize};
 use crate::tasks::translate::{Translation, translate};
@@ -57,6 +59,15 @@ pub enum Request {
         prefix: String,
         suffix: String,
         settings: AutocompleteSettings,
+    },
+    /// Other suggestions for the cursor a `Complete` just answered: sampled, distinct from
+    /// each other and from `exclude`.
+    Alternatives {
+        prefix: String,
+        suffix: String,
+        settings: AutocompleteSettings,
+        want: Alternatives,
+        exclude: Vec<String>,
     },
     Summarize {
         text: String,
@@ -106,6 +117,8 @@ pub enum Outcome {
     },
     Generated(Generation),
     Completed(Completion),
+    /// Alternative suggestions, in the order found.
+    Alternatives(Vec<String>),
     Summarized(Summary),
     Translated(Translation),
     Rewritten(Rewrite),
@@ -308,6 +321,20 @@ impl Worker {
                     }),
                 })
             }
+            Request::Alternatives {
+                prefix,
+                suffix,
+                settings,
+                want,
+                exclude,
+            } if self.remote.is_some() => {
+                let remote = self.remote.as_ref().expect("checked");
+                Ok(Outcome::Alternatives(
+                    crate::tasks::autocomplete::alternatives_remote(
+                        remote, &prefix, &suffix, &settings, want, &exclude, &cancel,
+                    )?,
+                ))
+            }
             Request::Generate {
                 prompt,
                 max_tokens,
@@ -386,6 +413,29 @@ impl Worker {
                     &cancel,
                 )?;
                 Ok(Outcome::Completed(completion))
+            }
+            Request::Alternatives {
+                prefix,
+                suffix,
+                settings,
+                want,
+                exclude,
+            } => {
+                let loaded = self.loaded.as_ref().ok_or(EngineError::NoModel)?;
+                let session = self
+                    .autocomplete
+                    .get_or_insert_with(|| AutocompleteSession::new(&loaded.model, &settings));
+                let found = session.alternatives(
+                    &loaded.model,
+                    loaded.tokenizer()?,
+                    &prefix,
+                    &suffix,
+                    &settings,
+                    want,
+                    &exclude,
+                    &cancel,
+                )?;
+                Ok(Outcome::Alternatives(found))
             }
             Request::Summarize {
                 text,

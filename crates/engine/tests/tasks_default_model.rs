@@ -11,7 +11,9 @@ use std::sync::atomic::AtomicBool;
 use penwright_engine::device::cpu_device;
 use penwright_engine::loader::{LoadedModel, load_model};
 use penwright_engine::model::KvCache;
-use penwright_engine::tasks::autocomplete::{AutocompleteSession, AutocompleteSettings};
+use penwright_engine::tasks::autocomplete::{
+    Alternatives, AutocompleteSession, AutocompleteSettings, SuggestionLength,
+};
 use penwright_engine::tasks::rewrite::{Instruction, Preset, rewrite, skeleton};
 use penwright_engine::tasks::summarize::{SummaryLength, summarize};
 use penwright_engine::tasks::translate::{structure, translate};
@@ -39,6 +41,56 @@ fn chat_runner<'a>(
 fn moby_dick() -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/moby-dick-ch1.txt");
     std::fs::read_to_string(p).unwrap()
+}
+
+#[test]
+fn alternatives_differ_from_the_suggestion_and_repeat_with_their_seed() {
+    let loaded = load();
+    let tokenizer = loaded.tokenizer().unwrap();
+    let settings = AutocompleteSettings::new(SuggestionLength::Sentence, false);
+    let mut session = AutocompleteSession::new(&loaded.model, &settings);
+    let cancel = AtomicBool::new(false);
+    let prefix = "It was a dark and stormy night, and";
+    let first = session
+        .complete(&loaded.model, tokenizer, prefix, "", &settings, &cancel)
+        .unwrap()
+        .completion;
+    let want = Alternatives { count: 2, seed: 11 };
+    let shown = vec![first.clone()];
+    let alternatives = |session: &mut AutocompleteSession| {
+        session
+            .alternatives(
+                &loaded.model,
+                tokenizer,
+                prefix,
+                "",
+                &settings,
+                want,
+                &shown,
+                &cancel,
+            )
+            .unwrap()
+    };
+    let found = alternatives(&mut session);
+    eprintln!("suggestion {first:?}, alternatives {found:?}");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .all(|a| a.trim() != first.trim() && !a.trim().is_empty())
+    );
+    assert_ne!(found[0], found[1]);
+    assert_eq!(
+        alternatives(&mut session),
+        found,
+        "the same seed gave others"
+    );
+    // the cached prompt is still there for the next keystroke
+    let again = session
+        .complete(&loaded.model, tokenizer, prefix, "", &settings, &cancel)
+        .unwrap();
+    assert_eq!(again.completion, first);
+    assert!(again.prefilled_tokens <= 1, "{again:?}");
 }
 
 #[test]

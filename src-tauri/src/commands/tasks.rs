@@ -4,11 +4,13 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use penwright_engine::tasks::autocomplete::{AutocompleteSettings, Completion};
+use penwright_engine::tasks::autocomplete::{
+    Alternatives, AutocompleteSettings, Completion, SuggestionLength,
+};
 use penwright_engine::tasks::rewrite::{Instruction, Preset};
 use penwright_engine::tasks::summarize::SummaryLength;
 use penwright_engine::worker::{Event, Outcome, Request};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tauri::State;
 use tauri::ipc::Channel;
 
@@ -23,26 +25,35 @@ pub struct CompletionReply {
     pub completion: Completion,
 }
 
-/// Completes the text at the cursor. A newer request cancels this one; a superseded request
-/// answers `null`.
-#[tauri::command]
-pub async fn complete(
-    state: State<'_, AppState>,
-    prefix: String,
-    suffix: String,
+/// How the writer wants suggestions: their length, and whether the model sees the text after
+/// the cursor.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SuggestionOptions {
+    pub length: SuggestionLength,
+    pub text_after_cursor: bool,
+}
+
+impl SuggestionOptions {
+    fn settings(self) -> AutocompleteSettings {
+        AutocompleteSettings::new(self.length, self.text_after_cursor)
+    }
+}
+
+/// Runs an autocomplete job as the newest one: it cancels the one before, and it answers
+/// `None` once a newer request has come in.
+async fn newest_completion(
+    state: &AppState,
     request_id: u64,
-) -> CommandResult<Option<CompletionReply>> {
+    request: Request,
+) -> CommandResult<Option<Outcome>> {
     let previous = state
         .latest_completion
         .fetch_max(request_id, Ordering::SeqCst);
     if previous > request_id {
         return Ok(None);
     }
-    let job = state.engine.submit(Request::Complete {
-        prefix,
-        suffix,
-        settings: AutocompleteSettings::default(),
-    });
+    let job = state.engine.submit(request);
     if let Some(old) = state
         .completion_cancel
         .lock()
@@ -56,13 +67,83 @@ pub async fn complete(
         return Ok(None);
     }
     match result {
-        Ok(Outcome::Completed(completion)) => Ok(Some(CompletionReply {
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(penwright_engine::EngineError::Cancelled) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Completes the text at the cursor. A newer request cancels this one; a superseded request
+/// answers `null`.
+#[tauri::command]
+pub async fn complete(
+    state: State<'_, AppState>,
+    prefix: String,
+    suffix: String,
+    request_id: u64,
+    options: Option<SuggestionOptions>,
+) -> CommandResult<Option<CompletionReply>> {
+    let settings = options.unwrap_or_default().settings();
+    let request = Request::Complete {
+        prefix,
+        suffix,
+        settings,
+    };
+    match newest_completion(&state, request_id, request).await? {
+        None => Ok(None),
+        Some(Outcome::Completed(completion)) => Ok(Some(CompletionReply {
             request_id,
             completion,
         })),
-        Ok(_) => Err(CommandError::new("engine", "unexpected engine reply")),
-        Err(penwright_engine::EngineError::Cancelled) => Ok(None),
-        Err(e) => Err(e.into()),
+        Some(_) => Err(CommandError::new("engine", "unexpected engine reply")),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlternativesReply {
+    pub request_id: u64,
+    pub alternatives: Vec<String>,
+    pub ms: f64,
+}
+
+/// Other suggestions for the cursor of the last completion (sampled, distinct from `shown`),
+/// as a newer autocomplete request in the same queue: typing supersedes them.
+#[tauri::command]
+pub async fn complete_alternatives(
+    state: State<'_, AppState>,
+    prefix: String,
+    suffix: String,
+    request_id: u64,
+    options: Option<SuggestionOptions>,
+    shown: Vec<String>,
+    count: usize,
+) -> CommandResult<Option<AlternativesReply>> {
+    if count == 0 || count > 8 || shown.len() > 8 {
+        return Err(CommandError::new(
+            "invalid_argument",
+            "ask for 1 to 8 alternatives",
+        ));
+    }
+    let started = Instant::now();
+    let request = Request::Alternatives {
+        prefix,
+        suffix,
+        settings: options.unwrap_or_default().settings(),
+        want: Alternatives {
+            count,
+            seed: request_id,
+        },
+        exclude: shown,
+    };
+    match newest_completion(&state, request_id, request).await? {
+        None => Ok(None),
+        Some(Outcome::Alternatives(alternatives)) => Ok(Some(AlternativesReply {
+            request_id,
+            alternatives,
+            ms: started.elapsed().as_secs_f64() * 1e3,
+        })),
+        Some(_) => Err(CommandError::new("engine", "unexpected engine reply")),
     }
 }
 

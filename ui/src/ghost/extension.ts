@@ -9,11 +9,16 @@
 // - The suggestion is drawn as a widget decoration after the cursor. It is never document
 //   text: accepting it inserts it with an ordinary transaction (one undo step).
 //
+// - Alt+] / Alt+[ fetch alternatives for the same cursor and cycle through them; a small
+//   "2/3" badge (data-testid="ghost-count") follows the suggestion.
+// - Subtle mode hides the suggestion behind a dot (data-testid="ghost-hint") until Alt is
+//   held; Tab or Alt+Enter then accepts it.
+//
 // The grey text sits in the widget's shadow root, so it is never read back as part of the
 // editor's text (innerText, copy, CodeMirror's DOM reading); the widget span carries
 // data-testid="ghost-text" and WebDriver reads its text through the open shadow root.
 
-import { Annotation, EditorState, Prec, StateEffect, StateField, type Extension, type Transaction } from "@codemirror/state";
+import { Annotation, EditorState, Facet, Prec, StateEffect, StateField, type Extension, type Transaction } from "@codemirror/state";
 import { Decoration, EditorView, ViewPlugin, WidgetType, keymap, type DecorationSet, type ViewUpdate } from "@codemirror/view";
 
 import {
@@ -21,6 +26,7 @@ import {
   clipPrefix,
   clipSuffix,
   initialState,
+  optionsLabel,
   step,
   type AcceptPart,
   type Context,
@@ -33,6 +39,12 @@ import {
 export interface GhostOptions {
   /** Asks the backend for a completion; null = superseded or nothing to say. */
   complete(request: { prefix: string; suffix: string; requestId: number }): Promise<{ completion: string } | null>;
+  /** Asks for other suggestions than `shown` at the same cursor; null = superseded. */
+  alternatives?(request: { prefix: string; suffix: string; requestId: number; shown: readonly string[] }): Promise<{ alternatives: string[] } | null>;
+  /** Whether automatic suggestions stay away from this cursor (code blocks, URLs, …). */
+  suppressed?(prefix: string, suffix: string): boolean;
+  /** Subtle mode when an editor state is created (see `setGhostSubtle`). */
+  subtle?(): boolean;
   /** Cancels the request in flight. */
   cancel(): void;
   /** Debounce in milliseconds, read each time a timer starts (so a setting applies at once). */
@@ -54,11 +66,16 @@ type ExternalEvent =
   | { type: "timer" }
   | { type: "ask" }
   | { type: "response"; id: number; completion: string | null }
+  | { type: "cycle"; dir: 1 | -1 }
+  | { type: "alternatives"; id: number; texts: readonly string[] | null }
   | { type: "failed"; id: number }
   | { type: "dismiss" }
   | { type: "enable"; enabled: boolean };
 
 export const ghostEvent = StateEffect.define<ExternalEvent>();
+
+/** How the suggestion is shown: subtle mode on or off, and whether Alt is held. */
+const ghostLook = StateEffect.define<{ subtle?: boolean; revealed?: boolean }>();
 
 /** Marks the transaction that inserts (part of) the suggestion. */
 const ghostAccept = Annotation.define<AcceptPart>();
@@ -67,16 +84,27 @@ interface FieldValue {
   machine: GhostState;
   /** The side effects of the transaction that produced this value. */
   effects: readonly Effect[];
+  /** Subtle mode: the suggestion shows only while `revealed` (Alt held). */
+  subtle: boolean;
+  revealed: boolean;
 }
+
+/** Where automatic suggestions stay away (from `GhostOptions.suppressed`). */
+const suppressedAt = Facet.define<(prefix: string, suffix: string) => boolean, (prefix: string, suffix: string) => boolean>({
+  combine: (values) => values[0] ?? (() => false),
+});
 
 function context(state: EditorState): Context {
   const sel = state.selection;
   const cursor = sel.main.head;
+  const prefix = state.doc.sliceString(0, cursor);
+  const suffix = state.doc.sliceString(cursor);
   return {
-    prefix: state.doc.sliceString(0, cursor),
-    suffix: state.doc.sliceString(cursor),
+    prefix,
+    suffix,
     cursor,
     empty: sel.ranges.length === 1 && sel.main.empty,
+    suppressed: state.facet(suppressedAt)(prefix, suffix),
   };
 }
 
@@ -99,12 +127,18 @@ function classify(tr: Transaction): GhostEvent {
   return { type: "edited", ctx };
 }
 
-const freshValue = (enabled: boolean): FieldValue => ({ machine: initialState({ enabled, firstId: Date.now() }), effects: [] });
+const freshValue = (enabled: boolean, subtle = false): FieldValue => ({
+  machine: initialState({ enabled, firstId: Date.now() }),
+  effects: [],
+  subtle,
+  revealed: false,
+});
 
 const ghostField = StateField.define<FieldValue>({
   create: () => freshValue(true),
   update(value, tr) {
     let machine = value.machine;
+    let { subtle, revealed } = value;
     const effects: Effect[] = [];
     const run = (event: GhostEvent) => {
       const next = step(machine, event);
@@ -115,24 +149,70 @@ const ghostField = StateField.define<FieldValue>({
     if (accepted) run({ type: "accept", part: accepted });
     else if (tr.docChanged || tr.selection) run(classify(tr));
     for (const e of tr.effects) {
+      if (e.is(ghostLook)) {
+        subtle = e.value.subtle ?? subtle;
+        revealed = e.value.revealed ?? revealed;
+        continue;
+      }
       if (!e.is(ghostEvent)) continue;
       const ev = e.value;
       if (ev.type === "timer" || ev.type === "ask") run({ type: ev.type, ctx: context(tr.state) });
-      else if (ev.type === "response") run({ ...ev, ctx: context(tr.state) });
+      else if (ev.type === "response" || ev.type === "cycle" || ev.type === "alternatives") run({ ...ev, ctx: context(tr.state) });
       else run(ev);
     }
-    if (machine === value.machine && effects.length === 0) {
-      return value.effects.length === 0 ? value : { machine, effects };
+    const look = subtle === value.subtle && revealed === value.revealed;
+    if (machine === value.machine && effects.length === 0 && look) {
+      return value.effects.length === 0 ? value : { ...value, effects };
     }
-    return { machine, effects };
+    return { machine, effects, subtle, revealed };
   },
   provide: (f) =>
     EditorView.decorations.from(f, (v): DecorationSet => {
       const s = v.machine.suggestion;
       if (!s) return Decoration.none;
-      return Decoration.set([Decoration.widget({ widget: new GhostWidget(s.text), side: 1 }).range(s.at)]);
+      if (v.subtle && !v.revealed) return Decoration.set([Decoration.widget({ widget: new HintWidget(), side: 1 }).range(s.at)]);
+      const widgets = [Decoration.widget({ widget: new GhostWidget(s.text), side: 1 }).range(s.at)];
+      const label = optionsLabel(v.machine);
+      if (label) widgets.push(Decoration.widget({ widget: new CountWidget(label), side: 2 }).range(s.at));
+      return Decoration.set(widgets);
     }),
 });
+
+/** "2/3" after the suggestion: which of the alternatives is shown. */
+class CountWidget extends WidgetType {
+  constructor(readonly label: string) {
+    super();
+  }
+
+  override eq(other: CountWidget): boolean {
+    return other.label === this.label;
+  }
+
+  toDOM(): HTMLElement {
+    const el = document.createElement("span");
+    el.className = "cm-ghost-count";
+    el.dataset.testid = "ghost-count";
+    el.setAttribute("aria-hidden", "true");
+    el.attachShadow({ mode: "open" }).textContent = this.label;
+    return el;
+  }
+}
+
+/** Subtle mode: a dot says a suggestion is ready; holding Alt shows it. */
+class HintWidget extends WidgetType {
+  override eq(): boolean {
+    return true;
+  }
+
+  toDOM(): HTMLElement {
+    const el = document.createElement("span");
+    el.className = "cm-ghost-hint";
+    el.dataset.testid = "ghost-hint";
+    el.title = "A suggestion is ready: hold Alt to see it";
+    el.setAttribute("aria-hidden", "true");
+    return el;
+  }
+}
 
 class GhostWidget extends WidgetType {
   constructor(readonly text: string) {
@@ -175,6 +255,9 @@ export function ghostState(state: EditorState): GhostState | null {
 function accept(view: EditorView, part: AcceptPart): boolean {
   const machine = ghostState(view.state);
   if (!machine) return false;
+  const value = view.state.field(ghostField, false);
+  // in subtle mode only a suggestion the writer can see is accepted
+  if (value?.subtle && !value.revealed) return false;
   const plan = acceptText(machine, part);
   if (!plan || !plan.text) return false;
   const end = plan.at + plan.text.length;
@@ -210,6 +293,21 @@ export function requestSuggestion(view: EditorView): boolean {
 
 export function setGhostEnabled(view: EditorView, enabled: boolean): void {
   view.dispatch({ effects: ghostEvent.of({ type: "enable", enabled }) });
+}
+
+/** Subtle mode on or off: suggestions only while Alt is held. */
+export function setGhostSubtle(view: EditorView, subtle: boolean): void {
+  view.dispatch({ effects: ghostLook.of({ subtle, revealed: false }) });
+}
+
+/** Alt+] / Alt+[: the next or previous alternative (fetched the first time). */
+function cycleSuggestion(dir: 1 | -1) {
+  return (view: EditorView): boolean => {
+    const m = ghostState(view.state);
+    if (!m?.suggestion) return false;
+    view.dispatch({ effects: ghostEvent.of({ type: "cycle", dir }) });
+    return true;
+  };
 }
 
 export function ghostText(options: GhostOptions): Extension {
@@ -261,6 +359,9 @@ export function ghostText(options: GhostOptions): Extension {
             case "request":
               this.send(effect.id, effect.prefix, effect.suffix);
               break;
+            case "alternatives":
+              this.sendAlternatives(effect.id, effect.prefix, effect.suffix, effect.shown);
+              break;
             case "cancel":
               options.cancel();
               break;
@@ -291,6 +392,22 @@ export function ghostText(options: GhostOptions): Extension {
           });
       }
 
+      sendAlternatives(id: number, prefix: string, suffix: string, shown: readonly string[]) {
+        const ask = options.alternatives;
+        const reply = ask ? ask({ prefix: clipPrefix(prefix), suffix: clipSuffix(suffix), requestId: id, shown }) : Promise.resolve(null);
+        reply
+          .then(
+            (r) => ({ type: "alternatives", id, texts: r ? r.alternatives : null }) as const,
+            (error) => {
+              options.onError?.(error);
+              return { type: "failed", id } as const;
+            },
+          )
+          .then((event) => {
+            if (!this.destroyed) this.view.dispatch({ effects: ghostEvent.of(event) });
+          });
+      }
+
       clearTimer() {
         if (this.timer !== null) clearTimeout(this.timer);
         this.timer = null;
@@ -308,6 +425,9 @@ export function ghostText(options: GhostOptions): Extension {
   const keys = Prec.highest(
     keymap.of([
       { key: "Tab", run: acceptSuggestion },
+      { key: "Alt-Enter", run: acceptSuggestion },
+      { key: "Alt-]", run: cycleSuggestion(1), preventDefault: true },
+      { key: "Alt-[", run: cycleSuggestion(-1), preventDefault: true },
       { key: mac ? "Alt-ArrowRight" : "Ctrl-ArrowRight", run: acceptWord },
       { key: "Escape", run: dismissSuggestion },
       { key: "Ctrl-Space", run: requestSuggestion, preventDefault: true },
@@ -316,13 +436,28 @@ export function ghostText(options: GhostOptions): Extension {
 
   // Focus moving elsewhere in the window (a pane, a menu) drops the suggestion; the whole
   // window losing focus does not (the writer comes back to it as it was).
+  // Subtle mode: holding Alt shows the suggestion, letting go hides it again.
+  const reveal = (view: EditorView, revealed: boolean) => {
+    const v = view.state.field(field, false);
+    if (v?.subtle && v.revealed !== revealed) view.dispatch({ effects: ghostLook.of({ revealed }) });
+  };
   const blur = EditorView.domEventHandlers({
     blur: (_event, view) => {
+      reveal(view, false);
       setTimeout(() => {
         if (document.hasFocus() && !view.hasFocus) dismissSuggestion(view);
       }, 0);
     },
+    keydown: (event, view) => {
+      if (event.key === "Alt") reveal(view, true);
+      return false;
+    },
+    keyup: (event, view) => {
+      if (event.key === "Alt") reveal(view, false);
+      return false;
+    },
   });
 
-  return [field.init(() => freshValue(options.enabled?.() ?? true)), plugin, keys, blur];
+  const suppressed = options.suppressed ? [suppressedAt.of(options.suppressed)] : [];
+  return [field.init(() => freshValue(options.enabled?.() ?? true, options.subtle?.() ?? false)), plugin, keys, blur, suppressed];
 }

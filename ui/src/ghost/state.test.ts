@@ -7,6 +7,8 @@ import {
   initialState,
   isShowable,
   nextWord,
+  optionsLabel,
+  single,
   step,
   type Context,
   type Effect,
@@ -101,7 +103,7 @@ describe("responses", () => {
     let s = step(initialState(), { type: "timer", ctx: ctx("The quick brown") }).state;
     const r = step(s, { type: "response", id: 1, completion: " fox jumps", ctx: ctx("The quick brown") });
     s = r.state;
-    expect(s.suggestion).toEqual({ text: " fox jumps", at: 15 });
+    expect(s.suggestion).toEqual(single(" fox jumps", 15));
     expect(s.pending).toBeNull();
     expect(r.effects).toEqual([{ kind: "announce", text: "Suggestion: fox jumps" }]);
   });
@@ -160,19 +162,19 @@ describe("typing through the suggestion", () => {
   it("keeps the rest while typed characters match, without a new request", () => {
     let s = showing("The quick brown", " fox jumps");
     let r = step(s, { type: "typed", text: " ", at: 15, ctx: ctx("The quick brown ") });
-    expect(r.state.suggestion).toEqual({ text: "fox jumps", at: 16 });
+    expect(r.state.suggestion).toEqual(single("fox jumps", 16));
     expect(r.effects).toEqual([]);
     s = r.state;
     r = step(s, { type: "typed", text: "f", at: 16, ctx: ctx("The quick brown f") });
     r = step(r.state, { type: "typed", text: "o", at: 17, ctx: ctx("The quick brown fo") });
-    expect(r.state.suggestion).toEqual({ text: "x jumps", at: 18 });
+    expect(r.state.suggestion).toEqual(single("x jumps", 18));
     expect(r.effects).toEqual([]);
   });
 
   it("a pasted run of matching characters also types through", () => {
     const s = showing("The quick brown", " fox jumps");
     const r = step(s, { type: "typed", text: " fox", at: 15, ctx: ctx("The quick brown fox") });
-    expect(r.state.suggestion).toEqual({ text: " jumps", at: 19 });
+    expect(r.state.suggestion).toEqual(single(" jumps", 19));
   });
 
   it("typing the last characters ends the suggestion and schedules the next", () => {
@@ -210,10 +212,10 @@ describe("accepting", () => {
     let s = showing("The quick brown", " fox jumps over");
     expect(acceptText(s, "word")).toEqual({ text: " fox", at: 15 });
     s = step(s, { type: "accept", part: "word" }).state;
-    expect(s.suggestion).toEqual({ text: " jumps over", at: 19 });
+    expect(s.suggestion).toEqual(single(" jumps over", 19));
     expect(acceptText(s, "word")).toEqual({ text: " jumps", at: 19 });
     s = step(s, { type: "accept", part: "word" }).state;
-    expect(s.suggestion).toEqual({ text: " over", at: 25 });
+    expect(s.suggestion).toEqual(single(" over", 25));
     const last = step(s, { type: "accept", part: "word" });
     expect(last.state.suggestion).toBeNull();
   });
@@ -341,7 +343,7 @@ describe("a full typing session", () => {
     s = run(s, { type: "response", id: s.pending!.id, completion: " sat on the mat.", ctx: ctx(doc) }).state;
     s = type(" ").state;
     s = type("s").state;
-    expect(s.suggestion).toEqual({ text: "at on the mat.", at: 9 });
+    expect(s.suggestion).toEqual(single("at on the mat.", 9));
     r = type("l"); // "The cat sl" – diverges
     s = r.state;
     expect(s.suggestion).toBeNull();
@@ -387,5 +389,75 @@ describe("helpers", () => {
     expect(clipSuffix("tail")).toBe("tail");
     expect(clipSuffix("aaaa\n\nbbbbbbbb", 8)).toBe("aaaa");
     expect(clipSuffix("abcdefghijkl", 5)).toBe("abcde");
+  });
+});
+
+describe("alternatives", () => {
+  const doc = "The cat sat";
+  const cycle = (dir: 1 | -1, d = doc) => ({ type: "cycle", dir, ctx: ctx(d) }) as const;
+
+  it("Alt+] asks once for alternatives, keeping the suggestion up meanwhile", () => {
+    const s = showing(doc, " on the mat.");
+    const r = step(s, cycle(1));
+    expect(r.effects).toEqual([{ kind: "alternatives", id: s.lastId + 1, prefix: doc, suffix: "", shown: [" on the mat."] }]);
+    expect(r.state.suggestion?.text).toBe(" on the mat.");
+    expect(optionsLabel(r.state)).toBe("1/…");
+    // pressing again while they are on their way asks nothing more
+    expect(step(r.state, cycle(1)).effects).toEqual([]);
+  });
+
+  it("shows the first new one, then cycles both ways and wraps", () => {
+    const asked = step(showing(doc, " on the mat."), cycle(1)).state;
+    const id = asked.pending!.id;
+    let r = step(asked, { type: "alternatives", id, texts: [" on a rug.", " on the mat.", " down.", " down."], ctx: ctx(doc) });
+    expect(r.state.suggestion?.options).toEqual([" on the mat.", " on a rug.", " down."]);
+    expect(r.state.suggestion?.text).toBe(" on a rug.");
+    expect(optionsLabel(r.state)).toBe("2/3");
+    expect(kinds(r.effects)).toEqual(["announce"]);
+    r = step(r.state, cycle(1));
+    expect(optionsLabel(r.state)).toBe("3/3");
+    r = step(r.state, cycle(1));
+    expect(r.state.suggestion?.text).toBe(" on the mat.");
+    r = step(r.state, cycle(-1));
+    expect(r.state.suggestion?.text).toBe(" down.");
+    // accepting takes the one shown
+    expect(acceptText(r.state, "all")).toEqual({ text: " down.", at: doc.length });
+  });
+
+  it("Alt+[ first goes to the last alternative", () => {
+    const asked = step(showing(doc, " on the mat."), cycle(-1)).state;
+    const r = step(asked, { type: "alternatives", id: asked.pending!.id, texts: [" a.", " b."], ctx: ctx(doc) });
+    expect(r.state.suggestion?.text).toBe(" b.");
+  });
+
+  it("drops answers that come after the writer moved on", () => {
+    const asked = step(showing(doc, " on the mat."), cycle(1)).state;
+    const id = asked.pending!.id;
+    // typing through the suggestion changes the text before the cursor
+    const typed = step(asked, { type: "typed", text: " ", at: doc.length, ctx: ctx(doc + " ") }).state;
+    expect(typed.suggestion).toEqual(single("on the mat.", doc.length + 1));
+    const r = step(typed, { type: "alternatives", id, texts: [" a."], ctx: ctx(doc + " ") });
+    expect(r.state.suggestion?.options).toEqual(["on the mat."]);
+    expect(r.state.pending).toBeNull();
+  });
+
+  it("no new alternatives leaves the one suggestion and says so", () => {
+    const asked = step(showing(doc, " on the mat."), cycle(1)).state;
+    const r = step(asked, { type: "alternatives", id: asked.pending!.id, texts: [" on the mat.", "  "], ctx: ctx(doc) });
+    expect(r.state.suggestion?.options).toEqual([" on the mat."]);
+    expect(optionsLabel(r.state)).toBeNull();
+    expect(r.effects).toEqual([{ kind: "announce", text: "No other suggestions" }]);
+  });
+
+  it("does nothing without a suggestion", () => {
+    expect(step(initialState(), cycle(1)).effects).toEqual([]);
+  });
+});
+
+describe("suppression", () => {
+  it("keeps automatic requests away where the context says so, but not an explicit ask", () => {
+    const here: Context = { ...ctx("```\nlet x = "), suppressed: true };
+    expect(step(initialState(), { type: "timer", ctx: here }).effects).toEqual([]);
+    expect(kinds(step(initialState(), { type: "ask", ctx: here }).effects)).toEqual(["unschedule", "request"]);
   });
 });

@@ -12,11 +12,19 @@
 // - A response is shown only if it answers the latest request and the text before the cursor
 //   is still exactly what was sent.
 // - The suggestion is never part of the document: accepting it is an ordinary insertion.
+// - Alt+] / Alt+[ ask once for alternatives for the same cursor (the suggestion stays up
+//   meanwhile), then cycle through them; any edit or move drops them with the suggestion.
+// - Automatic requests stay away where the context says suggestions are suppressed.
 
 /** A suggestion on screen: `text` is shown at document position `at` (the cursor). */
 export interface Suggestion {
   readonly text: string;
   readonly at: number;
+  /** Every suggestion for this cursor, the one shown at `index` (`[text]` until alternatives come). */
+  readonly options: readonly string[];
+  readonly index: number;
+  /** Alternatives were asked for (they are on their way, or here). */
+  readonly asked: boolean;
 }
 
 /** The request in flight. */
@@ -25,6 +33,8 @@ export interface Pending {
   /** The document text before the cursor when the request was sent. */
   readonly prefix: string;
   readonly at: number;
+  /** A request for alternatives, and which way the writer was cycling. */
+  readonly cycle?: 1 | -1;
 }
 
 export interface GhostState {
@@ -43,6 +53,8 @@ export interface Context {
   readonly cursor: number;
   /** True when the selection is a single empty cursor. */
   readonly empty: boolean;
+  /** Automatic suggestions are not wanted here (a code block, a URL, mid-word…). */
+  readonly suppressed?: boolean;
 }
 
 export type GhostEvent =
@@ -58,6 +70,10 @@ export type GhostEvent =
   | { readonly type: "ask"; readonly ctx: Context }
   /** The backend answered request `id` (`null`: superseded / nothing to suggest). */
   | { readonly type: "response"; readonly id: number; readonly completion: string | null; readonly ctx: Context }
+  /** Alt+] (1) or Alt+[ (-1): the next or previous alternative. */
+  | { readonly type: "cycle"; readonly dir: 1 | -1; readonly ctx: Context }
+  /** The backend answered the alternatives request `id` (`null`: superseded). */
+  | { readonly type: "alternatives"; readonly id: number; readonly texts: readonly string[] | null; readonly ctx: Context }
   /** Request `id` failed. */
   | { readonly type: "failed"; readonly id: number }
   | { readonly type: "dismiss" }
@@ -73,6 +89,8 @@ export type Effect =
   /** Stop the debounce timer. */
   | { readonly kind: "unschedule" }
   | { readonly kind: "request"; readonly id: number; readonly prefix: string; readonly suffix: string }
+  /** Ask for alternatives to the suggestions `shown` at this cursor. */
+  | { readonly kind: "alternatives"; readonly id: number; readonly prefix: string; readonly suffix: string; readonly shown: readonly string[] }
   /** Cancel the request in flight. */
   | { readonly kind: "cancel" }
   /** Tell screen readers about a new suggestion. */
@@ -107,6 +125,20 @@ export function nextWord(text: string): string {
   return m ? m[0] : text;
 }
 
+/** A fresh suggestion: one option, no alternatives asked for yet. */
+export function single(text: string, at: number): Suggestion {
+  return { text, at, options: [text], index: 0, asked: false };
+}
+
+/** "2/3" when there are alternatives to cycle through, "1/…" while they are on their way. */
+export function optionsLabel(state: GhostState): string | null {
+  const s = state.suggestion;
+  if (!s) return null;
+  if (s.options.length > 1) return `${s.index + 1}/${s.options.length}`;
+  if (s.asked && state.pending?.cycle) return "1/…";
+  return null;
+}
+
 /** Whether a completion is worth showing. */
 export function isShowable(completion: string | null | undefined): completion is string {
   return typeof completion === "string" && completion.trim().length > 0;
@@ -128,13 +160,17 @@ export function step(state: GhostState, event: GhostEvent): Step {
     }
     case "timer":
       // nothing to continue at the very start of a document
-      if (!state.enabled || !event.ctx.empty || event.ctx.prefix.trim() === "") return { state, effects: [] };
+      if (!state.enabled || !event.ctx.empty || event.ctx.suppressed || event.ctx.prefix.trim() === "") return { state, effects: [] };
       return request(state, event.ctx);
     case "ask":
       if (!event.ctx.empty) return { state, effects: [] };
       return request(state, event.ctx, [{ kind: "unschedule" }]);
     case "response":
       return response(state, event.id, event.completion, event.ctx);
+    case "cycle":
+      return cycle(state, event.dir, event.ctx);
+    case "alternatives":
+      return alternatives(state, event.id, event.texts, event.ctx);
     case "failed":
       if (state.pending?.id !== event.id) return { state, effects: [] };
       return { state: { ...state, pending: null }, effects: [] };
@@ -169,8 +205,8 @@ function typed(state: GhostState, text: string, at: number, ctx: Context): Step 
   if (s && at === s.at && text.length > 0 && s.text.startsWith(text) && ctx.empty) {
     const rest = s.text.slice(text.length);
     if (isShowable(rest)) {
-      // typing through: keep the rest, no new request
-      return { state: { ...state, suggestion: { text: rest, at: at + text.length } }, effects: [] };
+      // typing through: keep the rest (alternatives no longer fit), no new request
+      return { state: { ...state, suggestion: single(rest, at + text.length) }, effects: [] };
     }
     // typed the whole suggestion: carry on as after any other keystroke
     return restart({ ...state, suggestion: null }, ctx);
@@ -198,9 +234,48 @@ function response(state: GhostState, id: number, completion: string | null, ctx:
   if (!ctx.empty || ctx.cursor !== p.at || ctx.prefix !== p.prefix) return { state: settled, effects: [] };
   if (!isShowable(completion)) return { state: settled, effects: [] };
   return {
-    state: { ...settled, suggestion: { text: completion, at: p.at } },
+    state: { ...settled, suggestion: single(completion, p.at) },
     effects: [{ kind: "announce", text: `Suggestion: ${completion.trim()}` }],
   };
+}
+
+function cycle(state: GhostState, dir: 1 | -1, ctx: Context): Step {
+  const s = state.suggestion;
+  if (!s || !ctx.empty || ctx.cursor !== s.at) return { state, effects: [] };
+  if (!s.asked) {
+    const id = state.lastId + 1;
+    const effects: Effect[] = [];
+    if (state.pending) effects.push({ kind: "cancel" });
+    effects.push({ kind: "alternatives", id, prefix: ctx.prefix, suffix: ctx.suffix, shown: s.options });
+    return {
+      state: { ...state, lastId: id, pending: { id, prefix: ctx.prefix, at: ctx.cursor, cycle: dir }, suggestion: { ...s, asked: true } },
+      effects,
+    };
+  }
+  if (s.options.length < 2) return { state, effects: [] };
+  return show(state, s, (s.index + dir + s.options.length) % s.options.length);
+}
+
+/** Shows option `index` of `s`, announced with its place ("2 of 3"). */
+function show(state: GhostState, s: Suggestion, index: number): Step {
+  const text = s.options[index];
+  return {
+    state: { ...state, suggestion: { ...s, index, text } },
+    effects: [{ kind: "announce", text: `Suggestion ${index + 1} of ${s.options.length}: ${text.trim()}` }],
+  };
+}
+
+function alternatives(state: GhostState, id: number, texts: readonly string[] | null, ctx: Context): Step {
+  const p = state.pending;
+  if (!p || id !== p.id || id !== state.lastId) return { state, effects: [] };
+  const settled = { ...state, pending: null };
+  const s = state.suggestion;
+  if (!s || !ctx.empty || ctx.cursor !== p.at || ctx.prefix !== p.prefix || s.at !== p.at) return { state: settled, effects: [] };
+  const fresh = (texts ?? []).filter((t, i, all) => isShowable(t) && !s.options.includes(t) && all.indexOf(t) === i);
+  if (fresh.length === 0) return { state: settled, effects: [{ kind: "announce", text: "No other suggestions" }] };
+  const options = [...s.options, ...fresh];
+  const grown = { ...s, options };
+  return show(settled, grown, p.cycle === -1 ? options.length - 1 : s.options.length);
 }
 
 function accept(state: GhostState, part: AcceptPart): Step {
@@ -210,7 +285,7 @@ function accept(state: GhostState, part: AcceptPart): Step {
   const word = nextWord(s.text);
   const rest = s.text.slice(word.length);
   if (!isShowable(rest)) return { state: { ...state, suggestion: null }, effects: [{ kind: "unschedule" }] };
-  return { state: { ...state, suggestion: { text: rest, at: s.at + word.length } }, effects: [] };
+  return { state: { ...state, suggestion: single(rest, s.at + word.length) }, effects: [] };
 }
 
 /**

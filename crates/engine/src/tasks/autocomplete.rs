@@ -24,8 +24,68 @@ pub struct AutocompleteSettings {
     pub max_words: usize,
     pub stop_at_sentence_end: bool,
     pub stop_at_newline: bool,
+    /// Stop at a blank line (the end of the paragraph).
+    pub stop_at_paragraph_end: bool,
     /// Use fill-in-the-middle tokens when the model has them and there is text after the cursor.
     pub use_fim: bool,
+}
+
+/// How long a suggestion may run: the writer's setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SuggestionLength {
+    /// A few words.
+    Words,
+    /// To the end of the sentence.
+    #[default]
+    Sentence,
+    /// Up to the end of the paragraph, over several lines.
+    Paragraph,
+}
+
+impl std::str::FromStr for SuggestionLength {
+    type Err = EngineError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "words" => Ok(SuggestionLength::Words),
+            "sentence" => Ok(SuggestionLength::Sentence),
+            "paragraph" => Ok(SuggestionLength::Paragraph),
+            other => Err(EngineError::Other(format!(
+                "unknown suggestion length {other:?}; use words, sentence or paragraph"
+            ))),
+        }
+    }
+}
+
+/// The most tokens a suggestion of any length may take.
+pub const MAX_SUGGESTION_TOKENS: usize = 96;
+
+impl AutocompleteSettings {
+    /// The settings for a suggestion of this length, with or without the text after the
+    /// cursor as fill-in-the-middle context.
+    pub fn new(length: SuggestionLength, use_fim: bool) -> Self {
+        let base = AutocompleteSettings {
+            use_fim,
+            ..AutocompleteSettings::default()
+        };
+        match length {
+            SuggestionLength::Words => AutocompleteSettings {
+                max_tokens: 8,
+                max_words: 4,
+                ..base
+            },
+            SuggestionLength::Sentence => base,
+            SuggestionLength::Paragraph => AutocompleteSettings {
+                max_tokens: MAX_SUGGESTION_TOKENS,
+                max_words: 0,
+                stop_at_sentence_end: false,
+                stop_at_newline: false,
+                stop_at_paragraph_end: true,
+                ..base
+            },
+        }
+    }
 }
 
 impl Default for AutocompleteSettings {
@@ -36,6 +96,7 @@ impl Default for AutocompleteSettings {
             max_words: 12,
             stop_at_sentence_end: true,
             stop_at_newline: true,
+            stop_at_paragraph_end: true,
             use_fim: false,
         }
     }
@@ -123,11 +184,19 @@ fn words(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Cuts `completion` to the stop policy: the first newline, the end of the first sentence,
-/// `max_words` words.
+/// Cuts `completion` to the stop policy: the first blank line or newline, the end of the
+/// first sentence, `max_words` words.
 pub fn apply_stop_policy(completion: &str, s: &AutocompleteSettings) -> (String, bool) {
     let mut end = completion.len();
     let mut stopped = false;
+    if s.stop_at_paragraph_end {
+        // a blank line, once there is text before it
+        let start = completion.len() - completion.trim_start().len();
+        if let Some(i) = completion[start..].find("\n\n") {
+            end = end.min(start + i);
+            stopped = true;
+        }
+    }
     if s.stop_at_newline {
         // a completion may not start with a newline it cannot justify; cut at the first one
         if let Some(i) = completion.find('\n') {
@@ -234,8 +303,9 @@ pub fn drop_repeated_words(prefix: &str, completion: &str) -> String {
 
 impl AutocompleteSession {
     pub fn new(model: &LanguageModel, settings: &AutocompleteSettings) -> Self {
-        // room for the context, the suffix (FIM) and the completion
-        let capacity = settings.max_context_tokens * 2 + 256 + settings.max_tokens;
+        // room for the context, the suffix (FIM) and a completion of any length
+        let capacity =
+            settings.max_context_tokens * 2 + 256 + settings.max_tokens.max(MAX_SUGGESTION_TOKENS);
         AutocompleteSession {
             cache: model.new_cache(capacity),
             pieces: None,
@@ -259,7 +329,7 @@ impl AutocompleteSession {
         self.cache.tokens()
     }
 
-    /// Completes the text at the cursor.
+    /// Completes the text at the cursor with the model's most likely continuation.
     pub fn complete(
         &mut self,
         model: &LanguageModel,
@@ -269,6 +339,62 @@ impl AutocompleteSession {
         settings: &AutocompleteSettings,
         cancel: &AtomicBool,
     ) -> Result<Completion> {
+        let at = Cursor {
+            prefix,
+            suffix,
+            settings,
+        };
+        self.suggest(model, tokenizer, &at, cancel, &mut |logits| argmax(logits))
+    }
+
+    /// Up to `count` other suggestions for the same cursor, sampled (seeded: the same seed
+    /// gives the same ones), distinct from each other and from `exclude`. The prompt is the
+    /// one [`AutocompleteSession::complete`] just cached, so only the new tokens cost time.
+    #[allow(clippy::too_many_arguments)]
+    pub fn alternatives(
+        &mut self,
+        model: &LanguageModel,
+        tokenizer: &Tokenizer,
+        prefix: &str,
+        suffix: &str,
+        settings: &AutocompleteSettings,
+        want: Alternatives,
+        exclude: &[String],
+        cancel: &AtomicBool,
+    ) -> Result<Vec<String>> {
+        let at = Cursor {
+            prefix,
+            suffix,
+            settings,
+        };
+        let mut found = Vec::new();
+        for attempt in 0..want.attempts() {
+            if found.len() >= want.count {
+                break;
+            }
+            let mut sampler = crate::sampler::Sampler::new(want.sampler(attempt));
+            let c = self.suggest(model, tokenizer, &at, cancel, &mut |logits| {
+                sampler.sample(logits, &[])
+            })?;
+            want.keep(c.completion, exclude, &mut found);
+        }
+        Ok(found)
+    }
+
+    /// A suggestion at the cursor, each token chosen by `pick` from the logits.
+    fn suggest(
+        &mut self,
+        model: &LanguageModel,
+        tokenizer: &Tokenizer,
+        at: &Cursor,
+        cancel: &AtomicBool,
+        pick: &mut dyn FnMut(&[f32]) -> u32,
+    ) -> Result<Completion> {
+        let Cursor {
+            prefix,
+            suffix,
+            settings,
+        } = *at;
         let started = Instant::now();
         let Some(window) = suggestion_window(prefix, settings) else {
             return Ok(Completion::none());
@@ -319,18 +445,18 @@ impl AutocompleteSession {
             if cancel.load(Ordering::Relaxed) {
                 return Err(EngineError::Cancelled);
             }
-            let next = if step == 0 && !healed_text.is_empty() {
+            if step == 0 && !healed_text.is_empty() {
                 // the first token must reproduce the healed text and may extend it
-                let mut best: Option<(u32, f32)> = None;
-                for (id, piece) in pieces.iter().enumerate() {
-                    if piece.starts_with(&healed_text) && best.is_none_or(|(_, l)| logits[id] > l) {
-                        best = Some((id as u32, logits[id]));
+                let fits = |piece: &String| piece.starts_with(&healed_text);
+                if pieces.iter().any(fits) {
+                    for (l, piece) in logits.iter_mut().zip(&pieces) {
+                        if !fits(piece) {
+                            *l = f32::NEG_INFINITY;
+                        }
                     }
                 }
-                best.map_or_else(|| argmax(&logits), |(id, _)| id)
-            } else {
-                argmax(&logits)
-            };
+            }
+            let next = pick(&logits);
             if step == 0 {
                 ttft_ms = started.elapsed().as_secs_f64() * 1e3;
             }
@@ -361,6 +487,47 @@ impl AutocompleteSession {
             reused_tokens: reused,
             prefilled_tokens: prompt.len() - reused,
         })
+    }
+}
+
+/// Where a suggestion goes: the text around the cursor and the stop policy.
+#[derive(Clone, Copy)]
+struct Cursor<'a> {
+    prefix: &'a str,
+    suffix: &'a str,
+    settings: &'a AutocompleteSettings,
+}
+
+/// What alternatives to look for: how many, and the seed of the first try.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Alternatives {
+    pub count: usize,
+    pub seed: u64,
+}
+
+/// How varied alternatives are.
+const ALTERNATIVE_TEMPERATURE: f32 = 0.9;
+
+impl Alternatives {
+    /// Tries before giving up on finding `count` distinct ones.
+    fn attempts(&self) -> u64 {
+        self.count as u64 * 3
+    }
+
+    fn sampler(&self, attempt: u64) -> crate::sampler::SamplerConfig {
+        crate::sampler::SamplerConfig {
+            temperature: ALTERNATIVE_TEMPERATURE,
+            seed: self.seed.wrapping_add(attempt),
+            ..crate::sampler::SamplerConfig::default()
+        }
+    }
+
+    /// Adds `text` to `found` when it is a suggestion not seen yet.
+    fn keep(&self, text: String, exclude: &[String], found: &mut Vec<String>) {
+        let seen = |t: &String| t.trim() == text.trim();
+        if !text.trim().is_empty() && !exclude.iter().any(seen) && !found.iter().any(seen) {
+            found.push(text);
+        }
     }
 }
 
@@ -396,6 +563,47 @@ pub fn complete_remote(
     settings: &AutocompleteSettings,
     cancel: &AtomicBool,
 ) -> Result<Completion> {
+    let limits = crate::remote::AnswerLimits::greedy(settings.max_tokens);
+    remote_suggestion(remote, prefix, suffix, settings, &limits, cancel)
+}
+
+/// [`AutocompleteSession::alternatives`] from a remote engine: sampled with a seed (where the
+/// server honours seeds, the same ones again).
+#[allow(clippy::too_many_arguments)]
+pub fn alternatives_remote(
+    remote: &crate::remote::RemoteEngine,
+    prefix: &str,
+    suffix: &str,
+    settings: &AutocompleteSettings,
+    want: Alternatives,
+    exclude: &[String],
+    cancel: &AtomicBool,
+) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for attempt in 0..want.attempts() {
+        if found.len() >= want.count {
+            break;
+        }
+        let sampler = want.sampler(attempt);
+        let limits = crate::remote::AnswerLimits {
+            temperature: sampler.temperature,
+            seed: Some(sampler.seed),
+            ..crate::remote::AnswerLimits::greedy(settings.max_tokens)
+        };
+        let c = remote_suggestion(remote, prefix, suffix, settings, &limits, cancel)?;
+        want.keep(c.completion, exclude, &mut found);
+    }
+    Ok(found)
+}
+
+fn remote_suggestion(
+    remote: &crate::remote::RemoteEngine,
+    prefix: &str,
+    suffix: &str,
+    settings: &AutocompleteSettings,
+    limits: &crate::remote::AnswerLimits,
+    cancel: &AtomicBool,
+) -> Result<Completion> {
     let started = Instant::now();
     let Some(window) = suggestion_window(prefix, settings) else {
         return Ok(Completion::none());
@@ -405,7 +613,7 @@ pub fn complete_remote(
     let answer = remote.complete(
         window,
         settings.use_fim.then_some(suffix),
-        &crate::remote::AnswerLimits::greedy(settings.max_tokens),
+        limits,
         cancel,
         &mut |piece| {
             if text.is_empty() {
@@ -454,6 +662,41 @@ mod tests {
         let (c, stopped) = apply_stop_policy(" one two three four five", &s);
         assert_eq!(c, " one two three");
         assert!(stopped);
+    }
+
+    #[test]
+    fn each_length_stops_where_it_says() {
+        let text = " the mat and purred. Then it slept\nby the fire.\n\nThe next day";
+        let words = AutocompleteSettings::new(SuggestionLength::Words, false);
+        assert_eq!(apply_stop_policy(text, &words).0, " the mat and purred.");
+        let words = apply_stop_policy(" one two three four five six", &words).0;
+        assert_eq!(words, " one two three four");
+        let sentence = AutocompleteSettings::new(SuggestionLength::Sentence, false);
+        assert_eq!(apply_stop_policy(text, &sentence).0, " the mat and purred.");
+        let paragraph = AutocompleteSettings::new(SuggestionLength::Paragraph, true);
+        assert!(paragraph.use_fim);
+        assert_eq!(
+            apply_stop_policy(text, &paragraph).0,
+            " the mat and purred. Then it slept\nby the fire."
+        );
+        // a paragraph suggestion may start on a new line
+        assert_eq!(
+            apply_stop_policy("\n\nNext part.\n\nMore", &paragraph).0,
+            "\n\nNext part."
+        );
+    }
+
+    #[test]
+    fn alternatives_are_distinct_and_new() {
+        let want = Alternatives { count: 2, seed: 7 };
+        let mut found = Vec::new();
+        let exclude = vec![" the mat.".to_string()];
+        for t in [" the mat.", " the rug.", " the rug. ", "  ", " a chair."] {
+            want.keep(t.to_string(), &exclude, &mut found);
+        }
+        assert_eq!(found, [" the rug.", " a chair."]);
+        assert_ne!(want.sampler(0).seed, want.sampler(1).seed);
+        assert!(want.sampler(0).temperature > 0.0);
     }
 
     #[test]
