@@ -33,7 +33,10 @@ fn screenshot(session: &Session, name: &str) -> PathBuf {
 static ONE_APP: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn open_app(home: &Path) -> (Driver, Session) {
-    let driver = Driver::start(&[("PENWRIGHT_HOME", home)]);
+    // the webview's storage (settings in localStorage) is the test's own too: a setting one
+    // test changes never reaches another
+    let data = home.join("xdg-data");
+    let driver = Driver::start(&[("PENWRIGHT_HOME", home), ("XDG_DATA_HOME", &data)]);
     let session = Session::new(&driver, &binary("penwright-app"));
     // the status bar names the model once it is loaded
     session.wait_until(
@@ -417,6 +420,43 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
     let before_after =
         session.wait_for("[data-testid=finetune-ppl-after]", Duration::from_secs(60));
     eprintln!("tuned perplexity shown: {}", session.text(&before_after));
+    // beside the figures: the base and the tuned model continuing the same held-out passage
+    let comparison = session.wait_until(
+        "the before/after continuations",
+        "const b = document.querySelector('[data-testid=finetune-comparison-base]');
+         const t = document.querySelector('[data-testid=finetune-comparison-tuned]');
+         const p = document.querySelector('[data-testid=finetune-comparison-prompt]');
+         return b && t && p && [p.textContent, b.textContent, t.textContent];",
+        Duration::from_secs(30),
+    );
+    eprintln!("comparison: {comparison}");
+    assert!(comparison[0].as_str().unwrap().split_whitespace().count() >= 5);
+    assert!(comparison[1].as_str().unwrap().len() > 3 && comparison[2].as_str().unwrap().len() > 3);
+    session.script(
+        "document.querySelector('[data-testid=finetune-comparison]').scrollIntoView();",
+        json!([]),
+    );
+    screenshot(&session, "finetune-before-after");
+    // what the model learns from, before a job starts: the pane's preview data
+    let report = session.script_async(
+        "const done = arguments[arguments.length - 1];
+         window.__TAURI_INTERNALS__.invoke('dataset_report', {paths: [arguments[0]]}).then(r => done(r), e => done({error: e}));",
+        json!([data]),
+    );
+    let samples = report["samples"].as_array().cloned().unwrap_or_default();
+    assert!(!samples.is_empty(), "{report}");
+    assert!(
+        samples[0].as_str().unwrap().split_whitespace().count() >= 20,
+        "{report}"
+    );
+    let held_out = report["heldoutNames"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        held_out.len(),
+        report["heldoutDocuments"].as_u64().unwrap() as usize
+    );
     let log = std::fs::read_to_string(job_dir.join("job.jsonl")).unwrap();
     let steps = log
         .lines()
@@ -512,8 +552,10 @@ fn a_model_downloads_from_the_hub_with_pause_and_resume_and_is_listed() {
         .into(),
         8 << 20,
     );
+    let data = home.path().join("xdg-data");
     let driver = Driver::start(&[
         ("PENWRIGHT_HOME", home.path()),
+        ("XDG_DATA_HOME", &data),
         ("PENWRIGHT_HF_ENDPOINT", Path::new(&hub.endpoint)),
     ]);
     let session = Session::new(&driver, &binary("penwright-app"));
@@ -551,6 +593,23 @@ fn a_model_downloads_from_the_hub_with_pause_and_resume_and_is_listed() {
         json!([offered]),
     );
     eprintln!("offered: {text}");
+    // before the download: whether it runs here, with the numbers behind the verdict
+    let fit = session.script(
+        "const f = document.querySelector(arguments[0] + ' [data-testid=models-fit]'); return f && [f.dataset.fits, f.textContent, f.title];",
+        json!([offered]),
+    );
+    eprintln!("fit: {fit}");
+    assert_eq!(fit[0], "yes", "a small model fits this machine: {fit}");
+    assert!(fit[2].as_str().unwrap().contains("free now"), "{fit}");
+    let catalog_fits = session.script(
+        "return [...document.querySelectorAll('[data-testid=models-catalog-item] [data-testid=models-fit]')].map(f => f.dataset.fits);",
+        json!([]),
+    );
+    assert!(
+        catalog_fits.as_array().is_some_and(|a| !a.is_empty()),
+        "catalog suggestions carry a fit label: {catalog_fits}"
+    );
+    screenshot(&session, "models-fit");
     session.click_css(
         "[data-testid=models-offer] [data-testid=models-download]:not([disabled])",
         Duration::from_secs(10),

@@ -152,6 +152,10 @@ export interface DatasetReport {
   skipped: SkippedFile[];
   /** Set when one document was divided by paragraph into parts. */
   note?: string;
+  /** The first training sequences exactly as the model sees them. */
+  samples: string[];
+  /** The held-out documents, by name. */
+  heldoutNames: string[];
 }
 
 export type Preset = "quick" | "thorough";
@@ -190,9 +194,18 @@ export interface StepData {
 export type FinetuneEvent =
   | { event: "step"; data: StepData }
   | { event: "eval"; data: { step: number; heldoutPpl: number } }
-  | { event: "done"; data: { basePpl: number; tunedPpl: number; adapter: string } }
+  | { event: "done"; data: FinetuneSummary }
   | { event: "error"; data: { message: string } }
   | { event: "device"; data: { name: string; reason: string; precision: string } };
+
+/** A finished job (the CLI's JSON summary, field names as it prints them). */
+export interface FinetuneSummary {
+  base_ppl: number;
+  tuned_ppl: number;
+  adapter: string;
+  /** The base and the tuned model continuing the same held-out passage. */
+  comparison?: { prompt: string; base: string; tuned: string } | null;
+}
 
 export interface JobStatus {
   jobId: string;
@@ -202,7 +215,7 @@ export interface JobStatus {
   history: { step: number; loss: number }[];
   evals: { step: number; heldoutPpl: number }[];
   /** The job's final line once it is done (the CLI's JSON summary). */
-  summary?: { base_ppl: number; tuned_ppl: number; adapter: string } | null;
+  summary?: FinetuneSummary | null;
   /** Where the job trains (its device event). */
   device?: { name: string; precision: string } | null;
 }
@@ -234,13 +247,24 @@ export interface ModelEntry {
   description: string;
   /** Why an installed model cannot be used (moved, damaged, unknown architecture). */
   problem: string | null;
+  /** Whether it runs on this machine, with the numbers (null: the estimate is unknown). */
+  fit: FitReport | null;
+}
+
+/** "yes": runs with room to spare; "tight": takes most of the free memory; "no": too large. */
+export interface FitReport {
+  fits: "yes" | "tight" | "no";
+  memoryEstimateBytes: number;
+  totalBytes: number;
+  availableBytes: number;
 }
 
 /** What a Hugging Face repository offers: .gguf files, and/or a safetensors model folder. */
 export interface RepoOffer {
   repo: string;
-  gguf: { path: string; sizeBytes: number | null }[];
+  gguf: { path: string; sizeBytes: number | null; fit: FitReport | null }[];
   safetensorsBytes: number | null;
+  safetensorsFit: FitReport | null;
 }
 
 /** A catalog model by name, or a Hub repository (one .gguf file, or its safetensors folder). */

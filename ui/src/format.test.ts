@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { baseName, dirName, formatBytes, formatCount, formatDuration, formatParameters, formatTime, memoryEstimate, relativeChange, toDate, wordCount, windowTitle } from "./format";
+import { baseName, dirName, fitLabel, formatBytes, formatCount, formatDuration, formatParameters, formatTime, memoryEstimate, relativeChange, toDate, wordCount, windowTitle } from "./format";
 
 describe("format", () => {
   it("counts words in prose, Markdown and other scripts", () => {
@@ -59,5 +59,15 @@ describe("format", () => {
     expect(formatTime(new Date(2025, 2, 12, 14, 5).getTime() / 1000, now)).toBe("today 14:05");
     expect(formatTime(new Date(2025, 2, 10, 9, 0).getTime(), now)).toMatch(/^Mon 09:00$/);
     expect(formatTime(new Date(2024, 0, 2, 8, 0).getTime(), now)).toMatch(/2 Jan 2024, 08:00/);
+  });
+
+  it("labels whether a model runs here, with the numbers", () => {
+    expect(fitLabel(null)).toBeNull();
+    const machine = { totalBytes: 16e9, availableBytes: 6e9 };
+    const yes = fitLabel({ fits: "yes", memoryEstimateBytes: 1.2e9, ...machine })!;
+    expect(yes.text).toBe("Fits this machine");
+    expect(yes.title).toBe("≈ 1.2 GB to run; this machine has 16.0 GB of memory, 6.0 GB free now");
+    expect(fitLabel({ fits: "tight", memoryEstimateBytes: 5e9, ...machine })!.kind).toBe("tight");
+    expect(fitLabel({ fits: "no", memoryEstimateBytes: 40e9, ...machine })!.text).toBe("Too large for this machine");
   });
 });

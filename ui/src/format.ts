@@ -1,5 +1,7 @@
 // Small pure helpers for what the UI prints: sizes, durations, counts, dates, file names.
 
+import type { FitReport } from "./api";
+
 const CJK = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}]/gu;
 
 /** Words, counting each Chinese or Japanese character as one (the usual convention). */
@@ -92,4 +94,18 @@ export function formatParameters(n: number): string {
 export function memoryEstimate(memoryBytes: number): string {
   if (!memoryBytes) return "";
   return `≈ ${formatBytes(memoryBytes)} to run`;
+}
+
+/** The "will it run here?" label of a model: its words, a style, and the numbers behind it. */
+export function fitLabel(fit: FitReport | null | undefined): { text: string; kind: "yes" | "tight" | "no"; title: string } | null {
+  if (!fit) return null;
+  const numbers = `≈ ${formatBytes(fit.memoryEstimateBytes)} to run; this machine has ${formatBytes(fit.totalBytes)} of memory, ${formatBytes(fit.availableBytes)} free now`;
+  switch (fit.fits) {
+    case "yes":
+      return { text: "Fits this machine", kind: "yes", title: numbers };
+    case "tight":
+      return { text: "Tight: close other apps first", kind: "tight", title: numbers };
+    case "no":
+      return { text: "Too large for this machine", kind: "no", title: numbers };
+  }
 }

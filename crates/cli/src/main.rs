@@ -13,6 +13,7 @@ use penwright_engine::installed;
 use penwright_engine::loader::{
     LoadOptions, LoadedModel, ModelInfo, load_model_with, resolve_model,
 };
+use penwright_engine::machine::Fit;
 use penwright_engine::model::LanguageModel;
 use penwright_engine::remote::RemoteEndpoint;
 use penwright_engine::sampler::SamplerConfig;
@@ -269,7 +270,8 @@ enum Command {
         json: bool,
     },
     /// Fine-tunes a LoRA adapter on your documents (PEFT format); --json: progress lines, then
-    /// {"steps","train_tokens","base_ppl","tuned_ppl","seconds","tokens_per_s","adapter"}.
+    /// {"steps","train_tokens","base_ppl","tuned_ppl","seconds","tokens_per_s","adapter",
+    /// "losses","comparison":{"prompt","base","tuned"}}.
     /// `finetune export` writes the documents and a config for a cluster trainer instead.
     #[command(args_conflicts_with_subcommands = true)]
     Finetune {
@@ -794,15 +796,8 @@ fn main() -> Result<()> {
                 }
                 other => other?,
             };
-            print_json(&json!({
-                "steps": summary.steps,
-                "train_tokens": summary.train_tokens,
-                "base_ppl": summary.base_ppl,
-                "tuned_ppl": summary.tuned_ppl,
-                "seconds": summary.seconds,
-                "tokens_per_s": summary.tokens_per_s,
-                "adapter": summary.adapter,
-            }));
+            // the last line of a job's log (finetune::job::JobLine::Summary)
+            print_json(&serde_json::to_value(&summary)?);
             Ok(())
         }
         Command::Serve {
@@ -1085,18 +1080,38 @@ fn models(json: bool) -> Result<()> {
     let mut rows = installed::installed_models(&dir)?;
     rows.extend(installed::catalog_suggestions(&dir));
     if json {
-        print_json(&serde_json::to_value(&rows)?);
+        let rows = rows
+            .iter()
+            .map(|m| {
+                let mut row = serde_json::to_value(m)?;
+                row["memory_estimate_bytes"] = json!(m.memory_bytes);
+                row["fits"] = json!(m.fit.map(|f| f.fits.as_str()));
+                Ok(row)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        print_json(&json!(rows));
         return Ok(());
     }
+    let fits = |m: &installed::ModelEntry| match m.fit.map(|f| f.fits) {
+        Some(Fit::Yes) => "fits this machine",
+        Some(Fit::Tight) => "tight on this machine",
+        Some(Fit::No) => "too large for this machine",
+        None => "memory unknown",
+    };
     for m in rows {
         let state = match (&m.problem, m.installed) {
             (Some(p), _) => format!("unusable: {p}"),
             (None, true) => format!(
-                "installed, {:.0} MB, ~{:.0} MB to run",
+                "installed, {:.0} MB, ~{:.0} MB to run, {}",
                 m.size_bytes as f64 / 1e6,
-                m.memory_bytes as f64 / 1e6
+                m.memory_bytes as f64 / 1e6,
+                fits(&m)
             ),
-            (None, false) => "-".into(),
+            (None, false) => format!(
+                "~{:.0} MB to run, {}",
+                m.memory_bytes as f64 / 1e6,
+                fits(&m)
+            ),
         };
         println!(
             "{:<36} {:<8} {:<8} {}{}",

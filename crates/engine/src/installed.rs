@@ -13,6 +13,7 @@ use penwright_models::{
 use serde::Serialize;
 
 use crate::loader::{ModelInfo, inspect_model};
+use crate::machine::{FitReport, MachineMemory, machine_memory};
 use crate::{EngineError, Result};
 
 /// Where a model on the list came from.
@@ -49,6 +50,8 @@ pub struct ModelEntry {
     pub description: String,
     /// Why an installed model cannot be used (moved, damaged, unknown architecture).
     pub problem: Option<String>,
+    /// Whether it runs on this machine, with the numbers (`None`: the estimate is unknown).
+    pub fit: Option<FitReport>,
 }
 
 impl ModelEntry {
@@ -72,6 +75,7 @@ impl ModelEntry {
             languages: Vec::new(),
             description: String::new(),
             problem: None,
+            fit: None,
         }
     }
 
@@ -108,11 +112,7 @@ impl ModelEntry {
                         (p as f64 * bytes_per_weight(&entry.quantization)) as u64
                     })
                 };
-                let memory = match weights {
-                    0 => 0,
-                    w => w + w / 10 + crate::loader::RUNTIME_BYTES,
-                };
-                (memory, entry.known_size(), None)
+                (download_estimate(weights), entry.known_size(), None)
             }
         };
         ModelEntry {
@@ -133,7 +133,23 @@ impl ModelEntry {
             languages: entry.languages.clone(),
             description: entry.description.clone(),
             problem,
+            fit: None,
         }
+    }
+
+    /// The entry with its verdict for this machine.
+    fn judged(mut self, machine: MachineMemory) -> Self {
+        self.fit = FitReport::new(self.memory_bytes, machine);
+        self
+    }
+}
+
+/// What a model file of `weights_bytes` takes to run before it is downloaded: the weights as
+/// the file stores them (they stay in that format), ~10% for the KV cache, and the runtime.
+pub fn download_estimate(weights_bytes: u64) -> u64 {
+    match weights_bytes {
+        0 => 0,
+        w => w + w / 10 + crate::loader::RUNTIME_BYTES,
     }
 }
 
@@ -141,6 +157,7 @@ impl ModelEntry {
 /// downloads), each inspected from its header. A library entry whose file is gone or
 /// unreadable is listed with its `problem`.
 pub fn installed_models(models_dir: &Path) -> Result<Vec<ModelEntry>> {
+    let machine = machine_memory();
     let catalog = Catalog::embedded();
     let mut out: Vec<ModelEntry> = catalog
         .entries()
@@ -161,16 +178,17 @@ pub fn installed_models(models_dir: &Path) -> Result<Vec<ModelEntry>> {
             Err(e) => ModelEntry::unusable(&item.path, origin, repo, e.to_string()),
         });
     }
-    Ok(out)
+    Ok(out.into_iter().map(|m| m.judged(machine)).collect())
 }
 
 /// Catalog models not installed yet: the suggestions to download.
 pub fn catalog_suggestions(models_dir: &Path) -> Vec<ModelEntry> {
+    let machine = machine_memory();
     Catalog::embedded()
         .entries()
         .iter()
         .filter(|e| !e.primary_path_in(models_dir).exists())
-        .map(|e| ModelEntry::from_catalog(e, e.primary_path_in(models_dir), false))
+        .map(|e| ModelEntry::from_catalog(e, e.primary_path_in(models_dir), false).judged(machine))
         .collect()
 }
 
@@ -488,6 +506,13 @@ mod tests {
             all.iter().all(|m| m.memory_bytes > 0),
             "estimates from params"
         );
+        // each suggestion says whether it runs here, from the same estimate
+        assert!(all.iter().all(|m| {
+            m.fit
+                .is_some_and(|f| f.memory_estimate_bytes == m.memory_bytes)
+        }));
+        let smallest = all.iter().min_by_key(|m| m.memory_bytes).unwrap();
+        assert_eq!(smallest.fit.unwrap().fits, crate::machine::Fit::Yes);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, b"x").unwrap();
         assert_eq!(catalog_suggestions(models.path()).len(), all.len() - 1);

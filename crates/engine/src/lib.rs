@@ -14,6 +14,7 @@ pub mod gguf;
 pub mod installed;
 pub mod loader;
 pub mod lora;
+pub mod machine;
 pub mod model;
 pub mod perplexity;
 pub mod remote;

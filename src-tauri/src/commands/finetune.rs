@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use penwright_engine::finetune::dataset::{self, DatasetReport};
-use penwright_engine::finetune::job::{self, AdapterEntry, JobStatus};
+use penwright_engine::finetune::job::{self, AdapterEntry, JobEnd, JobEvent, JobLine, JobStatus};
 use penwright_engine::finetune::train::FinetuneConfig;
 use serde::{Deserialize, Serialize};
 use tauri::State;
@@ -207,7 +207,7 @@ pub fn finetune_stop() -> CommandResult<()> {
 
 /// Re-attaches to the current job: returns what it has done so far and streams what follows.
 #[tauri::command]
-pub fn finetune_attach(on_event: Channel<serde_json::Value>) -> Option<JobStatus> {
+pub fn finetune_attach(on_event: Channel<JobEvent>) -> Option<JobStatus> {
     let record = job::current(&adapters_dir())?;
     let status = job::status(&record);
     if status.state == "running" {
@@ -222,17 +222,8 @@ pub fn finetune_attach(on_event: Channel<serde_json::Value>) -> Option<JobStatus
                     let new = String::from_utf8_lossy(&text[offset as usize..]).into_owned();
                     // only whole lines
                     let consumed = new.rfind('\n').map_or(0, |i| i + 1);
-                    for line in new[..consumed].lines() {
-                        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                            continue;
-                        };
-                        let event = if v.get("tuned_ppl").is_some() {
-                            serde_json::json!({"event": "done", "data": {
-                                "basePpl": v["base_ppl"], "tunedPpl": v["tuned_ppl"], "adapter": v["adapter"]}})
-                        } else {
-                            v
-                        };
-                        if on_event.send(event).is_err() {
+                    for line in new[..consumed].lines().filter_map(JobLine::parse) {
+                        if on_event.send(JobEvent::from(line)).is_err() {
                             return;
                         }
                     }
@@ -241,8 +232,10 @@ pub fn finetune_attach(on_event: Channel<serde_json::Value>) -> Option<JobStatus
                 if !job::alive(record.pid) && len <= offset {
                     let s = job::status(&record);
                     if s.state == "failed" {
-                        let _ = on_event.send(serde_json::json!({"event": "error", "data": {
-                            "message": s.error.unwrap_or_else(|| "the fine-tuning job failed".into())}}));
+                        let message = s
+                            .error
+                            .unwrap_or_else(|| "the fine-tuning job failed".into());
+                        let _ = on_event.send(JobEvent::Ended(JobEnd::Error { message }));
                     }
                     return;
                 }

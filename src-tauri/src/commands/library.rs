@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use penwright_engine::installed::{self, DownloadRequest, ModelEntry};
+use penwright_engine::machine::{FitReport, machine_memory};
 use penwright_models::HubClient;
 use serde::Serialize;
 use tauri::State;
@@ -90,6 +91,8 @@ pub fn remove_model(state: State<'_, AppState>, path: String) -> CommandResult<(
 pub struct OfferFile {
     pub path: String,
     pub size_bytes: Option<u64>,
+    /// Whether it would run on this machine (`None` when its size is unknown).
+    pub fit: Option<FitReport>,
 }
 
 #[derive(Serialize)]
@@ -99,6 +102,7 @@ pub struct RepoOffer {
     pub gguf: Vec<OfferFile>,
     /// The size of the safetensors folder, when the repository has one.
     pub safetensors_bytes: Option<u64>,
+    pub safetensors_fit: Option<FitReport>,
 }
 
 /// What a Hub repository offers (its `.gguf` files and/or a safetensors folder).
@@ -114,6 +118,15 @@ pub async fn hub_repo(repo: String, revision: Option<String>) -> CommandResult<R
         .await
         .map_err(|e| CommandError::new("engine", e.to_string()))??
     };
+    let machine = machine_memory();
+    let fit = |size: Option<u64>| {
+        FitReport::new(
+            installed::download_estimate(size.unwrap_or_default()),
+            machine,
+        )
+    };
+    let safetensors_bytes = (!offer.safetensors.is_empty())
+        .then(|| offer.safetensors.iter().filter_map(|f| f.size).sum());
     Ok(RepoOffer {
         repo,
         gguf: offer
@@ -122,10 +135,11 @@ pub async fn hub_repo(repo: String, revision: Option<String>) -> CommandResult<R
             .map(|f| OfferFile {
                 path: f.path.clone(),
                 size_bytes: f.size,
+                fit: fit(f.size),
             })
             .collect(),
-        safetensors_bytes: (!offer.safetensors.is_empty())
-            .then(|| offer.safetensors.iter().filter_map(|f| f.size).sum()),
+        safetensors_bytes,
+        safetensors_fit: fit(safetensors_bytes),
     })
 }
 

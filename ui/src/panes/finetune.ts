@@ -149,6 +149,16 @@ export function finetunePane(ctx: AppContext): Pane {
           ),
         ),
         r.note ? h("p", { class: "hint", "data-testid": "finetune-note" }, r.note) : null,
+        r.samples.length
+          ? h(
+              "details",
+              { class: "samples", "data-testid": "finetune-samples" },
+              h("summary", {}, "What the model learns from"),
+              h("p", { class: "hint" }, `The first ${r.samples.length === 1 ? "training sequence" : `${r.samples.length} training sequences`}, exactly as the model sees them:`),
+              r.samples.map((t) => h("pre", { class: "sample", "data-testid": "finetune-sample" }, t)),
+              r.heldoutNames.length ? h("p", { class: "hint", "data-testid": "finetune-heldout" }, `Held out (measured, never trained on): ${r.heldoutNames.join(", ")}`) : null,
+            )
+          : null,
         r.skipped.length
           ? h(
               "details",
@@ -288,7 +298,7 @@ export function finetunePane(ctx: AppContext): Pane {
         jobState = "done";
         progress.hide();
         liveStats.hidden = true;
-        showResult(e.data.basePpl, e.data.tunedPpl, e.data.adapter);
+        showResult(e.data);
         toast("Fine-tuning finished", "success");
         void refreshAdapters();
         updateButtons();
@@ -306,7 +316,8 @@ export function finetunePane(ctx: AppContext): Pane {
     }
   }
 
-  function showResult(base: number, tuned: number, adapter: string) {
+  function showResult(summary: api.FinetuneSummary) {
+    const { base_ppl: base, tuned_ppl: tuned, adapter, comparison } = summary;
     const change = relativeChange(base, tuned);
     const better = tuned < base;
     result.hidden = false;
@@ -322,7 +333,25 @@ export function finetunePane(ctx: AppContext): Pane {
         h("span", { class: `change ${better ? "good" : "bad"}`, "data-testid": "finetune-ppl-change" }, change),
       ),
       h("div", { class: "hint" }, better ? `Lower is better: the model now predicts your held-out writing better. Adapter: ${baseName(adapter)}` : `No improvement on the held-out text. Adapter: ${baseName(adapter)}`),
+      comparison
+        ? h(
+            "div",
+            { class: "before-after", "data-testid": "finetune-comparison" },
+            h("div", { class: "result-title" }, "The same held-out passage, continued"),
+            h("div", { class: "output output-source", "data-testid": "finetune-comparison-prompt" }, comparison.prompt.trim()),
+            h(
+              "div",
+              { class: "compare" },
+              h("div", { class: "compare-col" }, h("div", { class: "compare-head" }, "Before (base model)"), h("div", { class: "output", "data-testid": "finetune-comparison-base" }, `…${comparison.base}`)),
+              h("div", { class: "compare-col" }, h("div", { class: "compare-head" }, "After (tuned)"), h("div", { class: "output", "data-testid": "finetune-comparison-tuned" }, `…${comparison.tuned}`)),
+            ),
+          )
+        : null,
     );
+    if (comparison) {
+      ctx.panes.relayout();
+      if (chartLoading) withChart((c) => c.refit());
+    }
   }
 
   async function attach(): Promise<void> {
@@ -339,7 +368,7 @@ export function finetunePane(ctx: AppContext): Pane {
         chartBox.hidden = empty;
         if (!empty) withChart((c) => c.reset(status.history, status.evals));
         if (status.state === "done" && status.summary) {
-          showResult(status.summary.base_ppl, status.summary.tuned_ppl, status.summary.adapter);
+          showResult(status.summary);
         }
         where.textContent = status.device ? `on ${deviceLabel(status.device.name, status.device.precision)}` : "";
         if (status.state === "running" || status.state === "stopped") {
@@ -453,6 +482,8 @@ export function finetunePane(ctx: AppContext): Pane {
     id: "finetune",
     title: "Fine-tune",
     element,
+    // the before/after continuations side by side need room
+    wide: () => !result.hidden && result.querySelector("[data-testid=finetune-comparison]") !== null,
     onShow: () => {
       if (!attached) void attach();
       void refreshAdapters();

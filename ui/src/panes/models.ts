@@ -7,7 +7,7 @@ import { startBusy } from "../busy";
 import type { AppContext } from "../context";
 import { confirmDialog, pickPaths } from "../dialogs";
 import { h, setChildren } from "../dom";
-import { baseName, formatBytes, memoryEstimate } from "../format";
+import { baseName, fitLabel, formatBytes, memoryEstimate } from "../format";
 import { currentModel, loadModel, modelChanged } from "../model";
 import { settings, updateSettings } from "../settings";
 import { toast, toastError } from "../toast";
@@ -97,6 +97,13 @@ export function modelsPane(_ctx: AppContext): Pane {
     return [m.architecture, m.quantization, size, memoryEstimate(m.memoryBytes), languagesLabel(m.languages)].filter(Boolean).join(" · ");
   }
 
+  /** "Fits this machine" / "Tight…" / "Too large…", with the numbers in its tooltip. */
+  function fitChip(fit: api.FitReport | null | undefined): HTMLElement | null {
+    const label = fitLabel(fit);
+    if (!label) return null;
+    return h("span", { class: `fit fit-${label.kind}`, "data-testid": "models-fit", "data-fits": label.kind, title: label.title }, label.text);
+  }
+
   const ORIGIN_BADGE: Record<api.ModelEntry["origin"], string | null> = { catalog: null, imported: "Imported", hub: "Hugging Face" };
 
   function installedCard(m: api.ModelEntry): HTMLElement {
@@ -125,7 +132,7 @@ export function modelsPane(_ctx: AppContext): Pane {
           badge ? h("span", { class: "badge muted" }, badge) : null,
           active ? h("span", { class: "badge" }, "Active") : null,
         ),
-        h("div", { class: "card-meta" }, m.problem ? "" : meta(m)),
+        h("div", { class: "card-meta" }, m.problem ? "" : meta(m), m.problem ? null : fitChip(m.fit)),
         m.repo && m.origin === "hub" ? h("div", { class: "card-desc mono" }, m.repo) : null,
         m.origin === "imported" ? h("div", { class: "card-desc mono", title: m.path }, m.path) : null,
         m.problem ? h("div", { class: "card-problem", "data-testid": "models-problem" }, m.problem) : null,
@@ -136,11 +143,14 @@ export function modelsPane(_ctx: AppContext): Pane {
   }
 
   /** Download / Pause / Resume / Cancel for one target, with the progress bar under `body`. */
-  function downloadControls(key: string, target: api.DownloadTarget, label = "Download"): { controls: HTMLElement[]; bar: HTMLElement | null } {
+  function downloadControls(key: string, target: api.DownloadTarget, fit: api.FitReport | null, label = "Download"): { controls: HTMLElement[]; bar: HTMLElement | null } {
     const mine = download?.key === key ? download : null;
     const controls: HTMLElement[] = [];
     if (!mine) {
-      const b = button(label, "models-download", () => void startDownload(key, target));
+      const b = button(label, "models-download", () => {
+        warnIfLarge(fit);
+        void startDownload(key, target);
+      });
       b.disabled = !!download;
       controls.push(b);
     } else if (mine.paused && mine.stopping) {
@@ -157,8 +167,14 @@ export function modelsPane(_ctx: AppContext): Pane {
     return { controls, bar: mine ? downloadBar.element : null };
   }
 
+  /** A warning (never a block) before downloading what will not run well here. */
+  function warnIfLarge(fit: api.FitReport | null) {
+    const label = fitLabel(fit);
+    if (label && label.kind !== "yes") toast(`${label.text}: ${label.title}. Downloading anyway.`, "info", 7000);
+  }
+
   function catalogCard(m: api.ModelEntry): HTMLElement {
-    const { controls, bar } = downloadControls(`catalog:${m.name}`, { name: m.name });
+    const { controls, bar } = downloadControls(`catalog:${m.name}`, { name: m.name }, m.fit);
     return h(
       "li",
       { class: "card", "data-testid": "models-catalog-item", "data-name": m.name },
@@ -166,7 +182,7 @@ export function modelsPane(_ctx: AppContext): Pane {
         "div",
         { class: "card-main" },
         h("div", { class: "card-title" }, m.displayName),
-        h("div", { class: "card-meta" }, meta(m)),
+        h("div", { class: "card-meta" }, meta(m), fitChip(m.fit)),
         m.description ? h("div", { class: "card-desc" }, m.description) : null,
         bar,
       ),
@@ -248,12 +264,12 @@ export function modelsPane(_ctx: AppContext): Pane {
     renderOffer();
   }
 
-  function offerRow(title: string, size: number | null, key: string, target: api.DownloadTarget): HTMLElement {
-    const { controls, bar } = downloadControls(key, target);
+  function offerRow(title: string, size: number | null, fit: api.FitReport | null, key: string, target: api.DownloadTarget): HTMLElement {
+    const { controls, bar } = downloadControls(key, target, fit);
     return h(
       "li",
       { class: "card", "data-testid": "models-offer-item", "data-file": "file" in target ? (target.file ?? "") : "" },
-      h("div", { class: "card-main" }, h("div", { class: "card-title mono" }, title), h("div", { class: "card-meta" }, size ? formatBytes(size) : "size unknown"), bar),
+      h("div", { class: "card-main" }, h("div", { class: "card-title mono" }, title), h("div", { class: "card-meta" }, size ? formatBytes(size) : "size unknown", fitChip(fit)), bar),
       h("div", { class: "card-actions" }, controls),
     );
   }
@@ -265,8 +281,8 @@ export function modelsPane(_ctx: AppContext): Pane {
     }
     const o = offer;
     const rows: HTMLElement[] = [];
-    if (o.safetensorsBytes !== null) rows.push(offerRow("Model folder (safetensors)", o.safetensorsBytes, `repo:${o.repo}:`, { repo: o.repo, file: null }));
-    for (const f of o.gguf) rows.push(offerRow(f.path, f.sizeBytes, `repo:${o.repo}:${f.path}`, { repo: o.repo, file: f.path }));
+    if (o.safetensorsBytes !== null) rows.push(offerRow("Model folder (safetensors)", o.safetensorsBytes, o.safetensorsFit, `repo:${o.repo}:`, { repo: o.repo, file: null }));
+    for (const f of o.gguf) rows.push(offerRow(f.path, f.sizeBytes, f.fit, `repo:${o.repo}:${f.path}`, { repo: o.repo, file: f.path }));
     setChildren(offerBox, rows);
     offerBox.hidden = false;
     // the offer lands at the foot of a long pane: bring it into view

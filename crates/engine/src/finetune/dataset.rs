@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::Result;
 use crate::tokenizer::Tokenizer;
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Skipped {
     pub path: PathBuf,
@@ -25,7 +25,7 @@ pub struct Document {
 }
 
 /// The import's outcome, for the fine-tune pane's report.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DatasetReport {
     pub documents: usize,
@@ -40,6 +40,39 @@ pub struct DatasetReport {
     /// document is split into parts by paragraph, so some of it can be held out).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The first training sequences exactly as the model sees them (decoded, end-of-text
+    /// markers between documents included), each cut to [`SAMPLE_CHARS`].
+    #[serde(default)]
+    pub samples: Vec<String>,
+    /// The held-out documents, by file name (a part of a single document by its number).
+    #[serde(default)]
+    pub heldout_names: Vec<String>,
+}
+
+/// How many training sequences the preview shows.
+pub const SAMPLES: usize = 3;
+/// The most characters of a training sequence the preview shows.
+pub const SAMPLE_CHARS: usize = 1200;
+
+/// A sequence's text for the preview, cut at a character boundary with an ellipsis.
+fn sample_text(text: String) -> String {
+    match text.char_indices().nth(SAMPLE_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}
+
+/// A document's name for the report: its file name, and its part number where a single
+/// document was divided.
+fn document_name(doc: &Document, part: Option<usize>) -> String {
+    let name = doc.path.file_name().map_or_else(
+        || doc.path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    match part {
+        Some(i) => format!("{name} (part {})", i + 1),
+        None => name,
+    }
 }
 
 pub struct Dataset {
@@ -262,6 +295,18 @@ pub fn build(
     };
     let (train_docs, heldout_docs) = (encode(&train)?, encode(&heldout)?);
     let count = |v: &Vec<Vec<u32>>| v.iter().map(Vec::len).sum::<usize>();
+    let eos = tokenizer.eos_id();
+    let train_seqs = pack(&train_docs, seq_len, eos);
+    let samples = train_seqs
+        .iter()
+        .take(SAMPLES)
+        .map(|ids| tokenizer.decode(ids, false).map(sample_text))
+        .collect::<Result<Vec<_>>>()?;
+    let divided = note.is_some();
+    let heldout_names = heldout
+        .iter()
+        .map(|&i| document_name(&docs[i], divided.then_some(i)))
+        .collect();
     let report = DatasetReport {
         documents: docs.len(),
         tokens: count(&train_docs) + count(&heldout_docs),
@@ -272,10 +317,11 @@ pub fn build(
         duplicates,
         skipped,
         note,
+        samples,
+        heldout_names,
     };
-    let eos = tokenizer.eos_id();
     Ok(Dataset {
-        train: pack(&train_docs, seq_len, eos),
+        train: train_seqs,
         heldout: pack(&heldout_docs, seq_len, eos),
         report,
     })

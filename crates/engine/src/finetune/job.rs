@@ -7,8 +7,48 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::train::FinetuneConfig;
+use super::train::{FinetuneConfig, FinetuneEvent, FinetuneSummary, TrainingDevice};
 use crate::{EngineError, Result};
+
+/// One line of a job's log (`job.jsonl`), exactly what `penwright finetune --json` prints:
+/// progress events, then the summary.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum JobLine {
+    Event(FinetuneEvent),
+    Summary(FinetuneSummary),
+}
+
+impl JobLine {
+    /// A line of the log; `None` for a line that is not one (a partial write).
+    pub fn parse(line: &str) -> Option<JobLine> {
+        serde_json::from_str(line).ok()
+    }
+}
+
+/// What a window attached to a job hears: its progress, then how it ended.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum JobEvent {
+    Training(FinetuneEvent),
+    Ended(JobEnd),
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", content = "data", rename_all = "camelCase")]
+pub enum JobEnd {
+    Done(FinetuneSummary),
+    Error { message: String },
+}
+
+impl From<JobLine> for JobEvent {
+    fn from(line: JobLine) -> Self {
+        match line {
+            JobLine::Event(e) => JobEvent::Training(e),
+            JobLine::Summary(s) => JobEvent::Ended(JobEnd::Done(s)),
+        }
+    }
+}
 
 /// The job the app knows about (`<adapters>/current-job.json`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -47,10 +87,10 @@ pub struct JobStatus {
     pub total_steps: usize,
     pub history: Vec<LossPoint>,
     pub evals: Vec<EvalPoint>,
-    pub summary: Option<serde_json::Value>,
+    pub summary: Option<FinetuneSummary>,
     pub error: Option<String>,
-    /// Where it trains: the job's device event (`name`, `reason`, `precision`).
-    pub device: Option<serde_json::Value>,
+    /// Where it trains.
+    pub device: Option<TrainingDevice>,
 }
 
 pub const STOP_FILE: &str = "stop-requested";
@@ -204,27 +244,24 @@ pub fn status(record: &JobRecord) -> JobStatus {
         error: None,
         device: None,
     };
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        match v["event"].as_str() {
-            Some("step") => {
-                let d = &v["data"];
-                s.step = d["step"].as_u64().unwrap_or(0) as usize;
-                s.total_steps = d["totalSteps"].as_u64().unwrap_or(0) as usize;
-                s.history.push(LossPoint {
-                    step: s.step,
-                    loss: d["loss"].as_f64().unwrap_or(f64::NAN),
-                });
+    for line in text.lines().filter_map(JobLine::parse) {
+        match line {
+            JobLine::Event(FinetuneEvent::Step {
+                step,
+                total_steps,
+                loss,
+                ..
+            }) => {
+                s.step = step;
+                s.total_steps = total_steps;
+                s.history.push(LossPoint { step, loss });
             }
-            Some("eval") => s.evals.push(EvalPoint {
-                step: v["data"]["step"].as_u64().unwrap_or(0) as usize,
-                heldout_ppl: v["data"]["heldoutPpl"].as_f64().unwrap_or(f64::NAN),
-            }),
-            Some("device") => s.device = Some(v["data"].clone()),
-            None if v.get("tuned_ppl").is_some() => s.summary = Some(v),
-            _ => {}
+            JobLine::Event(FinetuneEvent::Eval { step, heldout_ppl }) => {
+                s.evals.push(EvalPoint { step, heldout_ppl })
+            }
+            JobLine::Event(FinetuneEvent::Device(d)) => s.device = Some(d),
+            JobLine::Event(FinetuneEvent::Dataset(_) | FinetuneEvent::Checkpoint { .. }) => {}
+            JobLine::Summary(summary) => s.summary = Some(summary),
         }
     }
     if !alive(record.pid) {
@@ -285,13 +322,12 @@ pub fn list_adapters(adapters: &Path) -> Vec<AdapterEntry> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("adapter_config.json").exists())
         .map(|p| {
-            let summary: Option<serde_json::Value> =
-                std::fs::read_to_string(log_path(&p)).ok().and_then(|t| {
-                    t.lines()
-                        .rev()
-                        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                        .find(|v| v.get("tuned_ppl").is_some())
-                });
+            let summary = std::fs::read_to_string(log_path(&p)).ok().and_then(|t| {
+                t.lines().rev().find_map(|l| match JobLine::parse(l) {
+                    Some(JobLine::Summary(s)) => Some(s),
+                    _ => None,
+                })
+            });
             let created_at = std::fs::metadata(p.join("adapter_config.json"))
                 .and_then(|m| m.modified())
                 .ok()
@@ -302,8 +338,8 @@ pub fn list_adapters(adapters: &Path) -> Vec<AdapterEntry> {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                base_ppl: summary.as_ref().and_then(|s| s["base_ppl"].as_f64()),
-                tuned_ppl: summary.as_ref().and_then(|s| s["tuned_ppl"].as_f64()),
+                base_ppl: summary.as_ref().map(|s| s.base_ppl),
+                tuned_ppl: summary.as_ref().map(|s| s.tuned_ppl),
                 path: p,
                 created_at,
             }
@@ -341,5 +377,57 @@ mod failure_tests {
             msg.contains("out of memory") && msg.contains("step 25"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn the_log_is_read_back_as_the_job_wrote_it() {
+        let out = tempfile::tempdir().unwrap();
+        let events = [
+            FinetuneEvent::Device(TrainingDevice {
+                name: "CPU".into(),
+                reason: "auto".into(),
+                precision: "f32".into(),
+            }),
+            FinetuneEvent::Step {
+                step: 1,
+                total_steps: 2,
+                loss: 3.5,
+                learning_rate: 1e-4,
+                tokens_per_s: 100.0,
+                eta_s: 1.0,
+            },
+            FinetuneEvent::Eval {
+                step: 2,
+                heldout_ppl: 20.0,
+            },
+        ];
+        let mut log: String = events
+            .iter()
+            .map(|e| serde_json::to_string(&JobLine::Event(e.clone())).unwrap() + "\n")
+            .collect();
+        // a summary as older versions wrote it (no losses, no comparison), and a torn line
+        log.push_str(r#"{"steps":2,"train_tokens":64,"base_ppl":30.0,"tuned_ppl":20.0,"seconds":1.5,"tokens_per_s":90.0,"adapter":"/a"}"#);
+        log.push_str("\n{\"event\":\"st");
+        std::fs::write(log_path(out.path()), log).unwrap();
+        let record = JobRecord {
+            job_id: "j".into(),
+            out: out.path().to_path_buf(),
+            pid: u32::MAX,
+            model: PathBuf::from("/m.gguf"),
+            data: Vec::new(),
+            config: FinetuneConfig::default(),
+        };
+        let s = status(&record);
+        assert_eq!(s.state, "done");
+        assert_eq!((s.step, s.total_steps), (1, 2));
+        assert_eq!(s.evals.len(), 1);
+        assert_eq!(s.device.unwrap().name, "CPU");
+        let summary = s.summary.unwrap();
+        assert_eq!(summary.tuned_ppl, 20.0);
+        assert!(summary.comparison.is_none());
+        // the window hears the summary as "done", with the same fields
+        let done = serde_json::to_value(JobEvent::from(JobLine::Summary(summary))).unwrap();
+        assert_eq!(done["event"], "done");
+        assert_eq!(done["data"]["base_ppl"], 30.0);
     }
 }

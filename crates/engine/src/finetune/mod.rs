@@ -1,5 +1,6 @@
 //! Fine-tuning the model on the writer's own documents with LoRA.
 
+pub mod compare;
 pub mod dataset;
 pub mod export;
 pub mod extract;

@@ -18,6 +18,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use super::compare::{Comparison, compare};
 use super::dataset::{self, DatasetReport};
 use super::peft::{AdapterTensors, save_adapter};
 use crate::config::{Architecture, ModelConfig};
@@ -248,16 +249,11 @@ impl Default for FinetuneConfig {
 }
 
 /// Reported while training: the data for the pane's live chart.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "event", content = "data", rename_all = "camelCase")]
 pub enum FinetuneEvent {
     /// Where training runs, and why.
-    Device {
-        name: String,
-        reason: String,
-        /// `f32`, or the lower precision the base model runs in.
-        precision: String,
-    },
+    Device(TrainingDevice),
     Dataset(DatasetReport),
     #[serde(rename_all = "camelCase")]
     Step {
@@ -280,6 +276,15 @@ pub enum FinetuneEvent {
     },
 }
 
+/// Where a job trains, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainingDevice {
+    pub name: String,
+    pub reason: String,
+    /// `f32`, or the lower precision the base model runs in.
+    pub precision: String,
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FinetuneSummary {
     pub steps: usize,
@@ -290,7 +295,12 @@ pub struct FinetuneSummary {
     pub tokens_per_s: f64,
     pub adapter: PathBuf,
     /// Training loss per step, from step 1 (a resumed run includes the earlier steps).
+    #[serde(default)]
     pub losses: Vec<f64>,
+    /// The base and the tuned model continuing the same held-out passage (none without a
+    /// held-out document).
+    #[serde(default)]
+    pub comparison: Option<Comparison>,
 }
 
 /// What a checkpoint remembers besides the adapter and optimizer state.
@@ -543,11 +553,13 @@ pub fn finetune(
         d => d,
     };
     check_precision(cfg.precision, &chosen.device, &chosen.name)?;
-    on_event(FinetuneEvent::Device {
+    on_event(FinetuneEvent::Device(TrainingDevice {
         name: chosen.name.clone(),
         reason: chosen.reason.clone(),
         precision: cfg.precision.as_str().into(),
-    });
+    }));
+    // the comparison at the end runs without autodiff
+    let inference = chosen.clone();
     let selected = SelectedDevice {
         device: device.clone(),
         ..chosen
@@ -602,10 +614,15 @@ pub fn finetune(
         train_tokens: ds.report.train_tokens,
         cancel,
     };
-    match network {
+    let mut summary = match network {
         Network::Llama(net) => run(net, ctx, on_event),
         Network::Gpt2(net) => run(net, ctx, on_event),
+    }?;
+    // the training graph is gone: the inference model fits where it was
+    if let Some(passage) = ds.heldout.first() {
+        summary.comparison = Some(compare(model_path, out, inference, passage)?);
     }
+    Ok(summary)
 }
 
 struct Ctx<'a> {
@@ -835,6 +852,7 @@ fn run<M: Trainable>(
         tokens_per_s: trained as f64 / training_seconds.max(1e-9),
         adapter: ctx.out.to_path_buf(),
         losses,
+        comparison: None,
     })
 }
 
