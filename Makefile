@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/penwright/target
 export RUST_BACKTRACE ?= 1
 
-.PHONY: run test setup ui app cli check fmt
+.PHONY: run test setup ui app cli check fmt bundle
 
 setup:
 	@scripts/setup.sh
@@ -19,12 +19,18 @@ run: app
 	scripts/with-xvfb.sh "$(CARGO_TARGET_DIR)/debug/penwright-app"
 
 ## Runs every check and test: format, lints, Rust unit/integration/CLI tests, UI unit tests,
-## end-to-end app tests under Xvfb.
+## end-to-end app tests under Xvfb, then the .deb built, installed and smoke-tested.
 test: app
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cd ui && npm test
 	scripts/with-xvfb.sh cargo test --workspace --no-fail-fast
+	scripts/deb-check.sh
+
+## Builds the installable package (release; .deb here, `scripts/bundle.sh rpm|appimage` too):
+## $(CARGO_TARGET_DIR)/release/bundle/deb/Penwright_*.deb
+bundle: setup
+	scripts/bundle.sh deb
 
 fmt:
 	cargo fmt --all

@@ -29,6 +29,27 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A private PENWRIGHT_HOME for one app run: its models folder is the real one (so the
+/// default model loads), everything else (recovery, adapters, the webview's storage under
+/// `xdg-data`, see [`app_env`]) starts empty.
+pub fn private_home() -> tempfile::TempDir {
+    let home = tempfile::tempdir().expect("a temporary home");
+    let model = default_model();
+    // <models>/<name>/<file>
+    let models = model.parent().unwrap().parent().unwrap();
+    std::os::unix::fs::symlink(models, home.path().join("models")).expect("link the models");
+    home
+}
+
+/// The app's environment for a home: PENWRIGHT_HOME, and the webview's storage (settings in
+/// localStorage) inside it, so that a setting one test changes never reaches another.
+pub fn app_env(home: &Path) -> Vec<(&'static str, PathBuf)> {
+    vec![
+        ("PENWRIGHT_HOME", home.to_path_buf()),
+        ("XDG_DATA_HOME", home.join("xdg-data")),
+    ]
+}
+
 /// The default model, installed by `make setup` (`penwright fetch`).
 pub fn default_model() -> PathBuf {
     let entry = penwright_models::Catalog::embedded().default_entry();

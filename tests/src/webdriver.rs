@@ -25,7 +25,7 @@ fn free_port() -> u16 {
 
 impl Driver {
     /// Starts tauri-driver on a free port with WebKitWebDriver as the native driver.
-    pub fn start(envs: &[(&str, &Path)]) -> Driver {
+    pub fn start<V: AsRef<std::ffi::OsStr>>(envs: &[(&str, V)]) -> Driver {
         assert!(
             std::env::var("DISPLAY").is_ok(),
             "no DISPLAY: run under scripts/with-xvfb.sh (make test does)"

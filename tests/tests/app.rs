@@ -6,19 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use penwright_e2e::webdriver::{Driver, KEY_ALT, KEY_CONTROL, KEY_ENTER, KEY_TAB, Session};
-use penwright_e2e::{binary, default_model, target_dir};
+use penwright_e2e::{app_env, binary, default_model, private_home, target_dir};
 use serde_json::json;
-
-/// A private PENWRIGHT_HOME whose models folder is the real one (so the default model loads)
-/// and whose recovery folder starts empty.
-fn private_home() -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    let model = default_model();
-    // <models>/<name>/<file>
-    let models = model.parent().unwrap().parent().unwrap();
-    std::os::unix::fs::symlink(models, home.path().join("models")).unwrap();
-    home
-}
 
 fn screenshot(session: &Session, name: &str) -> PathBuf {
     let path = target_dir()
@@ -33,10 +22,7 @@ fn screenshot(session: &Session, name: &str) -> PathBuf {
 static ONE_APP: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn open_app(home: &Path) -> (Driver, Session) {
-    // the webview's storage (settings in localStorage) is the test's own too: a setting one
-    // test changes never reaches another
-    let data = home.join("xdg-data");
-    let driver = Driver::start(&[("PENWRIGHT_HOME", home), ("XDG_DATA_HOME", &data)]);
+    let driver = Driver::start(&app_env(home));
     let session = Session::new(&driver, &binary("penwright-app"));
     // the status bar names the model once it is loaded
     session.wait_until(
@@ -552,12 +538,9 @@ fn a_model_downloads_from_the_hub_with_pause_and_resume_and_is_listed() {
         .into(),
         8 << 20,
     );
-    let data = home.path().join("xdg-data");
-    let driver = Driver::start(&[
-        ("PENWRIGHT_HOME", home.path()),
-        ("XDG_DATA_HOME", &data),
-        ("PENWRIGHT_HF_ENDPOINT", Path::new(&hub.endpoint)),
-    ]);
+    let mut env = app_env(home.path());
+    env.push(("PENWRIGHT_HF_ENDPOINT", PathBuf::from(&hub.endpoint)));
+    let driver = Driver::start(&env);
     let session = Session::new(&driver, &binary("penwright-app"));
     session.wait_for("[data-testid=open-models]", Duration::from_secs(60));
     // the pane opens and re-renders its buttons as the offer and the download change state:

@@ -29,6 +29,7 @@ import { StatusBar } from "./statusbar";
 import { currentTheme, installTheme, toggleTheme } from "./theme";
 import { toast, toastError } from "./toast";
 import { TopBar } from "./topbar";
+import { defaultModelBanner } from "./welcome";
 
 ensureUsableLanguage();
 
@@ -219,7 +220,10 @@ async function start(): Promise<void> {
     try {
       await loadModel(null, settings().device);
     } catch (e) {
-      toastError(e, "Could not load the model");
+      // first run: the default model is not here yet; offer it
+      const offer = api.toApiError(e).kind === "not_installed" ? await defaultModelBanner({ load: () => loadModel(null, settings().device).then(() => {}), chooseAnother: () => panes.show("models") }).catch(() => null) : null;
+      if (offer) bannerSlot.append(offer);
+      else toastError(e, "Could not load the model");
     }
   }
   // the remote engine chosen last time (its key from the keyring); the local model stays

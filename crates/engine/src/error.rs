@@ -61,6 +61,11 @@ pub enum EngineError {
         "no model found at {path}: expected a .gguf file, a folder with config.json + *.safetensors, or a catalog name"
     )]
     ModelNotFound { path: PathBuf },
+    /// A catalog model (the default one, on first run) that is not downloaded yet.
+    #[error(
+        "model `{name}` is not installed at {path} (run `penwright fetch {name}` or `make setup`)"
+    )]
+    NotInstalled { name: String, path: PathBuf },
     #[error("invalid config: {0}")]
     Config(String),
     #[error("tokenizer: {0}")]
@@ -114,6 +119,7 @@ pub enum ErrorKind {
     Cancelled,
     Io,
     ModelNotFound,
+    NotInstalled,
     NoModel,
     ContextOverflow,
     Device,
@@ -141,6 +147,7 @@ impl ErrorKind {
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Io => "io",
             ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::NotInstalled => "not_installed",
             ErrorKind::NoModel => "no_model",
             ErrorKind::ContextOverflow => "context_overflow",
             ErrorKind::Device => "device",
@@ -167,6 +174,7 @@ impl EngineError {
             EngineError::Cancelled => ErrorKind::Cancelled,
             EngineError::Io { .. } => ErrorKind::Io,
             EngineError::ModelNotFound { .. } => ErrorKind::ModelNotFound,
+            EngineError::NotInstalled { .. } => ErrorKind::NotInstalled,
             EngineError::NoModel => ErrorKind::NoModel,
             EngineError::ContextOverflow { .. } => ErrorKind::ContextOverflow,
             EngineError::Device(_) => ErrorKind::Device,

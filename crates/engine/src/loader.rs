@@ -140,12 +140,10 @@ pub fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
     };
     let path = entry.primary_path();
     if !path.exists() {
-        return Err(EngineError::Other(format!(
-            "model `{}` is not installed at {} (run `penwright fetch {}` or `make setup`)",
-            entry.name,
-            path.display(),
-            entry.name
-        )));
+        return Err(EngineError::NotInstalled {
+            name: entry.name.clone(),
+            path,
+        });
     }
     Ok(path)
 }
