@@ -151,8 +151,40 @@ fn the_cli_uses_penwright_serve_as_a_remote_engine() {
         "the list stays a list: {text:?}"
     );
 
+    // a rewrite over the remote model keeps the structure too, and a Retry (attempt 1)
+    // samples with a seed the server honours
+    let rewrite = |attempt: &str| {
+        last_json(&remote(
+            &server,
+            key,
+            &[
+                "rewrite",
+                "--file",
+                doc.to_str().unwrap(),
+                "--preset",
+                "formal",
+                "--attempt",
+                attempt,
+                "--json",
+            ],
+        ))
+    };
+    let rewritten = rewrite("0");
+    eprintln!("remote rewrite: {rewritten}");
+    let text = rewritten["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("# ") && text.matches("\n- ").count() == 2,
+        "{text:?}"
+    );
+    assert_eq!(rewritten["blocks"], 4);
+    assert_eq!(
+        rewrite("3")["text"],
+        rewrite("3")["text"],
+        "the same seed, the same take"
+    );
+
     let stats = server.stats(key);
-    assert!(stats["completed"].as_u64().unwrap() >= 4, "{stats}");
+    assert!(stats["completed"].as_u64().unwrap() >= 8, "{stats}");
     assert_eq!(stats["failed"], 0, "{stats}");
 
     // each failure named: a wrong key, a model the server does not have, nobody listening

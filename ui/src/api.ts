@@ -398,7 +398,8 @@ export type RewritePreset = "shorter" | "longer" | "formal" | "casual" | "simple
 export interface RewriteReply {
   text: string;
   blocks: number;
-  /** Blocks left as they were: the model's answer would have changed their structure. */
+  /** Blocks left as they were: the model's answer was no usable rewrite (it changed the
+   * structure, ran far longer than the text, or talked about the task). */
   kept: number;
   seconds: number;
 }

@@ -652,7 +652,7 @@ fn main() -> Result<()> {
             };
             if r.kept > 0 {
                 eprintln!(
-                    "penwright: {} of {} blocks kept as they were (the answer would have changed their structure)",
+                    "penwright: {} of {} blocks kept as they were (the model's answer was no usable rewrite: it changed the structure, ran far longer, or was chatter)",
                     r.kept, r.blocks
                 );
             }

@@ -400,10 +400,7 @@ impl Worker {
                 suffix,
                 settings,
             } => {
-                let loaded = self.loaded.as_ref().ok_or(EngineError::NoModel)?;
-                let session = self
-                    .autocomplete
-                    .get_or_insert_with(|| AutocompleteSession::new(&loaded.model, &settings));
+                let (loaded, session) = self.autocomplete_session(&settings)?;
                 let completion = session.complete(
                     &loaded.model,
                     loaded.tokenizer()?,
@@ -421,10 +418,7 @@ impl Worker {
                 want,
                 exclude,
             } => {
-                let loaded = self.loaded.as_ref().ok_or(EngineError::NoModel)?;
-                let session = self
-                    .autocomplete
-                    .get_or_insert_with(|| AutocompleteSession::new(&loaded.model, &settings));
+                let (loaded, session) = self.autocomplete_session(&settings)?;
                 let found = session.alternatives(
                     &loaded.model,
                     loaded.tokenizer()?,
@@ -624,6 +618,18 @@ impl Worker {
 
     /// The model the chat tasks talk to: the remote engine when one is set, else the
     /// local model through its template.
+    /// The loaded model and its autocomplete session (made on first use).
+    fn autocomplete_session(
+        &mut self,
+        settings: &AutocompleteSettings,
+    ) -> Result<(&LoadedModel, &mut AutocompleteSession)> {
+        let loaded = self.loaded.as_ref().ok_or(EngineError::NoModel)?;
+        let session = self
+            .autocomplete
+            .get_or_insert_with(|| AutocompleteSession::new(&loaded.model, settings));
+        Ok((loaded, session))
+    }
+
     fn runner<'a>(&'a mut self, cancel: &'a AtomicBool) -> Result<Box<dyn ChatModel + 'a>> {
         if let Some(remote) = &self.remote {
             return Ok(Box::new(RemoteChat {

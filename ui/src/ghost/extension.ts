@@ -178,6 +178,16 @@ const ghostField = StateField.define<FieldValue>({
     }),
 });
 
+/** A widget's span: not part of the document's text (aria-hidden; any text in its shadow root). */
+function widgetSpan(className: string, testid: string, text?: string): HTMLElement {
+  const el = document.createElement("span");
+  el.className = className;
+  el.dataset.testid = testid;
+  el.setAttribute("aria-hidden", "true");
+  if (text !== undefined) el.attachShadow({ mode: "open" }).textContent = text;
+  return el;
+}
+
 /** "2/3" after the suggestion: which of the alternatives is shown. */
 class CountWidget extends WidgetType {
   constructor(readonly label: string) {
@@ -189,12 +199,7 @@ class CountWidget extends WidgetType {
   }
 
   toDOM(): HTMLElement {
-    const el = document.createElement("span");
-    el.className = "cm-ghost-count";
-    el.dataset.testid = "ghost-count";
-    el.setAttribute("aria-hidden", "true");
-    el.attachShadow({ mode: "open" }).textContent = this.label;
-    return el;
+    return widgetSpan("cm-ghost-count", "ghost-count", this.label);
   }
 }
 
@@ -205,11 +210,8 @@ class HintWidget extends WidgetType {
   }
 
   toDOM(): HTMLElement {
-    const el = document.createElement("span");
-    el.className = "cm-ghost-hint";
-    el.dataset.testid = "ghost-hint";
+    const el = widgetSpan("cm-ghost-hint", "ghost-hint");
     el.title = "A suggestion is ready: hold Alt to see it";
-    el.setAttribute("aria-hidden", "true");
     return el;
   }
 }
@@ -224,15 +226,10 @@ class GhostWidget extends WidgetType {
   }
 
   toDOM(): HTMLElement {
-    const el = document.createElement("span");
-    el.className = "cm-ghost";
-    el.dataset.testid = "ghost-text";
-    el.setAttribute("aria-hidden", "true");
     // The text lives in the span's (open) shadow root: it renders inline, in the editor's font
     // and the ghost colour (inherited), but it is not part of .cm-content's text (innerText,
     // copy) – only the document is.
-    el.attachShadow({ mode: "open" }).textContent = this.text;
-    return el;
+    return widgetSpan("cm-ghost", "ghost-text", this.text);
   }
 
   /** Typing through a suggestion updates the text in place (no flicker, no re-animation). */

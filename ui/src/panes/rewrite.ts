@@ -11,7 +11,7 @@ import { h, setChildren } from "../dom";
 import { formatDuration } from "../format";
 import { toast, toastError } from "../toast";
 import type { Pane } from "./host";
-import { button, countLabel, inlineError, progressBar, section, segmented } from "./ui";
+import { button, countLabel, inlineError, progressBar, section, sourceChoice } from "./ui";
 import { joinBlocks } from "./translate";
 
 export const PRESETS: readonly { value: api.RewritePreset; label: string }[] = [
@@ -24,8 +24,6 @@ export const PRESETS: readonly { value: api.RewritePreset; label: string }[] = [
   { value: "active", label: "Active voice" },
 ];
 
-type Source = "selection" | "document";
-
 /** How a rewrite was asked for: a preset or free words. */
 export type RewriteAsk = { preset: api.RewritePreset } | { instruction: string };
 
@@ -34,20 +32,15 @@ export function rewriteSummary(reply: api.RewriteReply, counts: { added: number;
   const parts = [`${reply.blocks} block${reply.blocks === 1 ? "" : "s"}`, formatDuration(reply.seconds)];
   if (counts.added || counts.removed) parts.push(`+${counts.added} −${counts.removed} words`);
   else parts.push("no change");
-  if (reply.kept > 0) parts.push(`${reply.kept} kept as ${reply.kept === 1 ? "it was" : "they were"} (the answer would have broken its Markdown)`);
+  if (reply.kept > 0) parts.push(`${reply.kept} kept as ${reply.kept === 1 ? "it was" : "they were"} (the model's answer was no usable rewrite)`);
   return parts.join(" · ");
 }
 
 export function rewritePane(ctx: AppContext): Pane {
-  const source = segmented<Source>(
-    "Rewrite",
-    [
-      { value: "selection", label: "Selection" },
-      { value: "document", label: "Whole document" },
-    ],
-    "selection",
-    "rewrite-source",
-  );
+  const source = sourceChoice("Rewrite", "rewrite-source", "selection", () => {
+    const sel = ctx.editor.selection();
+    return sel.to > sel.from;
+  });
 
   const presetButtons = PRESETS.map((p) =>
     h(
@@ -100,12 +93,7 @@ export function rewritePane(ctx: AppContext): Pane {
     void start({ instruction: words }, 0);
   }
 
-  function refreshSource() {
-    const sel = ctx.editor.selection();
-    const selBtn = source.element.querySelector<HTMLButtonElement>('[data-value="selection"]');
-    if (selBtn) selBtn.disabled = sel.to <= sel.from;
-    if (sel.to <= sel.from && source.value() === "selection") source.set("document");
-  }
+  const refreshSource = () => source.refresh();
 
   function setRunning(on: boolean) {
     running = on;

@@ -9,9 +9,8 @@ import { h, setChildren } from "../dom";
 import { formatCount, formatDuration, wordCount } from "../format";
 import { toast, toastError } from "../toast";
 import type { Pane } from "./host";
-import { button, copyText, countLabel, inlineError, progressBar, section, segmented, toggleSwitch } from "./ui";
+import { button, copyText, countLabel, inlineError, progressBar, section, segmented, sourceChoice, toggleSwitch } from "./ui";
 
-type Source = "selection" | "document";
 type LengthChoice = "short" | "medium" | "long" | "words";
 
 /** The progress line for a summary: "Chunk 2 of 5", "Combining…", "Summarizing…". */
@@ -23,15 +22,10 @@ export function summaryProgressLabel(stage: string, done: number, total: number)
 }
 
 export function summarizePane(ctx: AppContext): Pane {
-  const source = segmented<Source>(
-    "Summarize",
-    [
-      { value: "selection", label: "Selection" },
-      { value: "document", label: "Whole document" },
-    ],
-    "document",
-    "summarize-source",
-  );
+  const source = sourceChoice("Summarize", "summarize-source", "document", () => {
+    const sel = ctx.editor.selection();
+    return sel.to > sel.from;
+  });
   const sourceInfo = h("div", { class: "hint", "data-testid": "summarize-source-info" });
 
   const length = segmented<LengthChoice>(
@@ -91,11 +85,8 @@ export function summarizePane(ctx: AppContext): Pane {
   let target: { from: number; to: number } | null = null;
 
   function refreshSource() {
+    source.refresh();
     const sel = ctx.editor.selection();
-    const hasSelection = sel.to > sel.from;
-    const selBtn = source.element.querySelector<HTMLButtonElement>('[data-value="selection"]');
-    if (selBtn) selBtn.disabled = !hasSelection;
-    if (!hasSelection && source.value() === "selection") source.set("document");
     const text = source.value() === "selection" ? sel.text : ctx.editor.text();
     sourceInfo.textContent = `${formatCount(wordCount(text))} words`;
   }

@@ -10,7 +10,7 @@ import { formatDuration } from "../format";
 import { currentModel, isEnglishOnlyDefault, modelChanged } from "../model";
 import { toast, toastError } from "../toast";
 import type { Pane } from "./host";
-import { button, countLabel, inlineError, progressBar, section, segmented } from "./ui";
+import { button, countLabel, inlineError, progressBar, section, sourceChoice } from "./ui";
 
 export const LANGUAGES: readonly { code: string; name: string }[] = [
   { code: "fr", name: "French" },
@@ -39,7 +39,6 @@ export const LANGUAGES: readonly { code: string; name: string }[] = [
 
 const LAST_TARGET = "penwright.translate.to";
 
-type Source = "selection" | "document";
 
 /** The text shown while blocks stream in: finished blocks in order, blank-line separated. */
 export function joinBlocks(blocks: readonly (string | undefined)[]): string {
@@ -88,15 +87,10 @@ export function translatePane(ctx: AppContext): Pane {
   modelChanged.on(updateNotice);
   updateNotice();
 
-  const source = segmented<Source>(
-    "Translate",
-    [
-      { value: "selection", label: "Selection" },
-      { value: "document", label: "Whole document" },
-    ],
-    "document",
-    "translate-source",
-  );
+  const source = sourceChoice("Translate", "translate-source", "document", () => {
+    const sel = ctx.editor.selection();
+    return sel.to > sel.from;
+  });
 
   const run = button("Translate", "translate-run", () => void start(), "primary");
   const cancel = button("Cancel", "translate-cancel", () => void api.cancelTask().catch(() => {}));
@@ -130,12 +124,7 @@ export function translatePane(ctx: AppContext): Pane {
   const newDocBtn = button("Open as new document", "translate-new", () => void ctx.documents.openAsNew(result), "quiet");
   const actions = h("div", { class: "actions", "data-testid": "translate-actions", hidden: true }, replaceBtn, insertBtn, newDocBtn);
 
-  function refreshSource() {
-    const sel = ctx.editor.selection();
-    const selBtn = source.element.querySelector<HTMLButtonElement>('[data-value="selection"]');
-    if (selBtn) selBtn.disabled = sel.to <= sel.from;
-    if (sel.to <= sel.from && source.value() === "selection") source.set("document");
-  }
+  const refreshSource = () => source.refresh();
 
   const pane: Pane = {
     id: "translate",

@@ -47,6 +47,31 @@ export function segmented<T extends string>(name: string, options: { value: T; l
   return { element, value: () => current, set, onChange: (l) => listeners.push(l) };
 }
 
+export type Source = "selection" | "document";
+
+/** What a task works on: the selection or the whole document. Selection is disabled (and
+ * left) while nothing is selected; `refresh` follows the editor's selection. */
+export function sourceChoice(name: string, testid: string, initial: Source, hasSelection: () => boolean): Segmented<Source> & { refresh(): void } {
+  const choice = segmented<Source>(
+    name,
+    [
+      { value: "selection", label: "Selection" },
+      { value: "document", label: "Whole document" },
+    ],
+    initial,
+    testid,
+  );
+  return {
+    ...choice,
+    refresh() {
+      const selected = hasSelection();
+      const selBtn = choice.element.querySelector<HTMLButtonElement>('[data-value="selection"]');
+      if (selBtn) selBtn.disabled = !selected;
+      if (!selected && choice.value() === "selection") choice.set("document");
+    },
+  };
+}
+
 export function toggleSwitch(label: string, initial: boolean, testid: string, onChange?: (on: boolean) => void): { element: HTMLElement; input: HTMLInputElement } {
   const input = h("input", { type: "checkbox", class: "switch-input", "data-testid": testid, checked: initial, role: "switch" });
   input.addEventListener("change", () => onChange?.(input.checked));

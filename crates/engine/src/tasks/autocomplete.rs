@@ -367,18 +367,13 @@ impl AutocompleteSession {
             suffix,
             settings,
         };
-        let mut found = Vec::new();
-        for attempt in 0..want.attempts() {
-            if found.len() >= want.count {
-                break;
-            }
-            let mut sampler = crate::sampler::Sampler::new(want.sampler(attempt));
+        want.collect(exclude, &mut |config| {
+            let mut sampler = crate::sampler::Sampler::new(config);
             let c = self.suggest(model, tokenizer, &at, cancel, &mut |logits| {
                 sampler.sample(logits, &[])
             })?;
-            want.keep(c.completion, exclude, &mut found);
-        }
-        Ok(found)
+            Ok(c.completion)
+        })
     }
 
     /// A suggestion at the cursor, each token chosen by `pick` from the logits.
@@ -522,6 +517,24 @@ impl Alternatives {
         }
     }
 
+    /// Tries sampled suggestions (`suggest` with each try's sampler) until `count` distinct
+    /// new ones are found or the tries run out.
+    fn collect(
+        &self,
+        exclude: &[String],
+        suggest: &mut dyn FnMut(crate::sampler::SamplerConfig) -> Result<String>,
+    ) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for attempt in 0..self.attempts() {
+            if found.len() >= self.count {
+                break;
+            }
+            let text = suggest(self.sampler(attempt))?;
+            self.keep(text, exclude, &mut found);
+        }
+        Ok(found)
+    }
+
     /// Adds `text` to `found` when it is a suggestion not seen yet.
     fn keep(&self, text: String, exclude: &[String], found: &mut Vec<String>) {
         let seen = |t: &String| t.trim() == text.trim();
@@ -579,21 +592,15 @@ pub fn alternatives_remote(
     exclude: &[String],
     cancel: &AtomicBool,
 ) -> Result<Vec<String>> {
-    let mut found = Vec::new();
-    for attempt in 0..want.attempts() {
-        if found.len() >= want.count {
-            break;
-        }
-        let sampler = want.sampler(attempt);
+    want.collect(exclude, &mut |config| {
         let limits = crate::remote::AnswerLimits {
-            temperature: sampler.temperature,
-            seed: Some(sampler.seed),
+            temperature: config.temperature,
+            seed: Some(config.seed),
             ..crate::remote::AnswerLimits::greedy(settings.max_tokens)
         };
         let c = remote_suggestion(remote, prefix, suffix, settings, &limits, cancel)?;
-        want.keep(c.completion, exclude, &mut found);
-    }
-    Ok(found)
+        Ok(c.completion)
+    })
 }
 
 fn remote_suggestion(

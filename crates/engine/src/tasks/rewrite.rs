@@ -331,7 +331,8 @@ pub struct Rewrite {
     pub text: String,
     /// Blocks rewritten.
     pub blocks: usize,
-    /// Blocks left as they were, because the answer was empty or changed their structure.
+    /// Blocks left as they were: the answer was empty, changed their structure, ran far
+    /// longer than the text or talked about the task instead.
     pub kept: usize,
 }
 
