@@ -78,6 +78,7 @@ pub const KEY_ESCAPE: &str = "\u{E00C}";
 pub const KEY_CONTROL: &str = "\u{E009}";
 pub const KEY_ENTER: &str = "\u{E007}";
 pub const KEY_ALT: &str = "\u{E00A}";
+pub const KEY_END: &str = "\u{E010}";
 
 /// A WebDriver error answer.
 struct Refusal {

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use penwright_e2e::webdriver::{Driver, KEY_ALT, KEY_CONTROL, KEY_ENTER, KEY_TAB, Session};
+use penwright_e2e::webdriver::{
+    Driver, KEY_ALT, KEY_CONTROL, KEY_END, KEY_ENTER, KEY_TAB, Session,
+};
 use penwright_e2e::{app_env, binary, default_model, private_home, target_dir};
 use serde_json::json;
 
@@ -316,6 +318,68 @@ fn saving_writes_the_document_to_disk() {
     assert_eq!(on_disk.trim_end(), editor_text(&session).trim_end());
     assert!(on_disk.contains("A line to keep."));
     screenshot(&session, "saved");
+}
+
+#[test]
+fn an_old_windows_1252_file_opens_when_asked_and_saves_back_in_its_encoding() {
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let home = private_home();
+    let path = home.path().join("old.txt");
+    // listed among the recent files while it was UTF-8; then an older editor rewrote it
+    std::fs::write(&path, "placeholder").unwrap();
+    let (_driver, session) = open_app(home.path());
+    let listed = session.script_async(
+        "const done = arguments[arguments.length - 1];
+         window.__TAURI_INTERNALS__.invoke('open_document', {path: arguments[0]}).then(r => done(r), e => done({error: e}));",
+        json!([path]),
+    );
+    assert!(listed.get("error").is_none(), "{listed}");
+    std::fs::write(&path, b"Caf\xe9 cr\xe8me, \x805.").unwrap();
+    session.click_css("[data-testid=btn-recent]", Duration::from_secs(10));
+    session.click_css("[data-testid=recent-item]", Duration::from_secs(10));
+    // never silently: the writer is asked
+    session.click_css("[data-testid=encoding-open]", Duration::from_secs(10));
+    session.wait_until(
+        "the file's text",
+        "return document.querySelector('.cm-content').innerText.includes('Café crème, €5.');",
+        Duration::from_secs(10),
+    );
+    let badge =
+        session.text(&session.wait_for("[data-testid=doc-encoding]", Duration::from_secs(5)));
+    assert_eq!(badge, "Windows-1252");
+    screenshot(&session, "windows-1252");
+    let editor = session.wait_for("[data-testid=editor]", Duration::from_secs(5));
+    session.click(&editor);
+    session.send_keys(&editor, &format!("{KEY_CONTROL}{KEY_END}"));
+    session.send_keys(&editor, " Déjà vu.");
+    session.send_keys(&editor, &format!("{KEY_CONTROL}s"));
+    let saved = |what: &str, check: &dyn Fn(&[u8]) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let bytes = std::fs::read(&path).unwrap();
+            if check(&bytes) {
+                return bytes;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {bytes:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // saved back in Windows-1252, byte for byte where nothing changed
+    saved("the Windows-1252 save", &|b| {
+        b.starts_with(b"Caf\xe9 cr\xe8me, \x805.") && b.ends_with(b" D\xe9j\xe0 vu.")
+    });
+    // a character Windows-1252 cannot store: the writer is asked to switch to UTF-8
+    session.send_keys(&editor, " ✓");
+    session.send_keys(&editor, &format!("{KEY_CONTROL}s"));
+    session.click_css("[data-testid=encoding-utf8]", Duration::from_secs(10));
+    let bytes = saved("the UTF-8 save", &|b| {
+        std::str::from_utf8(b).is_ok_and(|t| t.ends_with("✓"))
+    });
+    assert!(
+        String::from_utf8(bytes)
+            .unwrap()
+            .starts_with("Café crème, €5. Déjà vu.")
+    );
 }
 
 #[test]

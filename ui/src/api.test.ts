@@ -43,7 +43,9 @@ describe("api", () => {
       undefined,
     );
     await api.saveDocument("/x.md", "text");
-    expect(invoke).toHaveBeenLastCalledWith("save_document", { path: "/x.md", text: "text" }, undefined);
+    expect(invoke).toHaveBeenLastCalledWith("save_document", { path: "/x.md", text: "text", encoding: null }, undefined);
+    await api.openDocument("/old.txt", "windows-1252");
+    expect(invoke).toHaveBeenLastCalledWith("open_document", { path: "/old.txt", encoding: "windows-1252" }, undefined);
     await api.writeRecovery("t", null);
     expect(invoke).toHaveBeenLastCalledWith("write_recovery", { text: "t", path: null }, undefined);
     await api.finetuneStart({ paths: ["/a"], preset: "quick", rank: 8, alpha: 16, steps: 10, learningRate: 1e-4, seqLen: 64, batch: 1, evalEvery: 5, dropout: 0.1, precision: "f16" });

@@ -67,9 +67,13 @@ export type LoadEvent = { event: "progress"; data: Progress };
 /** `load_model` answers the model and, from newer backends, the device it landed on. */
 export type LoadedModel = ModelInfo & { device?: DeviceReport; seconds?: number };
 
+/** What a document is read and saved in: UTF-8, or Windows-1252 when the writer chose it. */
+export type TextEncoding = "utf-8" | "windows-1252";
+
 export interface OpenedDocument {
   path: string;
   text: string;
+  encoding: TextEncoding;
 }
 
 export interface SavedDocument {
@@ -326,8 +330,9 @@ function channel<E>(handler: (event: E) => void): Channel<E> {
 // ---------------------------------------------------------------------------------------------
 // Documents
 
-export const openDocument = (path: string) => call<OpenedDocument>("open_document", { path });
-export const saveDocument = (path: string, text: string) => call<SavedDocument>("save_document", { path, text });
+export const openDocument = (path: string, encoding: TextEncoding | null = null) => call<OpenedDocument>("open_document", { path, encoding });
+export const saveDocument = (path: string, text: string, encoding: TextEncoding | null = null) =>
+  call<SavedDocument>("save_document", { path, text, encoding });
 export const writeRecovery = (text: string, path: string | null) => call<void>("write_recovery", { text, path });
 export const takeRecovery = () => call<Recovery | null>("take_recovery");
 export const clearRecovery = () => call<void>("clear_recovery");

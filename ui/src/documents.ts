@@ -16,7 +16,12 @@ export const AUTOSAVE_MS = 3000;
 export interface DocState {
   path: string | null;
   dirty: boolean;
+  /** What the file is read and saved in. */
+  encoding: api.TextEncoding;
 }
+
+/** Asks the writer a yes/no question in the window (the encoding choices). */
+export type Ask = (message: string, yes: string, testid: string) => Promise<boolean>;
 
 /** Adds ".md" to a path that has no extension Penwright saves. */
 export function withDocumentExtension(path: string): string {
@@ -26,6 +31,7 @@ export function withDocumentExtension(path: string): string {
 export class Documents {
   readonly changed = new Emitter<DocState>();
   private path: string | null = null;
+  private encoding: api.TextEncoding = "utf-8";
   private saved: Text = Text.empty;
   private dirty = false;
   /** The text last written to the recovery copy (null: none written). */
@@ -34,10 +40,13 @@ export class Documents {
   private holdAutosave = false;
   private timer: ReturnType<typeof setInterval> | null = null;
 
-  constructor(private readonly editor: Editor) {}
+  constructor(
+    private readonly editor: Editor,
+    private readonly ask: Ask = (message, yes) => confirmDialog(message, { okLabel: yes, cancelLabel: "Cancel" }),
+  ) {}
 
   state(): DocState {
-    return { path: this.path, dirty: this.dirty };
+    return { path: this.path, dirty: this.dirty, encoding: this.encoding };
   }
 
   /** Call on every document change. */
@@ -56,9 +65,10 @@ export class Documents {
     this.changed.emit(this.state());
   }
 
-  private setLoaded(text: string, path: string | null, dirty = false): void {
+  private setLoaded(text: string, path: string | null, dirty = false, encoding: api.TextEncoding = "utf-8"): void {
     this.editor.load(text);
     this.path = path;
+    this.encoding = encoding;
     this.saved = dirty ? Text.empty : this.editor.doc;
     this.dirty = dirty && text.length > 0;
     this.publish();
@@ -92,12 +102,29 @@ export class Documents {
     try {
       const chosen = path ?? (await pickDocument());
       if (!chosen) return;
-      const doc = await api.openDocument(chosen);
-      this.setLoaded(doc.text, doc.path);
+      const doc = await this.read(chosen);
+      if (!doc) return;
+      this.setLoaded(doc.text, doc.path, false, doc.encoding);
       this.clearRecoveryCopy();
       this.editor.focus();
     } catch (e) {
       toastError(e, "Could not open");
+    }
+  }
+
+  /** Reads `path` as UTF-8; a file that is not may be opened as Windows-1252 if the writer
+   * says so (never silently). Null when they decline. */
+  private async read(path: string): Promise<api.OpenedDocument | null> {
+    try {
+      return await api.openDocument(path);
+    } catch (e) {
+      if (api.toApiError(e).kind !== "not_utf8") throw e;
+      const yes = await this.ask(
+        `“${baseName(path)}” is not UTF-8 text. If it is an older Latin-1 / Windows-1252 file, Penwright can open it as one and save it back the same way.`,
+        "Open as Windows-1252",
+        "encoding-open",
+      );
+      return yes ? api.openDocument(path, "windows-1252") : null;
     }
   }
 
@@ -131,7 +158,17 @@ export class Documents {
   private async writeTo(path: string): Promise<boolean> {
     const snapshot = this.editor.doc;
     try {
-      const saved = await api.saveDocument(path, snapshot.toString());
+      let saved: api.SavedDocument;
+      try {
+        saved = await api.saveDocument(path, snapshot.toString(), this.encoding);
+      } catch (e) {
+        const err = api.toApiError(e);
+        if (err.kind !== "unencodable") throw e;
+        const yes = await this.ask(`${err.message}. Save “${baseName(path)}” as UTF-8 from now on?`, "Save as UTF-8", "encoding-utf8");
+        if (!yes) return false;
+        saved = await api.saveDocument(path, snapshot.toString(), "utf-8");
+        this.encoding = "utf-8";
+      }
       this.path = saved.path;
       this.saved = snapshot;
       this.recovered = null; // the backend clears the recovery copy on save

@@ -138,7 +138,27 @@ async function start(): Promise<void> {
       panes.refreshActive();
     },
   });
-  const documents = new Documents(editor);
+  // the encoding questions are asked in the window (a banner), not in a native dialog
+  const ask = (message: string, yes: string, testid: string) =>
+    new Promise<boolean>((resolve) => {
+      const done = (answer: boolean) => {
+        banner.remove();
+        resolve(answer);
+      };
+      const banner = h(
+        "div",
+        { class: "banner", role: "alertdialog", "data-testid": "question-banner" },
+        h("span", { class: "banner-text" }, message),
+        h(
+          "span",
+          { class: "banner-actions" },
+          h("button", { class: "btn btn-primary", "data-testid": testid, onclick: () => done(true) }, yes),
+          h("button", { class: "btn btn-quiet", "data-testid": "question-cancel", onclick: () => done(false) }, "Cancel"),
+        ),
+      );
+      bannerSlot.append(banner);
+    });
+  const documents = new Documents(editor, ask);
 
   const ctx: AppContext = { editor, documents, panes, reportSpeed: (t) => status.setSpeed(t) };
   panes.add(summarizePane(ctx));

@@ -43,6 +43,7 @@ function iconButton(icon: IconName, label: string, testid: string, onclick: () =
 export class TopBar {
   readonly element: HTMLElement;
   private readonly name = h("span", { class: "doc-name", "data-testid": "doc-name" }, "Untitled");
+  private readonly encodingBadge = h("span", { class: "badge muted", "data-testid": "doc-encoding", title: "Opened and saved in this encoding", hidden: true });
   private readonly dot = h("span", { class: "dirty-dot", "data-testid": "dirty-indicator", title: "Unsaved changes", hidden: true });
   private readonly menu = h("div", { class: "menu", role: "menu", "data-testid": "recent-menu", hidden: true });
   private readonly titleButton: HTMLButtonElement;
@@ -64,6 +65,7 @@ export class TopBar {
         },
       },
       this.name,
+      this.encodingBadge,
       this.dot,
       h("span", { class: "chevron", html: icons.chevronDown }),
     );
@@ -113,6 +115,8 @@ export class TopBar {
 
   showDocument(state: DocState): void {
     this.name.textContent = state.path ? baseName(state.path) : "Untitled";
+    this.encodingBadge.hidden = state.encoding === "utf-8";
+    this.encodingBadge.textContent = state.encoding === "windows-1252" ? "Windows-1252" : "";
     this.titleButton.title = state.path ? `${state.path}\nRecent files` : "Recent files";
     this.dot.hidden = !state.dirty;
   }

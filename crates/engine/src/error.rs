@@ -61,6 +61,17 @@ pub enum EngineError {
         "no model found at {path}: expected a .gguf file, a folder with config.json + *.safetensors, or a catalog name"
     )]
     ModelNotFound { path: PathBuf },
+    /// A document that is not UTF-8 (it may be an older Windows-1252 file: open it as one).
+    #[error(
+        "{path} is not UTF-8 text (invalid byte at offset {offset}); if it is an older Latin-1 / Windows-1252 file, open it as Windows-1252"
+    )]
+    NotUtf8 { path: PathBuf, offset: usize },
+    /// Text with a character the document's encoding cannot store.
+    #[error("“{character}” cannot be saved as {encoding}: save the document as UTF-8")]
+    Unencodable {
+        encoding: &'static str,
+        character: char,
+    },
     /// A catalog model (the default one, on first run) that is not downloaded yet.
     #[error(
         "model `{name}` is not installed at {path} (run `penwright fetch {name}` or `make setup`)"
@@ -120,6 +131,8 @@ pub enum ErrorKind {
     Io,
     ModelNotFound,
     NotInstalled,
+    NotUtf8,
+    Unencodable,
     NoModel,
     ContextOverflow,
     Device,
@@ -148,6 +161,8 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::ModelNotFound => "model_not_found",
             ErrorKind::NotInstalled => "not_installed",
+            ErrorKind::NotUtf8 => "not_utf8",
+            ErrorKind::Unencodable => "unencodable",
             ErrorKind::NoModel => "no_model",
             ErrorKind::ContextOverflow => "context_overflow",
             ErrorKind::Device => "device",
@@ -175,6 +190,8 @@ impl EngineError {
             EngineError::Io { .. } => ErrorKind::Io,
             EngineError::ModelNotFound { .. } => ErrorKind::ModelNotFound,
             EngineError::NotInstalled { .. } => ErrorKind::NotInstalled,
+            EngineError::NotUtf8 { .. } => ErrorKind::NotUtf8,
+            EngineError::Unencodable { .. } => ErrorKind::Unencodable,
             EngineError::NoModel => ErrorKind::NoModel,
             EngineError::ContextOverflow { .. } => ErrorKind::ContextOverflow,
             EngineError::Device(_) => ErrorKind::Device,

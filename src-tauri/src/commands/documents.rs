@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use penwright_engine::documents::{Recovery, atomic_write, read_document};
+use penwright_engine::documents::{
+    Recovery, TextEncoding, atomic_write, encode_document, read_document_as,
+};
 use serde::Serialize;
 use tauri::State;
 
@@ -13,6 +15,8 @@ use crate::state::AppState;
 pub struct Document {
     pub path: PathBuf,
     pub text: String,
+    /// What it was read in, and is saved back in.
+    pub encoding: TextEncoding,
 }
 
 #[derive(Serialize)]
@@ -44,27 +48,40 @@ fn document_path(path: &str) -> CommandResult<PathBuf> {
     Ok(p.to_path_buf())
 }
 
+/// Opens a document as UTF-8, or in the encoding the writer chose after a `not_utf8` error.
 #[tauri::command]
-pub fn open_document(state: State<'_, AppState>, path: String) -> CommandResult<Document> {
+pub fn open_document(
+    state: State<'_, AppState>,
+    path: String,
+    encoding: Option<TextEncoding>,
+) -> CommandResult<Document> {
     let path = document_path(&path)?;
-    let text = read_document(&path)?;
+    let encoding = encoding.unwrap_or_default();
+    let text = read_document_as(&path, encoding)?;
     let _ = state.recovery.add_recent(&path);
-    Ok(Document { path, text })
+    Ok(Document {
+        path,
+        text,
+        encoding,
+    })
 }
 
+/// Saves atomically, in the document's encoding (UTF-8 unless it was opened as another).
 #[tauri::command]
 pub fn save_document(
     state: State<'_, AppState>,
     path: String,
     text: String,
+    encoding: Option<TextEncoding>,
 ) -> CommandResult<Saved> {
     let path = document_path(&path)?;
-    atomic_write(&path, text.as_bytes())?;
+    let bytes = encode_document(&text, encoding.unwrap_or_default())?;
+    atomic_write(&path, &bytes)?;
     let _ = state.recovery.add_recent(&path);
     state.recovery.clear()?;
     Ok(Saved {
         path,
-        bytes: text.len(),
+        bytes: bytes.len(),
     })
 }
 
