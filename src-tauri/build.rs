@@ -3,6 +3,8 @@
 
 /// Every `#[tauri::command]` of the app (kept in step with `app_commands!` in lib.rs).
 const COMMANDS: &[&str] = &[
+    "pick_paths",
+    "pick_save_path",
     "open_document",
     "save_document",
     "write_recovery",

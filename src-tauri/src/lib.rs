@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod error;
+pub mod paths;
 pub mod state;
 
 use state::AppState;
@@ -13,6 +14,8 @@ use state::AppState;
 macro_rules! app_commands {
     () => {
         tauri::generate_handler![
+            commands::dialogs::pick_paths,
+            commands::dialogs::pick_save_path,
             commands::documents::open_document,
             commands::documents::save_document,
             commands::documents::write_recovery,

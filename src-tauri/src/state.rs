@@ -29,6 +29,8 @@ pub struct AppState {
     pub download_cancel: Mutex<Option<Arc<AtomicBool>>>,
     /// Remote engines' keys where no OS keyring answered, by base URL: this session only.
     pub remote_keys: Mutex<std::collections::HashMap<String, String>>,
+    /// The paths the webview may name.
+    pub paths: crate::paths::PathRegistry,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
             task_cancel: Mutex::new(None),
             download_cancel: Mutex::new(None),
             remote_keys: Mutex::new(Default::default()),
+            paths: crate::paths::PathRegistry::new(penwright_models::paths::penwright_home()),
         }
     }
 }

@@ -318,6 +318,26 @@ fn saving_writes_the_document_to_disk() {
     assert_eq!(on_disk.trim_end(), editor_text(&session).trim_end());
     assert!(on_disk.contains("A line to keep."));
     screenshot(&session, "saved");
+    // a path the writer never chose (nor the app listed) is refused, and nothing is written
+    let outside = tempfile::tempdir().unwrap();
+    let elsewhere = outside.path().join("planted.md");
+    for (command, args) in [
+        ("save_document", json!({"path": elsewhere, "text": "x"})),
+        ("open_document", json!({"path": "/etc/passwd.txt"})),
+        ("set_adapter", json!({"path": outside.path()})),
+        ("dataset_report", json!({"paths": [outside.path()]})),
+    ] {
+        let refused = session.script_async(
+            "const done = arguments[arguments.length - 1];
+             window.__TAURI_INTERNALS__.invoke(arguments[0], arguments[1]).then(r => done({ok: r}), e => done({error: e}));",
+            json!([command, args]),
+        );
+        assert_eq!(
+            refused["error"]["kind"], "path_not_allowed",
+            "{command}: {refused}"
+        );
+    }
+    assert!(!elsewhere.exists());
 }
 
 #[test]

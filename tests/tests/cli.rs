@@ -160,6 +160,25 @@ fn a_non_utf8_document_is_refused_with_its_offset() {
         !out.status.success() && err.contains("not UTF-8") && err.contains("offset 2"),
         "{err}"
     );
+    // told it is an older file, the command reads it as Windows-1252
+    std::fs::write(
+        &f,
+        b"The na\xefve caf\xe9 owner served cr\xe8me br\xfbl\xe9e to every guest.",
+    )
+    .unwrap();
+    let summary = penwright_json(&[
+        "summarize",
+        "--device",
+        "cpu",
+        "--file",
+        f.to_str().unwrap(),
+        "--encoding",
+        "latin-1",
+        "--length",
+        "short",
+        "--json",
+    ]);
+    assert!(summary["input_tokens"].as_u64().unwrap() > 5, "{summary}");
 }
 
 #[test]

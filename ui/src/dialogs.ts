@@ -1,7 +1,9 @@
-// Native dialogs (the dialog plugin), with plain-browser fallbacks so nothing throws outside
-// the app.
+// Native dialogs, with plain-browser fallbacks so nothing throws outside the app. Open and
+// save dialogs are opened by the app's own commands (which register what the writer picks as
+// paths the page may use); questions use the dialog plugin directly.
 
-import { ask as tauriAsk, open as tauriOpen, save as tauriSave } from "@tauri-apps/plugin-dialog";
+import { invoke } from "@tauri-apps/api/core";
+import { ask as tauriAsk } from "@tauri-apps/plugin-dialog";
 
 import { backendAvailable } from "./api";
 
@@ -17,20 +19,19 @@ export async function confirmDialog(message: string, options: { title?: string; 
 
 /** One file to open, or null when cancelled / unavailable. */
 export async function pickDocument(): Promise<string | null> {
-  if (!backendAvailable()) return null;
-  const r = await tauriOpen({ multiple: false, directory: false, filters: DOCUMENT_FILTERS, title: "Open document" });
-  return typeof r === "string" ? r : null;
+  const [path] = await pickPaths({ directory: false, multiple: false, filters: DOCUMENT_FILTERS, title: "Open document" });
+  return path ?? null;
 }
 
+/** Where to save (with ".md" added when the name has no document extension). */
 export async function pickSavePath(defaultPath: string): Promise<string | null> {
   if (!backendAvailable()) return null;
-  return tauriSave({ defaultPath, filters: DOCUMENT_FILTERS, title: "Save document" });
+  return invoke<string | null>("pick_save_path", { title: "Save document", defaultPath, filters: DOCUMENT_FILTERS });
 }
 
-/** Several files or folders (fine-tune data, model import). */
+/** Files or folders (a document, fine-tune data, a model to import). The dialog is opened by
+ * the app, which then lets the page use exactly the paths picked. */
 export async function pickPaths(options: { directory: boolean; multiple: boolean; title: string; filters?: { name: string; extensions: string[] }[] }): Promise<string[]> {
   if (!backendAvailable()) return [];
-  const r = await tauriOpen({ ...options });
-  if (r === null) return [];
-  return Array.isArray(r) ? r : [r];
+  return invoke<string[]>("pick_paths", { ...options, filters: options.filters ?? [] });
 }

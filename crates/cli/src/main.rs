@@ -2,12 +2,13 @@
 //! engine, prints text or JSON.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use penwright_engine::device::{DeviceChoice, select};
+use penwright_engine::documents::{TextEncoding, read_document, read_document_as};
 use penwright_engine::finetune::train::{FinetuneConfig, Precision, finetune};
 use penwright_engine::installed;
 use penwright_engine::loader::{
@@ -227,6 +228,9 @@ enum Command {
         model: ModelArgs,
         #[arg(long)]
         file: PathBuf,
+        /// The file's encoding: utf-8, or windows-1252 (latin-1) for older files
+        #[arg(long, default_value = "utf-8")]
+        encoding: TextEncoding,
         /// short, medium, long or a number of words
         #[arg(long, default_value = "medium")]
         length: SummaryLength,
@@ -241,6 +245,9 @@ enum Command {
         model: ModelArgs,
         #[arg(long)]
         file: PathBuf,
+        /// The file's encoding: utf-8, or windows-1252 (latin-1) for older files
+        #[arg(long, default_value = "utf-8")]
+        encoding: TextEncoding,
         /// Target language code (fr, de, es, ...)
         #[arg(long)]
         to: String,
@@ -257,6 +264,9 @@ enum Command {
         model: ModelArgs,
         #[arg(long)]
         file: PathBuf,
+        /// The file's encoding: utf-8, or windows-1252 (latin-1) for older files
+        #[arg(long, default_value = "utf-8")]
+        encoding: TextEncoding,
         /// What to do, in your words ("make it sound friendlier")
         #[arg(long, conflicts_with = "preset", required_unless_present = "preset")]
         instruction: Option<String>,
@@ -566,11 +576,12 @@ fn main() -> Result<()> {
         Command::Summarize {
             model,
             file,
+            encoding,
             length,
             bullets,
             json,
         } => {
-            let text = read_text(&file)?;
+            let text = read_document_as(&file, encoding)?;
             let (engine, ..) = start_engine(&model)?;
             let started = std::time::Instant::now();
             let job = engine.submit(Request::Summarize {
@@ -597,11 +608,12 @@ fn main() -> Result<()> {
         Command::Translate {
             model,
             file,
+            encoding,
             to,
             from,
             json,
         } => {
-            let text = read_text(&file)?;
+            let text = read_document_as(&file, encoding)?;
             let (engine, ..) = start_engine(&model)?;
             let started = std::time::Instant::now();
             let job = engine.submit(Request::Translate { text, to, from });
@@ -623,12 +635,13 @@ fn main() -> Result<()> {
         Command::Rewrite {
             model,
             file,
+            encoding,
             instruction,
             preset,
             attempt,
             json,
         } => {
-            let text = read_text(&file)?;
+            let text = read_document_as(&file, encoding)?;
             let instruction = match (preset, instruction) {
                 (Some(p), _) => Instruction::Preset(p),
                 (None, Some(i)) => Instruction::Free(i),
@@ -866,15 +879,8 @@ fn synthetic_model(spec: &str, template: &std::path::Path) -> Result<PathBuf> {
 }
 
 /// Reads a document as UTF-8, naming the file and the byte offset when it is not.
-fn read_text(path: &PathBuf) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    String::from_utf8(bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "{} is not UTF-8 text (invalid byte at offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
-    })
+fn read_text(path: &Path) -> Result<String> {
+    Ok(read_document(path)?)
 }
 
 fn serve(

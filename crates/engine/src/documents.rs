@@ -20,6 +20,22 @@ pub enum TextEncoding {
     Windows1252,
 }
 
+impl std::str::FromStr for TextEncoding {
+    type Err = EngineError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Ok(TextEncoding::Utf8),
+            "windows-1252" | "cp1252" | "latin-1" | "latin1" | "iso-8859-1" => {
+                Ok(TextEncoding::Windows1252)
+            }
+            other => Err(EngineError::Other(format!(
+                "unknown encoding {other:?}; use utf-8 or windows-1252 (latin-1)"
+            ))),
+        }
+    }
+}
+
 impl TextEncoding {
     pub fn label(self) -> &'static str {
         match self {

@@ -55,7 +55,7 @@ pub fn open_document(
     path: String,
     encoding: Option<TextEncoding>,
 ) -> CommandResult<Document> {
-    let path = document_path(&path)?;
+    let path = state.paths.check(&document_path(&path)?)?;
     let encoding = encoding.unwrap_or_default();
     let text = read_document_as(&path, encoding)?;
     let _ = state.recovery.add_recent(&path);
@@ -74,7 +74,7 @@ pub fn save_document(
     text: String,
     encoding: Option<TextEncoding>,
 ) -> CommandResult<Saved> {
-    let path = document_path(&path)?;
+    let path = state.paths.check(&document_path(&path)?)?;
     let bytes = encode_document(&text, encoding.unwrap_or_default())?;
     atomic_write(&path, &bytes)?;
     let _ = state.recovery.add_recent(&path);
@@ -99,7 +99,11 @@ pub fn write_recovery(
 
 #[tauri::command]
 pub fn take_recovery(state: State<'_, AppState>) -> Option<Recovery> {
-    state.recovery.read()
+    let recovery = state.recovery.read()?;
+    if let Some(p) = &recovery.path {
+        state.paths.allow(p);
+    }
+    Some(recovery)
 }
 
 #[tauri::command]
@@ -109,5 +113,7 @@ pub fn clear_recovery(state: State<'_, AppState>) -> CommandResult<()> {
 
 #[tauri::command]
 pub fn recent_files(state: State<'_, AppState>) -> Vec<PathBuf> {
-    state.recovery.recent()
+    let recent = state.recovery.recent();
+    state.paths.allow_all(recent.iter().map(PathBuf::as_path));
+    recent
 }

@@ -1,7 +1,7 @@
 //! The fine-tune pane: dataset report, a training job that runs as its own process (closing
 //! the window does not stop it), re-attaching to its progress, and the adapters.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use penwright_engine::finetune::dataset::{self, DatasetReport};
@@ -40,7 +40,7 @@ fn active_model(state: &AppState) -> CommandResult<PathBuf> {
         .ok_or_else(|| CommandError::new("no_model", "load a model first"))
 }
 
-fn checked_paths(paths: &[String]) -> CommandResult<Vec<PathBuf>> {
+fn checked_paths(state: &AppState, paths: &[String]) -> CommandResult<Vec<PathBuf>> {
     if paths.is_empty() {
         return Err(CommandError::new(
             "invalid_argument",
@@ -52,7 +52,7 @@ fn checked_paths(paths: &[String]) -> CommandResult<Vec<PathBuf>> {
         .map(|p| {
             let p = PathBuf::from(p);
             if p.is_absolute() {
-                Ok(p)
+                state.paths.check(&p)
             } else {
                 Err(CommandError::new(
                     "invalid_path",
@@ -68,7 +68,7 @@ pub async fn dataset_report(
     state: State<'_, AppState>,
     paths: Vec<String>,
 ) -> CommandResult<DatasetReport> {
-    let paths = checked_paths(&paths)?;
+    let paths = checked_paths(&state, &paths)?;
     let model = active_model(&state)?;
     tauri::async_runtime::spawn_blocking(move || {
         let tokenizer = penwright_engine::loader::load_tokenizer(&model)?;
@@ -115,7 +115,7 @@ fn spawn_reaper(mut child: std::process::Child) {
 
 #[tauri::command]
 pub fn finetune_start(state: State<'_, AppState>, config: StartConfig) -> CommandResult<Started> {
-    let paths = checked_paths(&config.paths)?;
+    let paths = checked_paths(&state, &config.paths)?;
     let model = active_model(&state)?;
     let thorough = config.preset.as_deref() == Some("thorough");
     let defaults = FinetuneConfig::default();
@@ -256,7 +256,11 @@ pub struct AdapterRow {
 #[tauri::command]
 pub fn list_adapters(state: State<'_, AppState>) -> Vec<AdapterRow> {
     let active = state.status.lock().expect("status lock").adapter.clone();
-    job::list_adapters(&adapters_dir())
+    let adapters = job::list_adapters(&adapters_dir());
+    state
+        .paths
+        .allow_all(adapters.iter().map(|a| a.path.as_path()));
+    adapters
         .into_iter()
         .map(|entry| AdapterRow {
             active: active.as_deref() == Some(entry.path.to_string_lossy().as_ref()),
@@ -269,6 +273,9 @@ pub fn list_adapters(state: State<'_, AppState>) -> Vec<AdapterRow> {
 /// goes back to the base model.
 #[tauri::command]
 pub async fn set_adapter(state: State<'_, AppState>, path: Option<String>) -> CommandResult<()> {
+    if let Some(p) = &path {
+        state.paths.check(Path::new(p))?;
+    }
     let job = state
         .engine
         .submit(penwright_engine::worker::Request::SetAdapter {

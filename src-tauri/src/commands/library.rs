@@ -29,6 +29,10 @@ pub struct Listed {
 }
 
 fn listed(state: &AppState, entries: Vec<ModelEntry>) -> Vec<Listed> {
+    // what the app lists, the page may load or remove
+    state
+        .paths
+        .allow_all(entries.iter().map(|e| e.path.as_path()));
     let active = state.active_model_path();
     entries
         .into_iter()
@@ -57,8 +61,8 @@ pub fn catalog(state: State<'_, AppState>) -> Vec<Listed> {
 
 /// Adds a `.gguf` file or a Hugging Face folder picked on disk (used where it is).
 #[tauri::command]
-pub async fn import_model(path: String) -> CommandResult<ModelEntry> {
-    let path = PathBuf::from(path);
+pub async fn import_model(state: State<'_, AppState>, path: String) -> CommandResult<ModelEntry> {
+    let path = state.paths.check(&PathBuf::from(path))?;
     Ok(
         tauri::async_runtime::spawn_blocking(move || installed::import_model(&models_dir(), &path))
             .await
@@ -69,7 +73,7 @@ pub async fn import_model(path: String) -> CommandResult<ModelEntry> {
 /// Removes a downloaded model, or forgets an imported one (its file stays).
 #[tauri::command]
 pub fn remove_model(state: State<'_, AppState>, path: String) -> CommandResult<()> {
-    let path = PathBuf::from(path);
+    let path = state.paths.check(&PathBuf::from(path))?;
     let active = state
         .status
         .lock()

@@ -1,5 +1,6 @@
 //! The commands the webview calls, grouped by what they act on.
 
+pub mod dialogs;
 pub mod documents;
 pub mod finetune;
 pub mod library;

@@ -1,5 +1,7 @@
 //! Loading the model and the device it runs on.
 
+use std::path::Path;
+
 use penwright_engine::device::{DeviceChoice, gpu_adapter};
 use penwright_engine::loader::ModelInfo;
 use penwright_engine::worker::{DeviceReport, Event, Outcome, Request};
@@ -61,6 +63,10 @@ pub async fn load_model(
         .unwrap_or("auto")
         .parse()
         .map_err(|e: String| CommandError::new("invalid_argument", e))?;
+    // a path must be one the writer chose or the app listed; a catalog name is not a path
+    if let Some(path) = spec.as_deref().filter(|s| Path::new(s).is_absolute()) {
+        state.paths.check(Path::new(path))?;
+    }
     let job = state.engine.submit(Request::Load {
         model: spec,
         device,
