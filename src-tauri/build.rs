@@ -34,6 +34,7 @@ const COMMANDS: &[&str] = &[
     "finetune_stop",
     "finetune_attach",
     "list_adapters",
+    "import_adapter",
     "set_adapter",
     "remote_models",
     "use_remote",

@@ -45,6 +45,7 @@ macro_rules! app_commands {
             commands::finetune::finetune_stop,
             commands::finetune::finetune_attach,
             commands::finetune::list_adapters,
+            commands::finetune::import_adapter,
             commands::finetune::set_adapter,
             commands::remote::remote_models,
             commands::remote::use_remote,

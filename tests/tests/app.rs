@@ -581,6 +581,24 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
         Duration::from_secs(5),
     );
     screenshot(&session, "finetune-advanced");
+    // an adapter trained elsewhere (a cluster trainer's PEFT output) joins the list
+    let elsewhere = home.path().join("from-the-cluster");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for file in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(job_dir.join(file), elsewhere.join(file)).unwrap();
+    }
+    let imported = session.script_async(
+        "const done = arguments[arguments.length - 1];
+         window.__TAURI_INTERNALS__.invoke('import_adapter', {path: arguments[0]}).then(r => done(r), e => done({error: e}));",
+        json!([elsewhere]),
+    );
+    assert_eq!(imported["name"], "from-the-cluster", "{imported}");
+    let listed = session.script_async(
+        "const done = arguments[arguments.length - 1];
+         window.__TAURI_INTERNALS__.invoke('list_adapters').then(a => done(a.length), e => done({error: e}));",
+        json!([]),
+    );
+    assert_eq!(listed, json!(2));
     let adapter_dir = std::fs::read_dir(home.path().join("adapters"))
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))

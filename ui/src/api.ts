@@ -433,4 +433,6 @@ export async function finetuneAttach(onEvent: (e: FinetuneEvent) => void): Promi
 export const finetuneStop = () => call<void>("finetune_stop");
 export const finetuneResume = () => call<void>("finetune_resume");
 export const listAdapters = () => call<Adapter[]>("list_adapters");
+/** Adds a PEFT adapter folder trained elsewhere (e.g. on a cluster) to the list. */
+export const importAdapter = (path: string) => call<Adapter>("import_adapter", { path });
 export const setAdapter = (path: string | null) => call<void>("set_adapter", { path });

@@ -245,6 +245,21 @@ pub fn finetune_attach(on_event: Channel<JobEvent>) -> Option<JobStatus> {
     Some(status)
 }
 
+/// Adds a PEFT adapter trained elsewhere (a folder the writer picked) to the adapters list.
+#[tauri::command]
+pub async fn import_adapter(state: State<'_, AppState>, path: String) -> CommandResult<AdapterRow> {
+    let path = state.paths.check(Path::new(&path))?;
+    let entry =
+        tauri::async_runtime::spawn_blocking(move || job::import_adapter(&adapters_dir(), &path))
+            .await
+            .map_err(|e| CommandError::new("engine", e.to_string()))??;
+    state.paths.allow(&entry.path);
+    Ok(AdapterRow {
+        entry,
+        active: false,
+    })
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdapterRow {

@@ -448,6 +448,20 @@ export function finetunePane(ctx: AppContext): Pane {
     }
   }
 
+  /** A PEFT adapter trained elsewhere (`penwright finetune export` → a cluster trainer). */
+  const importButton = button("Add an adapter trained elsewhere…", "finetune-import-adapter", () => void importAdapter(), "quiet");
+  async function importAdapter() {
+    const [dir] = await pickPaths({ directory: true, multiple: false, title: "A PEFT adapter folder (adapter_config.json + adapter_model.safetensors)" });
+    if (!dir) return;
+    try {
+      const added = await api.importAdapter(dir);
+      toast(`Adapter ${added.name} added: activate it to use it`, "success", 3000);
+      await refreshAdapters();
+    } catch (e) {
+      toastError(e, "Not an adapter Penwright can use");
+    }
+  }
+
   async function activate(path: string | null) {
     const done = startBusy(path ? "Activating adapter" : "Deactivating adapter");
     try {
@@ -475,7 +489,7 @@ export function finetunePane(ctx: AppContext): Pane {
     error.element,
     chartBox,
     result,
-    section("Adapters", adapterList),
+    section("Adapters", adapterList, h("div", { class: "actions" }, importButton)),
   );
 
   return {

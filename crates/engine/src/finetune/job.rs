@@ -349,6 +349,71 @@ pub fn list_adapters(adapters: &Path) -> Vec<AdapterEntry> {
     out
 }
 
+/// Adds a PEFT adapter trained elsewhere (a cluster trainer's output, see `finetune export`)
+/// to `adapters`, so it is listed beside Penwright's own: it is opened first (a folder that is
+/// no adapter is a clear error), then its config and safetensors are copied under a free
+/// name. Pickled weights are never copied.
+pub fn import_adapter(adapters: &Path, src: &Path) -> Result<AdapterEntry> {
+    let adapter = crate::lora::Adapter::open(src)?;
+    if adapter.config.r == 0 {
+        return Err(EngineError::Config(format!(
+            "{}: the adapter's rank r is 0",
+            src.display()
+        )));
+    }
+    let base = src
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "imported-adapter".into());
+    let mut name = base.clone();
+    let mut n = 1;
+    while adapters.join(&name).exists() {
+        n += 1;
+        name = format!("{base}-{n}");
+    }
+    let dest = adapters.join(&name);
+    std::fs::create_dir_all(&dest).map_err(|e| EngineError::io(&dest, e))?;
+    let entries = std::fs::read_dir(src).map_err(|e| EngineError::io(src, e))?;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path.is_file() && (file == "adapter_config.json" || file.ends_with(".safetensors")) {
+            std::fs::copy(&path, dest.join(&file)).map_err(|e| EngineError::io(&path, e))?;
+        }
+    }
+    list_adapters(adapters)
+        .into_iter()
+        .find(|a| a.path == dest)
+        .ok_or_else(|| EngineError::Other(format!("{} was not listed", dest.display())))
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+
+    #[test]
+    fn an_adapter_trained_elsewhere_is_checked_copied_and_listed() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama-lora");
+        let adapters = tempfile::tempdir().unwrap();
+        let first = import_adapter(adapters.path(), &fixture).unwrap();
+        assert_eq!(first.name, "tiny-llama-lora");
+        assert!(first.path.join("adapter_model.safetensors").exists());
+        // only the adapter's own files, and a second import gets a name of its own
+        assert!(!first.path.join("ref_logits.json").exists());
+        let second = import_adapter(adapters.path(), &fixture).unwrap();
+        assert_eq!(second.name, "tiny-llama-lora-2");
+        assert_eq!(list_adapters(adapters.path()).len(), 2);
+        // a folder that is no adapter is refused, and nothing is added
+        let empty = tempfile::tempdir().unwrap();
+        assert!(import_adapter(adapters.path(), empty.path()).is_err());
+        assert_eq!(list_adapters(adapters.path()).len(), 2);
+    }
+}
+
 #[cfg(test)]
 mod failure_tests {
     use super::*;
