@@ -4,6 +4,7 @@
 //! mid-word completions continue the word and keeps the seam free of doubled or missing
 //! spaces; the suffix is used (FIM when the vocabulary has it) and never repeated.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -135,7 +136,8 @@ fn suggestion_window<'p>(prefix: &'p str, settings: &AutocompleteSettings) -> Op
 /// One writer's autocomplete session: its own KV cache and the decoded text of every token.
 pub struct AutocompleteSession {
     cache: KvCache,
-    pieces: Option<Vec<String>>,
+    /// Shared, so a request holds them while it also mutates the cache.
+    pieces: Option<Arc<[String]>>,
 }
 
 /// Start of the context window: the latest paragraph (else line, else word) boundary that
@@ -312,16 +314,16 @@ impl AutocompleteSession {
         }
     }
 
-    fn pieces(&mut self, tokenizer: &Tokenizer) -> Result<&[String]> {
+    fn pieces(&mut self, tokenizer: &Tokenizer) -> Result<Arc<[String]>> {
         if self.pieces.is_none() {
             let n = tokenizer.vocab_size();
             let mut pieces = Vec::with_capacity(n);
             for id in 0..n as u32 {
                 pieces.push(tokenizer.decode(&[id], true).unwrap_or_default());
             }
-            self.pieces = Some(pieces);
+            self.pieces = Some(pieces.into());
         }
-        Ok(self.pieces.as_deref().expect("filled"))
+        Ok(Arc::clone(self.pieces.as_ref().expect("filled")))
     }
 
     /// The token ids cached from the previous request.
@@ -433,7 +435,7 @@ impl AutocompleteSession {
         let reused = common_prefix(self.cache.tokens(), &prompt).min(prompt.len() - 1);
         let (mut logits, _) = prefill(model, &mut self.cache, &prompt, cancel)?;
         let stop_ids = tokenizer.stop_ids();
-        let pieces = self.pieces(tokenizer)?.to_vec();
+        let pieces = self.pieces(tokenizer)?;
         let mut text = String::new();
         let mut ttft_ms = 0.0;
         for step in 0..settings.max_tokens + 1 {
@@ -444,7 +446,7 @@ impl AutocompleteSession {
                 // the first token must reproduce the healed text and may extend it
                 let fits = |piece: &String| piece.starts_with(&healed_text);
                 if pieces.iter().any(fits) {
-                    for (l, piece) in logits.iter_mut().zip(&pieces) {
+                    for (l, piece) in logits.iter_mut().zip(pieces.iter()) {
                         if !fits(piece) {
                             *l = f32::NEG_INFINITY;
                         }
