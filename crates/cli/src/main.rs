@@ -2,7 +2,7 @@
 //! engine, prints text or JSON.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
@@ -459,7 +459,7 @@ fn main() -> Result<()> {
             max_tokens,
         } => {
             let loaded = load(&model)?;
-            let text = read_text(&file)?;
+            let text = read_document(&file)?;
             let mut ids = loaded.tokenizer()?.encode_with_bos(&text, false)?;
             if let Some(n) = max_tokens {
                 ids.truncate(n);
@@ -516,8 +516,8 @@ fn main() -> Result<()> {
             }
             let prefixes: Vec<String> = match (prefix, prefix_file, replay) {
                 (Some(p), _, _) => vec![p],
-                (None, Some(f), _) => vec![read_text(&f)?],
-                (None, None, Some(f)) => read_text(&f)?
+                (None, Some(f), _) => vec![read_document(&f)?],
+                (None, None, Some(f)) => read_document(&f)?
                     .lines()
                     .filter(|l| !l.trim().is_empty())
                     .map(|l| {
@@ -876,11 +876,6 @@ fn synthetic_model(spec: &str, template: &std::path::Path) -> Result<PathBuf> {
         std::fs::rename(&part, &path)?;
     }
     Ok(path)
-}
-
-/// Reads a document as UTF-8, naming the file and the byte offset when it is not.
-fn read_text(path: &Path) -> Result<String> {
-    Ok(read_document(path)?)
 }
 
 fn serve(

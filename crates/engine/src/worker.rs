@@ -436,7 +436,7 @@ impl Worker {
                 length,
                 bullets,
             } => {
-                let mut runner = self.runner(&cancel)?;
+                let mut runner = self.runner(&cancel, None)?;
                 let summary = summarize(
                     runner.as_mut(),
                     &text,
@@ -486,20 +486,14 @@ impl Worker {
             #[cfg(test)]
             Request::Panic => panic!("a test panic"),
             Request::Translate { text, to, from } => {
-                let mut runner = self.runner(&cancel)?;
+                let mut runner = self.runner(&cancel, None)?;
                 let translation = translate(
                     runner.as_mut(),
                     &text,
                     &to,
                     from.as_deref(),
                     &mut |p| send_progress(&events, &p),
-                    &mut |index, total, text| {
-                        let _ = events.send(Event::Block {
-                            index,
-                            total,
-                            text: text.to_string(),
-                        });
-                    },
+                    &mut |index, total, text| send_block(&events, index, total, text),
                 )?;
                 Ok(Outcome::Translated(translation))
             }
@@ -508,20 +502,13 @@ impl Worker {
                 instruction,
                 attempt,
             } => {
-                let mut runner = self.runner(&cancel)?;
-                runner.vary((attempt > 0).then_some(attempt));
+                let mut runner = self.runner(&cancel, (attempt > 0).then_some(attempt))?;
                 let rewritten = rewrite(
                     runner.as_mut(),
                     &text,
                     &instruction,
                     &mut |p| send_progress(&events, &p),
-                    &mut |index, total, text| {
-                        let _ = events.send(Event::Block {
-                            index,
-                            total,
-                            text: text.to_string(),
-                        });
-                    },
+                    &mut |index, total, text| send_block(&events, index, total, text),
                     &mut |t| {
                         let _ = events.send(Event::Token(t.to_string()));
                     },
@@ -606,6 +593,14 @@ fn send_progress(events: &UnboundedSender<Event>, p: &TaskProgress) {
     });
 }
 
+fn send_block(events: &UnboundedSender<Event>, index: usize, total: usize, text: &str) {
+    let _ = events.send(Event::Block {
+        index,
+        total,
+        text: text.to_string(),
+    });
+}
+
 impl Worker {
     /// Fresh KV caches for the loaded model (after a request failed midway).
     fn reset_caches(&mut self) {
@@ -630,12 +625,18 @@ impl Worker {
         Ok((loaded, session))
     }
 
-    fn runner<'a>(&'a mut self, cancel: &'a AtomicBool) -> Result<Box<dyn ChatModel + 'a>> {
+    /// The engine tasks talk to: the remote one when chosen, else the local model. `seed`:
+    /// sampled answers (a Retry), or the most likely ones without.
+    fn runner<'a>(
+        &'a mut self,
+        cancel: &'a AtomicBool,
+        seed: Option<u64>,
+    ) -> Result<Box<dyn ChatModel + 'a>> {
         if let Some(remote) = &self.remote {
             return Ok(Box::new(RemoteChat {
                 remote,
                 cancel,
-                seed: None,
+                seed,
             }));
         }
         let loaded = self.loaded.as_ref().ok_or(EngineError::NoModel)?;
@@ -648,7 +649,7 @@ impl Worker {
                 .unwrap_or_else(crate::chat::ChatTemplate::fallback_chatml),
             cache: self.cache.as_mut().expect("cache with model"),
             cancel,
-            seed: None,
+            seed,
         }))
     }
 }

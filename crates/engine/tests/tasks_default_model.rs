@@ -17,7 +17,7 @@ use penwright_engine::tasks::autocomplete::{
 use penwright_engine::tasks::rewrite::{Instruction, Preset, rewrite, skeleton};
 use penwright_engine::tasks::summarize::{SummaryLength, summarize};
 use penwright_engine::tasks::translate::{structure, translate};
-use penwright_engine::tasks::{ChatModel, ChatRunner, TaskProgress};
+use penwright_engine::tasks::{ChatRunner, TaskProgress};
 
 fn load() -> LoadedModel {
     load_model(&default_model_path(), cpu_device("test"), &mut |_| {}).unwrap()
@@ -242,7 +242,7 @@ fn rewriting_changes_the_words_but_not_the_structure_and_a_retry_differs() {
     let mut runner = chat_runner(&loaded, &mut cache, &cancel);
     let doc = "# Notes\n\nThe report was written by Anna and the decision was made by the whole team to postpone the launch.\n\n- The cake was eaten by the children at the party.\n- See the [plan](https://example.org/plan) and `dates.csv`.\n\n```sh\nmake launch\n```\n";
     let rewrite_once = |runner: &mut ChatRunner, seed| {
-        runner.vary(seed);
+        runner.seed = seed;
         let (mut blocks, mut streamed) = (0, String::new());
         let r = rewrite(
             runner,

@@ -59,8 +59,6 @@ pub trait ChatModel {
         max_tokens: usize,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<String>;
-    /// Answers from now on: the most likely one (`None`), or one sampled with this seed.
-    fn vary(&mut self, seed: Option<u64>);
 }
 
 /// A remote engine in chat turns.
@@ -103,10 +101,6 @@ impl ChatModel for RemoteChat<'_> {
                 true
             })?;
         Ok(answer.text.trim().to_string())
-    }
-
-    fn vary(&mut self, seed: Option<u64>) {
-        self.seed = seed;
     }
 }
 
@@ -162,9 +156,5 @@ impl ChatModel for ChatRunner<'_> {
             on_text,
         )?;
         Ok(out.text.trim().to_string())
-    }
-
-    fn vary(&mut self, seed: Option<u64>) {
-        self.seed = seed;
     }
 }

@@ -223,31 +223,20 @@ pub fn units(markdown: &str) -> Vec<Unit> {
     out
 }
 
-/// Everything in a piece of Markdown but its words: block kinds, code, HTML, links and
-/// images (with their destinations), breaks and footnotes. Emphasis and soft breaks don't
-/// count, since a rewrite may move or drop them.
+/// The document's shape ([`super::translate::structure`]) without emphasis and soft breaks,
+/// which a rewrite may move or drop: block kinds, code, HTML, links and images (with their
+/// destinations), hard breaks and footnotes.
 pub fn skeleton(markdown: &str) -> Vec<String> {
     Parser::new_ext(markdown, super::translate::options())
-        .filter_map(|e| {
-            Some(match e {
-                Event::Text(_) | Event::SoftBreak => return None,
-                Event::Start(Tag::Emphasis | Tag::Strong | Tag::Strikethrough)
-                | Event::End(TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough) => {
-                    return None;
-                }
-                Event::Start(Tag::Link { dest_url, .. }) => format!("link {dest_url}"),
-                Event::Start(Tag::Image { dest_url, .. }) => format!("image {dest_url}"),
-                Event::Start(tag) => format!("start {:?}", std::mem::discriminant(&tag)),
-                Event::End(tag) => format!("end {tag:?}"),
-                Event::Code(c) => format!("code {c}"),
-                Event::Html(h) | Event::InlineHtml(h) => format!("html {h}"),
-                Event::FootnoteReference(f) => format!("footnote {f}"),
-                Event::HardBreak => "hardbreak".into(),
-                Event::Rule => "rule".into(),
-                Event::TaskListMarker(done) => format!("task {done}"),
-                other => format!("{other:?}"),
-            })
+        .filter(|e| {
+            !matches!(
+                e,
+                Event::SoftBreak
+                    | Event::Start(Tag::Emphasis | Tag::Strong | Tag::Strikethrough)
+                    | Event::End(TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough)
+            )
         })
+        .filter_map(|e| super::translate::event_shape(&e))
         .collect()
 }
 

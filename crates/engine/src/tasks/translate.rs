@@ -76,25 +76,31 @@ pub fn blocks(markdown: &str) -> Vec<Block> {
 /// link destinations verbatim — everything but the translatable text.
 pub fn structure(markdown: &str) -> Vec<String> {
     Parser::new_ext(markdown, options())
-        .filter_map(|e| match e {
-            Event::Start(tag) => Some(match tag {
-                Tag::Link { dest_url, .. } => format!("link {dest_url}"),
-                Tag::Image { dest_url, .. } => format!("image {dest_url}"),
-                Tag::CodeBlock(kind) => format!("codeblock {kind:?}"),
-                other => format!("start {:?}", std::mem::discriminant(&other)),
-            }),
-            Event::End(tag) => Some(format!("end {tag:?}")),
-            Event::Code(c) => Some(format!("code {c}")),
-            Event::Html(h) | Event::InlineHtml(h) => Some(format!("html {h}")),
-            Event::SoftBreak => Some("softbreak".into()),
-            Event::HardBreak => Some("hardbreak".into()),
-            Event::Rule => Some("rule".into()),
-            Event::TaskListMarker(done) => Some(format!("task {done}")),
-            Event::FootnoteReference(f) => Some(format!("footnote {f}")),
-            Event::Text(_) => None,
-            other => Some(format!("{other:?}")),
-        })
+        .filter_map(|e| event_shape(&e))
         .collect()
+}
+
+/// One event of the document's shape (`None` for text): its kind, with code, HTML and link
+/// destinations verbatim.
+pub(crate) fn event_shape(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::Start(tag) => match tag {
+            Tag::Link { dest_url, .. } => format!("link {dest_url}"),
+            Tag::Image { dest_url, .. } => format!("image {dest_url}"),
+            Tag::CodeBlock(kind) => format!("codeblock {kind:?}"),
+            other => format!("start {:?}", std::mem::discriminant(other)),
+        },
+        Event::End(tag) => format!("end {tag:?}"),
+        Event::Code(c) => format!("code {c}"),
+        Event::Html(h) | Event::InlineHtml(h) => format!("html {h}"),
+        Event::SoftBreak => "softbreak".into(),
+        Event::HardBreak => "hardbreak".into(),
+        Event::Rule => "rule".into(),
+        Event::TaskListMarker(done) => format!("task {done}"),
+        Event::FootnoteReference(f) => format!("footnote {f}"),
+        Event::Text(_) => return None,
+        other => format!("{other:?}"),
+    })
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
