@@ -7,6 +7,7 @@ import "@fontsource-variable/inter/wght.css";
 import "./styles.css";
 
 import * as api from "./api";
+import { banner } from "./banner";
 import { startBusy } from "./busy";
 import type { AppContext } from "./context";
 import { h } from "./dom";
@@ -47,24 +48,17 @@ function suggestionErrorReporter(): (e: unknown) => void {
 
 function recoveryBanner(recovery: api.Recovery, documents: Documents, onDone: () => void): HTMLElement {
   const where = recovery.path ? ` (${baseName(recovery.path)})` : "";
-  const banner = h(
-    "div",
-    { class: "banner", role: "alert", "data-testid": "recovery-banner" },
-    h("span", { class: "banner-text" }, `Recovered unsaved text${where} from ${formatTime(recovery.savedAt)}.`),
-    h(
-      "span",
-      { class: "banner-actions" },
-      h("button", { class: "btn btn-primary", "data-testid": "recovery-restore", onclick: () => finish(true) }, "Restore"),
-      h("button", { class: "btn btn-quiet", "data-testid": "recovery-discard", onclick: () => finish(false) }, "Discard"),
-    ),
-  );
+  const box = banner("recovery-banner", `Recovered unsaved text${where} from ${formatTime(recovery.savedAt)}.`, [
+    h("button", { class: "btn btn-primary", "data-testid": "recovery-restore", onclick: () => finish(true) }, "Restore"),
+    h("button", { class: "btn btn-quiet", "data-testid": "recovery-discard", onclick: () => finish(false) }, "Discard"),
+  ]);
   function finish(restore: boolean) {
     if (restore) documents.restore(recovery);
     else documents.discardRecovery();
-    banner.remove();
+    box.remove();
     onDone();
   }
-  return banner;
+  return box;
 }
 
 async function start(): Promise<void> {
@@ -142,21 +136,19 @@ async function start(): Promise<void> {
   const ask = (message: string, yes: string, testid: string) =>
     new Promise<boolean>((resolve) => {
       const done = (answer: boolean) => {
-        banner.remove();
+        question.remove();
         resolve(answer);
       };
-      const banner = h(
-        "div",
-        { class: "banner", role: "alertdialog", "data-testid": "question-banner" },
-        h("span", { class: "banner-text" }, message),
-        h(
-          "span",
-          { class: "banner-actions" },
+      const question = banner(
+        "question-banner",
+        message,
+        [
           h("button", { class: "btn btn-primary", "data-testid": testid, onclick: () => done(true) }, yes),
           h("button", { class: "btn btn-quiet", "data-testid": "question-cancel", onclick: () => done(false) }, "Cancel"),
-        ),
+        ],
+        "alertdialog",
       );
-      bannerSlot.append(banner);
+      bannerSlot.append(question);
     });
   const documents = new Documents(editor, ask);
 

@@ -10,6 +10,15 @@ import { SUPPRESS_RULES } from "./ghost/suppress";
 import { toggleSwitch } from "./panes/ui";
 import { onSettings, settings, updateSettings, type EditorFont, type SuggestionLength, type TextAfterCursor, type Theme } from "./settings";
 
+/** A settings drop-down: its choices, the current one, what a change does. */
+function select<T extends string>(testid: string, label: string, options: readonly (readonly [T, string])[], value: T, onChange: (value: T) => void): HTMLSelectElement {
+  const el = h("select", { class: "input", "data-testid": testid, "aria-label": label });
+  for (const [v, text] of options) el.append(h("option", { value: v }, text));
+  el.value = value;
+  el.addEventListener("change", () => onChange(el.value as T));
+  return el;
+}
+
 /** What the text-after-cursor setting does with the loaded model. */
 export function fimNote(snapshot: ModelSnapshot): string {
   const s = snapshot.status;
@@ -155,52 +164,56 @@ export class StatusBar {
       updateSettings({ debounceMs: Number(delay.value) });
     });
 
-    const font = h("select", { class: "input", "data-testid": "settings-font", "aria-label": "Editor font" });
-    for (const [v, label] of [
-      ["serif", "Serif (Literata)"],
-      ["sans", "Sans (Inter)"],
-      ["mono", "Monospace"],
-    ] as const) {
-      font.append(h("option", { value: v }, label));
-    }
-    font.value = settings().font;
-    font.addEventListener("change", () => updateSettings({ font: font.value as EditorFont }));
+    const font = select<EditorFont>(
+      "settings-font",
+      "Editor font",
+      [
+        ["serif", "Serif (Literata)"],
+        ["sans", "Sans (Inter)"],
+        ["mono", "Monospace"],
+      ],
+      settings().font,
+      (font) => updateSettings({ font }),
+    );
 
-    const theme = h("select", { class: "input", "data-testid": "settings-theme", "aria-label": "Theme" });
-    for (const [v, label] of [
-      ["system", "Follow the system"],
-      ["light", "Light"],
-      ["dark", "Dark"],
-    ] as const) {
-      theme.append(h("option", { value: v }, label));
-    }
-    theme.value = settings().theme ?? "system";
-    theme.addEventListener("change", () => updateSettings({ theme: theme.value === "system" ? null : (theme.value as Theme) }));
+    const theme = select<Theme | "system">(
+      "settings-theme",
+      "Theme",
+      [
+        ["system", "Follow the system"],
+        ["light", "Light"],
+        ["dark", "Dark"],
+      ],
+      settings().theme ?? "system",
+      (t) => updateSettings({ theme: t === "system" ? null : t }),
+    );
     onSettings((s) => {
       theme.value = s.theme ?? "system";
     });
 
-    const length = h("select", { class: "input", "data-testid": "settings-length", "aria-label": "Suggestion length" });
-    for (const [v, label] of [
-      ["words", "A few words"],
-      ["sentence", "To the end of the sentence"],
-      ["paragraph", "Up to a paragraph"],
-    ] as const) {
-      length.append(h("option", { value: v }, label));
-    }
-    length.value = settings().suggestionLength;
-    length.addEventListener("change", () => updateSettings({ suggestionLength: length.value as SuggestionLength }));
+    const length = select<SuggestionLength>(
+      "settings-length",
+      "Suggestion length",
+      [
+        ["words", "A few words"],
+        ["sentence", "To the end of the sentence"],
+        ["paragraph", "Up to a paragraph"],
+      ],
+      settings().suggestionLength,
+      (suggestionLength) => updateSettings({ suggestionLength }),
+    );
 
-    const fim = h("select", { class: "input", "data-testid": "settings-fim", "aria-label": "Text after the cursor" });
-    for (const [v, label] of [
-      ["auto", "Auto (where the model supports it)"],
-      ["on", "On"],
-      ["off", "Off"],
-    ] as const) {
-      fim.append(h("option", { value: v }, label));
-    }
-    fim.value = settings().textAfterCursor;
-    fim.addEventListener("change", () => updateSettings({ textAfterCursor: fim.value as TextAfterCursor }));
+    const fim = select<TextAfterCursor>(
+      "settings-fim",
+      "Text after the cursor",
+      [
+        ["auto", "Auto (where the model supports it)"],
+        ["on", "On"],
+        ["off", "Off"],
+      ],
+      settings().textAfterCursor,
+      (textAfterCursor) => updateSettings({ textAfterCursor }),
+    );
     const fimHint = h("div", { class: "hint", "data-testid": "settings-fim-note" });
     modelChanged.on((snap) => {
       fimHint.textContent = fimNote(snap);

@@ -3,6 +3,7 @@
 // installed the app works offline.
 
 import * as api from "./api";
+import { banner } from "./banner";
 import { h } from "./dom";
 import { formatBytes } from "./format";
 
@@ -25,7 +26,7 @@ export async function defaultModelBanner(actions: WelcomeActions): Promise<HTMLE
   );
   const download = h("button", { class: "btn btn-primary", "data-testid": "welcome-download" }, "Download it");
   const other = h("button", { class: "btn btn-quiet", "data-testid": "welcome-other", onclick: () => actions.chooseAnother() }, "Choose another model");
-  const banner = h("div", { class: "banner", role: "alert", "data-testid": "welcome-banner" }, text, h("span", { class: "banner-actions" }, download, other));
+  const offer = banner("welcome-banner", text, [download, other]);
   download.addEventListener("click", () => {
     download.disabled = true;
     text.textContent = `Downloading ${entry.displayName}… it is checked against its checksum before use.`;
@@ -35,7 +36,7 @@ export async function defaultModelBanner(actions: WelcomeActions): Promise<HTMLE
       })
       .then(() => actions.load())
       .then(
-        () => banner.remove(),
+        () => offer.remove(),
         (e) => {
           download.disabled = false;
           download.textContent = "Try again";
@@ -43,5 +44,5 @@ export async function defaultModelBanner(actions: WelcomeActions): Promise<HTMLE
         },
       );
   });
-  return banner;
+  return offer;
 }
