@@ -113,6 +113,13 @@ pub fn prefill(
     Ok((logits, reused))
 }
 
+/// Feeds one generated token and returns the logits of the next position: the decode step
+/// of every generation loop (this one and autocomplete's).
+pub fn decode_step(model: &LanguageModel, cache: &mut KvCache, token: u32) -> Result<Vec<f32>> {
+    let out = model.forward_cached(&[token], cache, false)?;
+    Ok(LanguageModel::to_rows(out)?.pop().expect("one row"))
+}
+
 /// Holds back streamed text that could still turn into a stop string.
 struct StopMatcher<'a> {
     stops: &'a [String],
@@ -213,8 +220,7 @@ pub fn generate(
         if cache.len() >= cache.capacity() {
             break StopReason::ContextFull;
         }
-        let out = model.forward_cached(&[next], cache, false)?;
-        logits = LanguageModel::to_rows(out)?.pop().expect("one row");
+        logits = decode_step(model, cache, next)?;
     };
     if emitted < text.len() {
         on_text(&text[emitted..]);

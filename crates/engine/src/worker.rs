@@ -41,62 +41,151 @@ pub enum Prompt {
     Ids(Vec<u32>),
 }
 
-/// Work for the engine.
-#[derive(Debug, Clone)]
-pub enum Request {
-    Load {
-        model: Option<String>,
-        device: DeviceChoice,
-        options: LoadOptions,
-    },
-    Generate {
-        prompt: Prompt,
-        max_tokens: usize,
-        sampler: SamplerConfig,
-        stop_strings: Vec<String>,
-    },
-    Complete {
-        prefix: String,
-        suffix: String,
-        settings: AutocompleteSettings,
-    },
+/// The requests the engine takes, one struct each; [`EngineHandle::submit`] answers each
+/// with its own reply type (see [`Task`]).
+pub mod request {
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    pub struct Load {
+        pub model: Option<String>,
+        pub device: DeviceChoice,
+        pub options: LoadOptions,
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct Generate {
+        pub prompt: Prompt,
+        pub max_tokens: usize,
+        pub sampler: SamplerConfig,
+        pub stop_strings: Vec<String>,
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct Complete {
+        pub prefix: String,
+        pub suffix: String,
+        pub settings: AutocompleteSettings,
+    }
+
     /// Other suggestions for the cursor a `Complete` just answered: sampled, distinct from
     /// each other and from `exclude`.
-    Alternatives {
-        prefix: String,
-        suffix: String,
-        settings: AutocompleteSettings,
-        want: Alternatives,
-        exclude: Vec<String>,
-    },
-    Summarize {
-        text: String,
-        length: SummaryLength,
-        bullets: bool,
-    },
-    Translate {
-        text: String,
-        to: String,
-        from: Option<String>,
-    },
+    #[derive(Debug, Clone)]
+    pub struct CompleteAlternatives {
+        pub prefix: String,
+        pub suffix: String,
+        pub settings: AutocompleteSettings,
+        pub want: Alternatives,
+        pub exclude: Vec<String>,
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct Summarize {
+        pub text: String,
+        pub length: SummaryLength,
+        pub bullets: bool,
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct Translate {
+        pub text: String,
+        pub to: String,
+        pub from: Option<String>,
+    }
+
     /// Rewrites Markdown block by block as the instruction says.
-    Rewrite {
-        text: String,
-        instruction: Instruction,
+    #[derive(Debug, Clone)]
+    pub struct Rewrite {
+        pub text: String,
+        pub instruction: Instruction,
         /// 0: the model's most likely answer; another number: a different, sampled one
         /// (the writer's Retry), the same for the same number.
-        attempt: u64,
-    },
+        pub attempt: u64,
+    }
+
     /// Reloads the model with this LoRA adapter merged (or without any, for `None`).
-    SetAdapter { adapter: Option<std::path::PathBuf> },
-    /// Uses a remote engine (an OpenAI-compatible server) for every task from now on, or
-    /// the local model again with `None`.
-    UseRemote {
-        endpoint: Option<crate::remote::RemoteEndpoint>,
-    },
+    #[derive(Debug, Clone)]
+    pub struct SetAdapter {
+        pub adapter: Option<std::path::PathBuf>,
+    }
+
+    /// Uses a remote engine (an OpenAI-compatible server) for every task from now on.
+    #[derive(Debug, Clone)]
+    pub struct UseRemote {
+        pub endpoint: crate::remote::RemoteEndpoint,
+    }
+
+    /// Uses the local model again after a remote engine.
+    #[derive(Debug, Clone)]
+    pub struct UseLocal;
+
     /// Panics on the worker (tests of how a bug in one request is contained).
     #[cfg(test)]
-    Panic,
+    #[derive(Debug, Clone)]
+    pub struct Panic;
+}
+
+/// A request and the type of its reply.
+pub trait Task: Into<Request> {
+    type Reply;
+    /// The reply in `outcome`, when `outcome` answers this kind of request.
+    fn reply(outcome: Outcome) -> Option<Self::Reply>;
+}
+
+/// Declares [`Request`] and [`Outcome`] with one variant per request and its reply, and
+/// ties each request struct to its reply type.
+macro_rules! requests {
+    ($($(#[$meta:meta])* $name:ident => $reply:ty,)*) => {
+        /// Work for the engine: one of the [`request`] structs.
+        #[derive(Debug, Clone)]
+        pub enum Request {
+            $($(#[$meta])* $name(request::$name),)*
+        }
+
+        /// What a finished job produced: the reply to its request.
+        #[derive(Debug, Clone)]
+        pub enum Outcome {
+            $($(#[$meta])* $name($reply),)*
+        }
+
+        $(
+            $(#[$meta])*
+            impl From<request::$name> for Request {
+                fn from(r: request::$name) -> Request {
+                    Request::$name(r)
+                }
+            }
+
+            $(#[$meta])*
+            impl Task for request::$name {
+                type Reply = $reply;
+                fn reply(outcome: Outcome) -> Option<$reply> {
+                    #[allow(unreachable_patterns)]
+                    match outcome {
+                        Outcome::$name(reply) => Some(reply),
+                        _ => None,
+                    }
+                }
+            }
+        )*
+    };
+}
+
+requests! {
+    Load => Loaded,
+    Generate => Generation,
+    Complete => Completion,
+    /// Alternative suggestions, in the order found.
+    CompleteAlternatives => Vec<String>,
+    Summarize => Summary,
+    Translate => Translation,
+    Rewrite => Rewrite,
+    SetAdapter => AdapterSet,
+    /// The remote engine that answers from now on.
+    UseRemote => crate::remote::RemoteModel,
+    UseLocal => (),
+    #[cfg(test)]
+    Panic => (),
 }
 
 /// The device a model was loaded on.
@@ -107,31 +196,21 @@ pub struct DeviceReport {
     pub reason: String,
 }
 
-/// What a finished job produced.
+/// A model loaded: what it is, where it runs, how long loading took.
 #[derive(Debug, Clone)]
-pub enum Outcome {
-    Loaded {
-        info: ModelInfo,
-        device: DeviceReport,
-        seconds: f64,
-    },
-    Generated(Generation),
-    Completed(Completion),
-    /// Alternative suggestions, in the order found.
-    Alternatives(Vec<String>),
-    Summarized(Summary),
-    Translated(Translation),
-    Rewritten(Rewrite),
-    AdapterSet {
-        merged_projections: usize,
-    },
-    /// A remote engine answers from now on (`None`: the local model again).
-    RemoteSet {
-        model: Option<crate::remote::RemoteModel>,
-    },
+pub struct Loaded {
+    pub info: ModelInfo,
+    pub device: DeviceReport,
+    pub seconds: f64,
 }
 
-/// Everything a job reports, in order; `Done` or `Error` comes last.
+/// An adapter merged into the model (0 projections: the plain model again).
+#[derive(Debug, Clone, Copy)]
+pub struct AdapterSet {
+    pub merged_projections: usize,
+}
+
+/// What a job reports on its way: progress, streamed text, finished blocks.
 #[derive(Debug)]
 pub enum Event {
     Progress {
@@ -146,24 +225,37 @@ pub enum Event {
         total: usize,
         text: String,
     },
-    Done(Outcome),
-    /// The job failed; the error keeps its kind across the thread boundary.
-    Error(EngineError),
+}
+
+/// One message from the worker: an event, or the job's end (its last message). The error
+/// keeps its kind across the thread boundary.
+#[derive(Debug)]
+enum Message {
+    Event(Event),
+    End(Result<Outcome>),
+}
+
+/// What a job's handle reads next: an event, or the end with the typed reply.
+#[derive(Debug)]
+pub enum Step<R> {
+    Event(Event),
+    End(Result<R>),
 }
 
 struct Job {
     request: Request,
     cancel: Arc<AtomicBool>,
-    events: UnboundedSender<Event>,
+    events: UnboundedSender<Message>,
 }
 
-/// A running job: its events and its cancel switch.
-pub struct JobHandle {
-    pub events: UnboundedReceiver<Event>,
+/// A running job: its events, its cancel switch and, at the end, its reply `R`.
+pub struct JobHandle<R> {
+    messages: UnboundedReceiver<Message>,
     cancel: Arc<AtomicBool>,
+    reply: fn(Outcome) -> Option<R>,
 }
 
-impl JobHandle {
+impl<R> JobHandle<R> {
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::Relaxed);
     }
@@ -172,36 +264,43 @@ impl JobHandle {
         self.cancel.clone()
     }
 
-    /// Waits for the outcome, passing progress and tokens to `on_event`.
-    pub async fn finish(mut self, mut on_event: impl FnMut(&Event)) -> Result<Outcome> {
-        while let Some(event) = self.events.recv().await {
-            if let Some(end) = Self::end(event, &mut on_event) {
-                return end;
+    /// The next event or the end; `None` after the end.
+    pub async fn next(&mut self) -> Option<Step<R>> {
+        let message = self.messages.recv().await;
+        self.step(message)
+    }
+
+    /// Waits for the reply, passing progress and tokens to `on_event`.
+    pub async fn finish(mut self, mut on_event: impl FnMut(&Event)) -> Result<R> {
+        loop {
+            match self.next().await {
+                Some(Step::Event(event)) => on_event(&event),
+                Some(Step::End(end)) => return end,
+                None => return Err(EngineError::WorkerStopped),
             }
         }
-        Err(EngineError::WorkerStopped)
     }
 
     /// Blocking version of [`JobHandle::finish`] for synchronous callers.
-    pub fn finish_blocking(mut self, mut on_event: impl FnMut(&Event)) -> Result<Outcome> {
-        while let Some(event) = self.events.blocking_recv() {
-            if let Some(end) = Self::end(event, &mut on_event) {
-                return end;
+    pub fn finish_blocking(mut self, mut on_event: impl FnMut(&Event)) -> Result<R> {
+        loop {
+            let message = self.messages.blocking_recv();
+            match self.step(message) {
+                Some(Step::Event(event)) => on_event(&event),
+                Some(Step::End(end)) => return end,
+                None => return Err(EngineError::WorkerStopped),
             }
         }
-        Err(EngineError::WorkerStopped)
     }
 
-    /// The job's result if `event` is its last one; otherwise `on_event` sees it.
-    fn end(event: Event, on_event: &mut impl FnMut(&Event)) -> Option<Result<Outcome>> {
-        match event {
-            Event::Done(outcome) => Some(Ok(outcome)),
-            Event::Error(e) => Some(Err(e)),
-            other => {
-                on_event(&other);
-                None
-            }
-        }
+    fn step(&self, message: Option<Message>) -> Option<Step<R>> {
+        Some(match message? {
+            Message::Event(event) => Step::Event(event),
+            Message::End(end) => Step::End(end.and_then(|outcome| {
+                (self.reply)(outcome)
+                    .ok_or_else(|| EngineError::Other("the engine answered another request".into()))
+            })),
+        })
     }
 }
 
@@ -222,19 +321,25 @@ impl EngineHandle {
         EngineHandle { jobs: tx }
     }
 
-    /// Queues a job; its events arrive on the returned handle.
-    pub fn submit(&self, request: Request) -> JobHandle {
-        let (events, rx) = unbounded_channel();
+    /// Queues a job; its events and its reply arrive on the returned handle.
+    pub fn submit<T: Task>(&self, task: T) -> JobHandle<T::Reply> {
+        let (events, messages) = unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
         let job = Job {
-            request,
+            request: task.into(),
             cancel: cancel.clone(),
             events,
         };
         if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
-            let _ = job.events.send(Event::Error(EngineError::WorkerStopped));
+            let _ = job
+                .events
+                .send(Message::End(Err(EngineError::WorkerStopped)));
         }
-        JobHandle { events: rx, cancel }
+        JobHandle {
+            messages,
+            cancel,
+            reply: T::reply,
+        }
     }
 }
 
@@ -254,7 +359,7 @@ impl Worker {
     fn run(mut self, jobs: mpsc::Receiver<Job>) {
         while let Ok(job) = jobs.recv() {
             if job.cancel.load(Ordering::Relaxed) {
-                let _ = job.events.send(Event::Error(EngineError::Cancelled));
+                let _ = job.events.send(Message::End(Err(EngineError::Cancelled)));
                 continue;
             }
             let events = job.events.clone();
@@ -266,10 +371,7 @@ impl Worker {
                         self.reset_caches();
                         Err(EngineError::Panicked(panic_message(panic.as_ref())))
                     });
-            let _ = events.send(match result {
-                Ok(outcome) => Event::Done(outcome),
-                Err(e) => Event::Error(e),
-            });
+            let _ = events.send(Message::End(result));
         }
     }
 
@@ -280,24 +382,30 @@ impl Worker {
             events,
         } = job;
         match request {
-            Request::Load {
+            Request::Load(request::Load {
                 model,
                 device,
                 options,
-            } => {
+            }) => {
                 let path = resolve_model(model.as_deref())?;
+                // a file that cannot be a model (corrupt, truncated, hostile, unknown) is
+                // refused before the loaded model is let go: the writer keeps working
+                crate::loader::inspect_model(&path)?;
                 let device = select(device)?;
                 self.loaded = None;
                 self.cache = None;
                 self.autocomplete = None;
                 let loaded = load_model_with(&path, device, options, &mut |p| {
-                    let _ = events.send(Event::Progress {
-                        stage: p.stage.to_string(),
-                        done: p.done,
-                        total: p.total,
-                    });
+                    emit(
+                        &events,
+                        Event::Progress {
+                            stage: p.stage.to_string(),
+                            done: p.done,
+                            total: p.total,
+                        },
+                    );
                 })?;
-                let outcome = Outcome::Loaded {
+                let outcome = Outcome::Load(Loaded {
                     info: loaded.info.clone(),
                     device: DeviceReport {
                         kind: loaded.device.kind,
@@ -305,42 +413,44 @@ impl Worker {
                         reason: loaded.device.reason.clone(),
                     },
                     seconds: loaded.load_seconds,
-                };
+                });
                 self.cache = Some(loaded.model.new_cache(SESSION_CONTEXT));
                 self.loaded = Some(loaded);
                 Ok(outcome)
             }
-            Request::UseRemote { endpoint } => {
-                self.remote = endpoint
-                    .map(crate::remote::RemoteEngine::connect)
-                    .transpose()?;
-                Ok(Outcome::RemoteSet {
-                    model: self.remote.as_ref().map(|r| crate::remote::RemoteModel {
-                        id: r.endpoint().model.clone(),
-                        context: Some(r.context()),
-                    }),
-                })
+            Request::UseRemote(request::UseRemote { endpoint }) => {
+                let remote = crate::remote::RemoteEngine::connect(endpoint)?;
+                let model = crate::remote::RemoteModel {
+                    id: remote.endpoint().model.clone(),
+                    context: Some(remote.context()),
+                };
+                self.remote = Some(remote);
+                Ok(Outcome::UseRemote(model))
             }
-            Request::Alternatives {
+            Request::UseLocal(request::UseLocal) => {
+                self.remote = None;
+                Ok(Outcome::UseLocal(()))
+            }
+            Request::CompleteAlternatives(request::CompleteAlternatives {
                 prefix,
                 suffix,
                 settings,
                 want,
                 exclude,
-            } if self.remote.is_some() => {
+            }) if self.remote.is_some() => {
                 let remote = self.remote.as_ref().expect("checked");
-                Ok(Outcome::Alternatives(
+                Ok(Outcome::CompleteAlternatives(
                     crate::tasks::autocomplete::alternatives_remote(
                         remote, &prefix, &suffix, &settings, want, &exclude, &cancel,
                     )?,
                 ))
             }
-            Request::Generate {
+            Request::Generate(request::Generate {
                 prompt,
                 max_tokens,
                 sampler,
                 stop_strings,
-            } if self.remote.is_some() => {
+            }) if self.remote.is_some() => {
                 let remote = self.remote.as_ref().expect("checked");
                 let limits = crate::remote::AnswerLimits {
                     max_tokens,
@@ -351,28 +461,28 @@ impl Worker {
                     seed: (sampler.temperature > 0.0).then_some(sampler.seed),
                 };
                 let generation = generate_remote(remote, &prompt, &limits, &cancel, &mut |t| {
-                    let _ = events.send(Event::Token(t.to_string()));
+                    emit(&events, Event::Token(t.to_string()))
                 })?;
-                Ok(Outcome::Generated(generation))
+                Ok(Outcome::Generate(generation))
             }
-            Request::Complete {
+            Request::Complete(request::Complete {
                 prefix,
                 suffix,
                 settings,
-            } if self.remote.is_some() => {
+            }) if self.remote.is_some() => {
                 let remote = self.remote.as_ref().expect("checked");
-                Ok(Outcome::Completed(
+                Ok(Outcome::Complete(
                     crate::tasks::autocomplete::complete_remote(
                         remote, &prefix, &suffix, &settings, &cancel,
                     )?,
                 ))
             }
-            Request::Generate {
+            Request::Generate(request::Generate {
                 prompt,
                 max_tokens,
                 sampler,
                 stop_strings,
-            } => {
+            }) => {
                 let loaded = self.loaded.as_ref().ok_or(EngineError::NoModel)?;
                 let cache = self.cache.as_mut().expect("cache with model");
                 let prompt_ids = prompt_ids(loaded, &prompt)?;
@@ -389,17 +499,15 @@ impl Worker {
                     cache,
                     &req,
                     &cancel,
-                    &mut |t| {
-                        let _ = events.send(Event::Token(t.to_string()));
-                    },
+                    &mut |t| emit(&events, Event::Token(t.to_string())),
                 )?;
-                Ok(Outcome::Generated(generation))
+                Ok(Outcome::Generate(generation))
             }
-            Request::Complete {
+            Request::Complete(request::Complete {
                 prefix,
                 suffix,
                 settings,
-            } => {
+            }) => {
                 let (loaded, session) = self.autocomplete_session(&settings)?;
                 let completion = session.complete(
                     &loaded.model,
@@ -409,15 +517,15 @@ impl Worker {
                     &settings,
                     &cancel,
                 )?;
-                Ok(Outcome::Completed(completion))
+                Ok(Outcome::Complete(completion))
             }
-            Request::Alternatives {
+            Request::CompleteAlternatives(request::CompleteAlternatives {
                 prefix,
                 suffix,
                 settings,
                 want,
                 exclude,
-            } => {
+            }) => {
                 let (loaded, session) = self.autocomplete_session(&settings)?;
                 let found = session.alternatives(
                     &loaded.model,
@@ -429,13 +537,13 @@ impl Worker {
                     &exclude,
                     &cancel,
                 )?;
-                Ok(Outcome::Alternatives(found))
+                Ok(Outcome::CompleteAlternatives(found))
             }
-            Request::Summarize {
+            Request::Summarize(request::Summarize {
                 text,
                 length,
                 bullets,
-            } => {
+            }) => {
                 let mut runner = self.runner(&cancel, None)?;
                 let summary = summarize(
                     runner.as_mut(),
@@ -443,13 +551,11 @@ impl Worker {
                     length,
                     bullets,
                     &mut |p| send_progress(&events, &p),
-                    &mut |t| {
-                        let _ = events.send(Event::Token(t.to_string()));
-                    },
+                    &mut |t| emit(&events, Event::Token(t.to_string())),
                 )?;
-                Ok(Outcome::Summarized(summary))
+                Ok(Outcome::Summarize(summary))
             }
-            Request::SetAdapter { adapter } => {
+            Request::SetAdapter(request::SetAdapter { adapter }) => {
                 // read the adapter before touching the model: a bad one leaves it as it was
                 let adapter = adapter
                     .as_deref()
@@ -479,13 +585,13 @@ impl Worker {
                 };
                 self.cache = Some(loaded.model.new_cache(SESSION_CONTEXT));
                 self.loaded = Some(loaded);
-                Ok(Outcome::AdapterSet {
+                Ok(Outcome::SetAdapter(AdapterSet {
                     merged_projections: merged,
-                })
+                }))
             }
             #[cfg(test)]
-            Request::Panic => panic!("a test panic"),
-            Request::Translate { text, to, from } => {
+            Request::Panic(request::Panic) => panic!("a test panic"),
+            Request::Translate(request::Translate { text, to, from }) => {
                 let mut runner = self.runner(&cancel, None)?;
                 let translation = translate(
                     runner.as_mut(),
@@ -495,13 +601,13 @@ impl Worker {
                     &mut |p| send_progress(&events, &p),
                     &mut |index, total, text| send_block(&events, index, total, text),
                 )?;
-                Ok(Outcome::Translated(translation))
+                Ok(Outcome::Translate(translation))
             }
-            Request::Rewrite {
+            Request::Rewrite(request::Rewrite {
                 text,
                 instruction,
                 attempt,
-            } => {
+            }) => {
                 let mut runner = self.runner(&cancel, (attempt > 0).then_some(attempt))?;
                 let rewritten = rewrite(
                     runner.as_mut(),
@@ -509,11 +615,9 @@ impl Worker {
                     &instruction,
                     &mut |p| send_progress(&events, &p),
                     &mut |index, total, text| send_block(&events, index, total, text),
-                    &mut |t| {
-                        let _ = events.send(Event::Token(t.to_string()));
-                    },
+                    &mut |t| emit(&events, Event::Token(t.to_string())),
                 )?;
-                Ok(Outcome::Rewritten(rewritten))
+                Ok(Outcome::Rewrite(rewritten))
             }
         }
     }
@@ -585,20 +689,31 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-fn send_progress(events: &UnboundedSender<Event>, p: &TaskProgress) {
-    let _ = events.send(Event::Progress {
-        stage: p.stage.to_string(),
-        done: p.done,
-        total: p.total,
-    });
+/// Sends an event of the job (dropped when its caller has gone).
+fn emit(events: &UnboundedSender<Message>, event: Event) {
+    let _ = events.send(Message::Event(event));
 }
 
-fn send_block(events: &UnboundedSender<Event>, index: usize, total: usize, text: &str) {
-    let _ = events.send(Event::Block {
-        index,
-        total,
-        text: text.to_string(),
-    });
+fn send_progress(events: &UnboundedSender<Message>, p: &TaskProgress) {
+    emit(
+        events,
+        Event::Progress {
+            stage: p.stage.to_string(),
+            done: p.done,
+            total: p.total,
+        },
+    );
+}
+
+fn send_block(events: &UnboundedSender<Message>, index: usize, total: usize, text: &str) {
+    emit(
+        events,
+        Event::Block {
+            index,
+            total,
+            text: text.to_string(),
+        },
+    );
 }
 
 impl Worker {
@@ -696,16 +811,16 @@ mod tests {
     use crate::ErrorKind;
 
     /// The default model (installed by `make setup`).
-    fn default_model() -> Request {
-        Request::Load {
+    fn default_model() -> request::Load {
+        request::Load {
             model: None,
             device: DeviceChoice::Cpu,
             options: LoadOptions::default(),
         }
     }
 
-    fn generate(ids: Vec<u32>) -> Request {
-        Request::Generate {
+    fn generate(ids: Vec<u32>) -> request::Generate {
+        request::Generate {
             prompt: Prompt::Ids(ids),
             max_tokens: 3,
             sampler: SamplerConfig::default(),
@@ -742,7 +857,7 @@ mod tests {
             .finish_blocking(|_| {})
             .unwrap();
         let err = engine
-            .submit(Request::Panic)
+            .submit(request::Panic)
             .finish_blocking(|_| {})
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Internal);
@@ -750,7 +865,7 @@ mod tests {
         let outcome = engine
             .submit(generate(vec![1, 2, 3]))
             .finish_blocking(|_| {});
-        let Ok(Outcome::Generated(generation)) = outcome else {
+        let Ok(generation) = outcome else {
             panic!("the worker no longer generates: {outcome:?}")
         };
         assert!(!generation.tokens.is_empty() && generation.tokens.len() <= 3);
@@ -796,6 +911,32 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_model_file_is_refused_and_the_loaded_model_stays() {
+        let engine = EngineHandle::spawn();
+        engine
+            .submit(default_model())
+            .finish_blocking(|_| {})
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let truncated = dir.path().join("truncated.gguf");
+        let bytes = std::fs::read(resolve_model(None).unwrap()).unwrap();
+        std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+        let err = engine
+            .submit(request::Load {
+                model: Some(truncated.display().to_string()),
+                device: DeviceChoice::Cpu,
+                options: LoadOptions::default(),
+            })
+            .finish_blocking(|_| {})
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadModelFile, "{err}");
+        let generation = engine
+            .submit(generate(vec![1, 2, 3]))
+            .finish_blocking(|_| {});
+        assert!(generation.is_ok(), "{generation:?}");
+    }
+
+    #[test]
     fn a_bad_adapter_leaves_the_model_loaded() {
         let engine = EngineHandle::spawn();
         engine
@@ -804,7 +945,7 @@ mod tests {
             .unwrap();
         let missing = std::env::temp_dir().join("penwright-no-such-adapter");
         let err = engine
-            .submit(Request::SetAdapter {
+            .submit(request::SetAdapter {
                 adapter: Some(missing),
             })
             .finish_blocking(|_| {});
@@ -812,6 +953,6 @@ mod tests {
         let outcome = engine
             .submit(generate(vec![1, 2, 3]))
             .finish_blocking(|_| {});
-        assert!(matches!(outcome, Ok(Outcome::Generated(_))), "{outcome:?}");
+        assert!(outcome.is_ok(), "{outcome:?}");
     }
 }

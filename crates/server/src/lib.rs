@@ -30,7 +30,7 @@ use penwright_engine::EngineError;
 use penwright_engine::chat::ChatMessage;
 use penwright_engine::generate::{Generation, StopReason};
 use penwright_engine::sampler::SamplerConfig;
-use penwright_engine::worker::{EngineHandle, Event, Outcome, Prompt, Request};
+use penwright_engine::worker::{EngineHandle, Event, Prompt, Step, request};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::api::{
@@ -345,7 +345,7 @@ fn start(shared: &Arc<Shared>, job: &Job) -> Result<(u64, UnboundedReceiver<Piec
         return Err(ApiError::busy(busy));
     }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let handle = shared.engine.submit(Request::Generate {
+    let mut handle = shared.engine.submit(request::Generate {
         prompt: job.prompt.clone(),
         max_tokens: job.max_tokens,
         sampler: job.sampler.clone(),
@@ -355,28 +355,27 @@ fn start(shared: &Arc<Shared>, job: &Job) -> Result<(u64, UnboundedReceiver<Piec
     let shared = shared.clone();
     tokio::spawn(async move {
         let cancel = handle.canceller();
-        let mut events = handle.events;
         let mut gone = false;
         let mut pieces = 0usize;
         loop {
             let event = tokio::select! {
-                event = events.recv() => event,
+                step = handle.next() => step,
                 _ = tx.closed(), if !gone => {
                     gone = true;
                     cancel.store(true, Ordering::Relaxed);
                     continue;
                 }
             };
-            let Some(event) = event else { break };
-            match event {
-                Event::Token(text) => {
+            let Some(step) = event else { break };
+            match step {
+                Step::Event(Event::Token(text)) => {
                     pieces += 1;
                     if !gone && tx.send(Piece::Text(text)).is_err() {
                         gone = true;
                         cancel.store(true, Ordering::Relaxed);
                     }
                 }
-                Event::Done(Outcome::Generated(generation)) => {
+                Step::End(Ok(generation)) => {
                     Stats::bump(&shared.stats.completed, 1);
                     Stats::bump(
                         &shared.stats.generated_tokens,
@@ -384,23 +383,17 @@ fn start(shared: &Arc<Shared>, job: &Job) -> Result<(u64, UnboundedReceiver<Piec
                     );
                     let _ = tx.send(Piece::Done(generation));
                 }
-                Event::Done(_) => {
-                    Stats::bump(&shared.stats.failed, 1);
-                    let _ = tx.send(Piece::Failed(EngineError::Other(
-                        "the engine answered another request".into(),
-                    )));
-                }
-                Event::Error(EngineError::Cancelled) if gone => {
+                Step::End(Err(EngineError::Cancelled)) if gone => {
                     Stats::bump(&shared.stats.cancelled, 1);
                     eprintln!(
                         "penwright serve: request {id}: the client went away; generation stopped after {pieces} pieces of text"
                     );
                 }
-                Event::Error(e) => {
+                Step::End(Err(e)) => {
                     Stats::bump(&shared.stats.failed, 1);
                     let _ = tx.send(Piece::Failed(e));
                 }
-                Event::Progress { .. } | Event::Block { .. } => {}
+                Step::Event(_) => {}
             }
         }
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use penwright_engine::device::{DeviceChoice, gpu_adapter};
 use penwright_engine::loader::ModelInfo;
-use penwright_engine::worker::{DeviceReport, Event, Outcome, Request};
+use penwright_engine::worker::{DeviceReport, Event, request};
 use serde::Serialize;
 use tauri::State;
 use tauri::ipc::Channel;
@@ -67,12 +67,12 @@ pub async fn load_model(
     if let Some(path) = spec.as_deref().filter(|s| Path::new(s).is_absolute()) {
         state.paths.check(Path::new(path))?;
     }
-    let job = state.engine.submit(Request::Load {
+    let job = state.engine.submit(request::Load {
         model: spec,
         device,
         options: Default::default(),
     });
-    let outcome = job
+    let loaded = job
         .finish(|event| {
             if let Event::Progress { stage, done, total } = event {
                 let _ = on_event.send(LoadEvent::Progress {
@@ -83,14 +83,11 @@ pub async fn load_model(
             }
         })
         .await?;
-    let Outcome::Loaded {
+    let penwright_engine::worker::Loaded {
         info,
         device,
         seconds,
-    } = outcome
-    else {
-        return Err(CommandError::new("engine", "unexpected engine reply"));
-    };
+    } = loaded;
     let mut status = state.status.lock().expect("status lock");
     status.model = Some(info.clone());
     status.device = Some(device.clone());

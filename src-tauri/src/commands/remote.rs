@@ -5,7 +5,7 @@
 //! status says so.
 
 use penwright_engine::remote::{RemoteEndpoint, RemoteModel, list_models};
-use penwright_engine::worker::{Outcome, Request};
+use penwright_engine::worker::request;
 use serde::Serialize;
 use tauri::State;
 
@@ -95,16 +95,14 @@ pub async fn use_remote(
 ) -> CommandResult<RemoteStatus> {
     check_url(&base_url)?;
     let key = key_for(&state, &base_url, api_key);
-    let job = state.engine.submit(Request::UseRemote {
-        endpoint: Some(RemoteEndpoint {
+    let job = state.engine.submit(request::UseRemote {
+        endpoint: RemoteEndpoint {
             base_url: base_url.clone(),
             model: model.clone(),
             api_key: key.as_ref().map(|(k, _)| k.clone()),
-        }),
+        },
     });
-    let Outcome::RemoteSet { model: Some(m) } = job.finish(|_| {}).await? else {
-        return Err(CommandError::new("engine", "unexpected engine reply"));
-    };
+    let m = job.finish(|_| {}).await?;
     // the key worked: keep it (only once it did)
     let where_key = match &key {
         Some((k, "given")) => remember_key(&state, &base_url, k),
@@ -126,7 +124,7 @@ pub async fn use_remote(
 pub async fn use_local(state: State<'_, AppState>) -> CommandResult<()> {
     state
         .engine
-        .submit(Request::UseRemote { endpoint: None })
+        .submit(request::UseLocal)
         .finish(|_| {})
         .await?;
     state.status.lock().expect("status lock").remote = None;

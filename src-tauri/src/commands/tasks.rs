@@ -9,7 +9,7 @@ use penwright_engine::tasks::autocomplete::{
 };
 use penwright_engine::tasks::rewrite::{Instruction, Preset};
 use penwright_engine::tasks::summarize::SummaryLength;
-use penwright_engine::worker::{Event, Outcome, Request};
+use penwright_engine::worker::{Event, Task, request};
 use serde::{Deserialize, Serialize};
 use tauri::State;
 use tauri::ipc::Channel;
@@ -42,18 +42,18 @@ impl SuggestionOptions {
 
 /// Runs an autocomplete job as the newest one: it cancels the one before, and it answers
 /// `None` once a newer request has come in.
-async fn newest_completion(
+async fn newest_completion<T: Task>(
     state: &AppState,
     request_id: u64,
-    request: Request,
-) -> CommandResult<Option<Outcome>> {
+    task: T,
+) -> CommandResult<Option<T::Reply>> {
     let previous = state
         .latest_completion
         .fetch_max(request_id, Ordering::SeqCst);
     if previous > request_id {
         return Ok(None);
     }
-    let job = state.engine.submit(request);
+    let job = state.engine.submit(task);
     if let Some(old) = state
         .completion_cancel
         .lock()
@@ -67,7 +67,7 @@ async fn newest_completion(
         return Ok(None);
     }
     match result {
-        Ok(outcome) => Ok(Some(outcome)),
+        Ok(reply) => Ok(Some(reply)),
         Err(penwright_engine::EngineError::Cancelled) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -84,19 +84,16 @@ pub async fn complete(
     options: Option<SuggestionOptions>,
 ) -> CommandResult<Option<CompletionReply>> {
     let settings = options.unwrap_or_default().settings();
-    let request = Request::Complete {
+    let task = request::Complete {
         prefix,
         suffix,
         settings,
     };
-    match newest_completion(&state, request_id, request).await? {
-        None => Ok(None),
-        Some(Outcome::Completed(completion)) => Ok(Some(CompletionReply {
-            request_id,
-            completion,
-        })),
-        Some(_) => Err(CommandError::new("engine", "unexpected engine reply")),
-    }
+    let completion = newest_completion(&state, request_id, task).await?;
+    Ok(completion.map(|completion| CompletionReply {
+        request_id,
+        completion,
+    }))
 }
 
 #[derive(Serialize)]
@@ -126,7 +123,7 @@ pub async fn complete_alternatives(
         ));
     }
     let started = Instant::now();
-    let request = Request::Alternatives {
+    let task = request::CompleteAlternatives {
         prefix,
         suffix,
         settings: options.unwrap_or_default().settings(),
@@ -136,15 +133,12 @@ pub async fn complete_alternatives(
         },
         exclude: shown,
     };
-    match newest_completion(&state, request_id, request).await? {
-        None => Ok(None),
-        Some(Outcome::Alternatives(alternatives)) => Ok(Some(AlternativesReply {
-            request_id,
-            alternatives,
-            ms: started.elapsed().as_secs_f64() * 1e3,
-        })),
-        Some(_) => Err(CommandError::new("engine", "unexpected engine reply")),
-    }
+    let found = newest_completion(&state, request_id, task).await?;
+    Ok(found.map(|alternatives| AlternativesReply {
+        request_id,
+        alternatives,
+        ms: started.elapsed().as_secs_f64() * 1e3,
+    }))
 }
 
 #[tauri::command]
@@ -185,18 +179,17 @@ fn forward(event: &Event, channel: &Channel<TaskEvent>) {
             total: *total,
             text: text.clone(),
         },
-        _ => return,
     };
     let _ = channel.send(message);
 }
 
 /// Runs a long task as the one cancellable task of the window.
-async fn run_task(
+async fn run_task<T: Task>(
     state: &AppState,
-    request: Request,
+    task: T,
     channel: &Channel<TaskEvent>,
-) -> CommandResult<Outcome> {
-    let job = state.engine.submit(request);
+) -> CommandResult<T::Reply> {
+    let job = state.engine.submit(task);
     if let Some(old) = state
         .task_cancel
         .lock()
@@ -234,25 +227,18 @@ pub async fn summarize(
         _ => SummaryLength::Medium,
     };
     let started = Instant::now();
-    match run_task(
-        &state,
-        Request::Summarize {
-            text,
-            length,
-            bullets,
-        },
-        &on_event,
-    )
-    .await?
-    {
-        Outcome::Summarized(s) => Ok(SummaryReply {
-            summary: s.summary,
-            chunks: s.chunks,
-            input_tokens: s.input_tokens,
-            seconds: started.elapsed().as_secs_f64(),
-        }),
-        _ => Err(CommandError::new("engine", "unexpected engine reply")),
-    }
+    let task = request::Summarize {
+        text,
+        length,
+        bullets,
+    };
+    let s = run_task(&state, task, &on_event).await?;
+    Ok(SummaryReply {
+        summary: s.summary,
+        chunks: s.chunks,
+        input_tokens: s.input_tokens,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 #[derive(Serialize)]
@@ -277,14 +263,12 @@ pub async fn translate(
         ));
     }
     let started = Instant::now();
-    match run_task(&state, Request::Translate { text, to, from }, &on_event).await? {
-        Outcome::Translated(t) => Ok(TranslationReply {
-            text: t.text,
-            blocks: t.blocks,
-            seconds: started.elapsed().as_secs_f64(),
-        }),
-        _ => Err(CommandError::new("engine", "unexpected engine reply")),
-    }
+    let t = run_task(&state, request::Translate { text, to, from }, &on_event).await?;
+    Ok(TranslationReply {
+        text: t.text,
+        blocks: t.blocks,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 #[derive(Serialize)]
@@ -317,20 +301,18 @@ pub async fn rewrite(
         }
     };
     let started = Instant::now();
-    let request = Request::Rewrite {
+    let task = request::Rewrite {
         text,
         instruction,
         attempt,
     };
-    match run_task(&state, request, &on_event).await? {
-        Outcome::Rewritten(r) => Ok(RewriteReply {
-            text: r.text,
-            blocks: r.blocks,
-            kept: r.kept,
-            seconds: started.elapsed().as_secs_f64(),
-        }),
-        _ => Err(CommandError::new("engine", "unexpected engine reply")),
-    }
+    let r = run_task(&state, task, &on_event).await?;
+    Ok(RewriteReply {
+        text: r.text,
+        blocks: r.blocks,
+        kept: r.kept,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 #[tauri::command]

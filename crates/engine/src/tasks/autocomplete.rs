@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::generate::{common_prefix, prefill};
+use crate::generate::{decode_step, prefill};
 use crate::model::{KvCache, LanguageModel};
 use crate::sampler::argmax;
 use crate::tokenizer::Tokenizer;
@@ -432,8 +432,7 @@ impl AutocompleteSession {
             }
             None => ids,
         };
-        let reused = common_prefix(self.cache.tokens(), &prompt).min(prompt.len() - 1);
-        let (mut logits, _) = prefill(model, &mut self.cache, &prompt, cancel)?;
+        let (mut logits, reused) = prefill(model, &mut self.cache, &prompt, cancel)?;
         let stop_ids = tokenizer.stop_ids();
         let pieces = self.pieces(tokenizer)?;
         let mut text = String::new();
@@ -466,8 +465,7 @@ impl AutocompleteSession {
             if stopped || step == settings.max_tokens || self.cache.len() >= self.cache.capacity() {
                 break;
             }
-            let out = model.forward_cached(&[next], &mut self.cache, false)?;
-            logits = LanguageModel::to_rows(out)?.pop().expect("one row");
+            logits = decode_step(model, &mut self.cache, next)?;
         }
         let visible = if text.starts_with(&healed_text) {
             text[healed_text.len()..].to_string()
