@@ -29,6 +29,7 @@ const COMMANDS: &[&str] = &[
     "rewrite",
     "cancel_task",
     "dataset_report",
+    "finetune_presets",
     "finetune_start",
     "finetune_resume",
     "finetune_stop",

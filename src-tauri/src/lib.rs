@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod error;
 pub mod paths;
+pub mod recovery;
 pub mod state;
 
 use state::AppState;
@@ -40,6 +41,7 @@ macro_rules! app_commands {
             commands::tasks::rewrite,
             commands::tasks::cancel_task,
             commands::finetune::dataset_report,
+            commands::finetune::finetune_presets,
             commands::finetune::finetune_start,
             commands::finetune::finetune_resume,
             commands::finetune::finetune_stop,

@@ -164,9 +164,8 @@ export interface DatasetReport {
 
 export type Preset = "quick" | "thorough";
 
-export interface FinetuneConfig {
-  paths: string[];
-  preset: Preset;
+/** The settings a preset fills in and the advanced fields change. */
+export interface PresetSettings {
   rank: number;
   alpha: number;
   steps: number;
@@ -176,6 +175,12 @@ export interface FinetuneConfig {
   evalEvery: number;
   /** Dropout on the LoRA branches' input while training. */
   dropout: number;
+}
+
+/** A run to start: the preset, and whichever of its settings the writer changed. */
+export interface FinetuneConfig extends Partial<PresetSettings> {
+  paths: string[];
+  preset: Preset;
   /** Train where the models run (the Models pane's choice). */
   device?: DeviceChoice;
   /** Recompute activations in the backward pass: less memory, slower. */
@@ -423,6 +428,8 @@ export const cancelTask = () => call<void>("cancel_task");
 // Fine-tuning
 
 export const datasetReport = (paths: string[]) => call<DatasetReport>("dataset_report", { paths });
+/** The settings of each preset: the engine owns them. */
+export const finetunePresets = () => call<Record<Preset, PresetSettings>>("finetune_presets");
 export const finetuneStart = (config: FinetuneConfig) => call<{ jobId: string }>("finetune_start", { config });
 
 /** Re-attaches to the running (or last) job: the job outlives the window. */

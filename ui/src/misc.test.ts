@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 
 import { withDocumentExtension } from "./documents";
 import { isEnglishOnlyDefault, type ModelSnapshot } from "./model";
-import { PRESETS, deviceLabel, readSettings } from "./panes/finetune";
+import { deviceLabel, readSettings } from "./panes/finetune";
 import { languagesLabel } from "./panes/models";
 import { summaryProgressLabel } from "./panes/summarize";
 import { joinBlocks } from "./panes/translate";
@@ -89,15 +89,17 @@ describe("panes", () => {
   });
 
   it("fine-tune settings read from the inputs with preset fallbacks", () => {
-    expect(readSettings({}, "quick")).toEqual(PRESETS.quick);
-    const s = readSettings({ rank: "32", steps: "abc", learningRate: "0.0003", batch: "0" }, "thorough");
+    const quick = { rank: 8, alpha: 16, steps: 200, learningRate: 2e-4, seqLen: 256, batch: 4, evalEvery: 25, dropout: 0.05 };
+    const thorough = { ...quick, rank: 16, steps: 800, batch: 8 };
+    expect(readSettings({}, quick)).toEqual(quick);
+    const s = readSettings({ rank: "32", steps: "abc", learningRate: "0.0003", batch: "0" }, thorough);
     expect(s.rank).toBe(32);
-    expect(s.steps).toBe(PRESETS.thorough.steps);
+    expect(s.steps).toBe(thorough.steps);
     expect(s.learningRate).toBe(0.0003);
-    expect(s.batch).toBe(PRESETS.thorough.batch);
+    expect(s.batch).toBe(thorough.batch);
     // a fraction stays a fraction; out of range falls back to the preset
-    expect(readSettings({ dropout: "0.15" }, "quick").dropout).toBe(0.15);
-    expect(readSettings({ dropout: "1.5" }, "quick").dropout).toBe(PRESETS.quick.dropout);
+    expect(readSettings({ dropout: "0.15" }, quick).dropout).toBe(0.15);
+    expect(readSettings({ dropout: "1.5" }, quick).dropout).toBe(quick.dropout);
     expect(deviceLabel("CPU (flex)", "f32")).toBe("CPU (flex)");
     expect(deviceLabel("CPU (flex)", "f16")).toBe("CPU (flex) · base model in f16");
   });

@@ -21,7 +21,7 @@ use penwright_engine::sampler::SamplerConfig;
 use penwright_engine::tasks::autocomplete::{Alternatives, AutocompleteSettings, SuggestionLength};
 use penwright_engine::tasks::rewrite::{Instruction, Preset};
 use penwright_engine::tasks::summarize::SummaryLength;
-use penwright_engine::worker::{DeviceReport, EngineHandle, Event, Outcome, Prompt, Request};
+use penwright_engine::worker::{DeviceReport, EngineHandle, Event, Loaded, Prompt, request};
 use penwright_kernels::GgmlType;
 use serde_json::json;
 
@@ -296,6 +296,10 @@ enum Command {
         /// Where the adapter (and its checkpoint) go
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Runs the job the app prepared in this folder (its job.json), printing its log
+        /// lines as JSON
+        #[arg(long, conflicts_with_all = ["model", "data", "out", "resume"])]
+        job: Option<PathBuf>,
         #[arg(long, default_value_t = 8)]
         rank: usize,
         #[arg(long, default_value_t = 16.0)]
@@ -529,14 +533,12 @@ fn main() -> Result<()> {
                 (None, None, None) => bail!("give --prefix, --prefix-file or --replay"),
             };
             for prefix in prefixes {
-                let job = engine.submit(Request::Complete {
+                let job = engine.submit(request::Complete {
                     prefix: prefix.clone(),
                     suffix: suffix.clone(),
                     settings: settings.clone(),
                 });
-                let Outcome::Completed(c) = job.finish_blocking(|_| {})? else {
-                    unreachable!("a complete job ends with Completed")
-                };
+                let c = job.finish_blocking(|_| {})?;
                 let mut out = json!({
                     "completion": c.completion,
                     "ttft_ms": c.ttft_ms,
@@ -547,7 +549,7 @@ fn main() -> Result<()> {
                 let mut all = vec![c.completion.clone()];
                 if alternatives > 1 {
                     let started = std::time::Instant::now();
-                    let job = engine.submit(Request::Alternatives {
+                    let job = engine.submit(request::CompleteAlternatives {
                         prefix,
                         suffix: suffix.clone(),
                         settings: settings.clone(),
@@ -557,9 +559,7 @@ fn main() -> Result<()> {
                         },
                         exclude: vec![c.completion.clone()],
                     });
-                    let Outcome::Alternatives(found) = job.finish_blocking(|_| {})? else {
-                        unreachable!("an alternatives job ends with Alternatives")
-                    };
+                    let found = job.finish_blocking(|_| {})?;
                     all.retain(|t| !t.trim().is_empty());
                     all.extend(found);
                     out["alternatives"] = json!(all);
@@ -584,15 +584,12 @@ fn main() -> Result<()> {
             let text = read_document_as(&file, encoding)?;
             let (engine, ..) = start_engine(&model)?;
             let started = std::time::Instant::now();
-            let job = engine.submit(Request::Summarize {
+            let job = engine.submit(request::Summarize {
                 text,
                 length,
                 bullets,
             });
-            let outcome = job.finish_blocking(|e| stream_event(e, json))?;
-            let Outcome::Summarized(s) = outcome else {
-                unreachable!("a summarize job ends with Summarized")
-            };
+            let s = job.finish_blocking(|e| stream_event(e, json))?;
             if json {
                 print_json(&json!({
                     "summary": s.summary,
@@ -616,11 +613,8 @@ fn main() -> Result<()> {
             let text = read_document_as(&file, encoding)?;
             let (engine, ..) = start_engine(&model)?;
             let started = std::time::Instant::now();
-            let job = engine.submit(Request::Translate { text, to, from });
-            let outcome = job.finish_blocking(|e| stream_event(e, json))?;
-            let Outcome::Translated(t) = outcome else {
-                unreachable!("a translate job ends with Translated")
-            };
+            let job = engine.submit(request::Translate { text, to, from });
+            let t = job.finish_blocking(|e| stream_event(e, json))?;
             if json {
                 print_json(&json!({
                     "text": t.text,
@@ -649,20 +643,17 @@ fn main() -> Result<()> {
             };
             let (engine, ..) = start_engine(&model)?;
             let started = std::time::Instant::now();
-            let job = engine.submit(Request::Rewrite {
+            let job = engine.submit(request::Rewrite {
                 text,
                 instruction,
                 attempt,
             });
             // the rewritten document is printed whole at the end, not streamed
-            let outcome = job.finish_blocking(|e| {
+            let r = job.finish_blocking(|e| {
                 if !matches!(e, Event::Token(_)) {
                     stream_event(e, json)
                 }
             })?;
-            let Outcome::Rewritten(r) = outcome else {
-                unreachable!("a rewrite job ends with Rewritten")
-            };
             if r.kept > 0 {
                 eprintln!(
                     "penwright: {} of {} blocks kept as they were (the model's answer was no usable rewrite: it changed the structure, ran far longer, or was chatter)",
@@ -724,6 +715,7 @@ fn main() -> Result<()> {
             model,
             data,
             out,
+            job,
             rank,
             alpha,
             dropout,
@@ -741,40 +733,24 @@ fn main() -> Result<()> {
             precision,
             json,
         } => {
+            let stop = stop_on_ctrl_c()?;
+            if let Some(dir) = job {
+                let summary = penwright_engine::finetune::job::run(&dir, &stop, &mut |line| {
+                    println!("{}", serde_json::to_string(line).expect("json"));
+                });
+                return finetune_ended(summary.map(|_| ()), &dir);
+            }
             let out = out.context("--out is required: the folder the adapter goes to")?;
             if data.is_empty() {
                 bail!("--data is required: the documents to train on");
             }
             let path = resolve_model(model.as_deref())?;
-            // Ctrl-C stops after the current step with a final checkpoint; a second one quits
-            let stop = std::sync::Arc::new(AtomicBool::new(false));
-            let flag = std::sync::Arc::clone(&stop);
-            ctrlc::set_handler(move || {
-                if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                    std::process::exit(130);
-                }
-                eprintln!("penwright: stopping after this step (Ctrl-C again to quit now)");
-            })
-            .context("installing the Ctrl-C handler")?;
             // the app's Stop button asks a background job through a file in --out
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
-            {
-                let (flag, stop_file) = (
-                    std::sync::Arc::clone(&stop),
-                    out.join(penwright_engine::finetune::job::STOP_FILE),
-                );
-                let _ = std::fs::remove_file(&stop_file); // a stale request of an earlier run
-                std::thread::spawn(move || {
-                    loop {
-                        if stop_file.exists() {
-                            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                            return;
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(300));
-                    }
-                });
-            }
+            // a stale request of an earlier run
+            let _ = std::fs::remove_file(out.join(penwright_engine::finetune::job::STOP_FILE));
+            penwright_engine::finetune::job::watch_stop_file(&out, &stop);
             let config = FinetuneConfig {
                 rank,
                 alpha,
@@ -799,19 +775,11 @@ fn main() -> Result<()> {
                     eprintln!("penwright: {event:?}");
                 }
             });
-            let summary = match summary {
-                Err(penwright_engine::EngineError::Cancelled) => {
-                    eprintln!(
-                        "penwright: stopped; the checkpoint in {} continues with --resume",
-                        out.display()
-                    );
-                    std::process::exit(130);
-                }
-                other => other?,
-            };
-            // the last line of a job's log (finetune::job::JobLine::Summary)
-            print_json(&serde_json::to_value(&summary)?);
-            Ok(())
+            let summary = summary.inspect(|summary| {
+                // the last line of a job's log (finetune::job::JobLine::Summary)
+                print_json(&serde_json::to_value(summary).expect("json"));
+            });
+            finetune_ended(summary.map(|_| ()), &out)
         }
         Command::Serve {
             model,
@@ -932,6 +900,35 @@ fn serve(
     })
 }
 
+/// A stop switch for training: Ctrl-C stops after the current step with a final
+/// checkpoint; a second one quits.
+fn stop_on_ctrl_c() -> Result<std::sync::Arc<AtomicBool>> {
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    ctrlc::set_handler(move || {
+        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("penwright: stopping after this step (Ctrl-C again to quit now)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+/// How a training run ended: stopped (exit 130, the checkpoint in `out` resumes) or done.
+fn finetune_ended(result: penwright_engine::Result<()>, out: &std::path::Path) -> Result<()> {
+    match result {
+        Err(penwright_engine::EngineError::Cancelled) => {
+            eprintln!(
+                "penwright: stopped; the checkpoint in {} continues with --resume",
+                out.display()
+            );
+            std::process::exit(130);
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Starts the engine worker and loads the model on it; with --endpoint, connects it to the
 /// remote engine instead (no device, no local model).
 fn start_engine(
@@ -939,38 +936,34 @@ fn start_engine(
 ) -> Result<(EngineHandle, Option<DeviceReport>, Option<ModelInfo>)> {
     let engine = EngineHandle::spawn();
     if let Some(endpoint) = model.remote() {
-        let job = engine.submit(Request::UseRemote {
-            endpoint: Some(endpoint),
-        });
-        if let Outcome::RemoteSet { model: Some(m) } = job.finish_blocking(|_| {})? {
-            eprintln!(
-                "penwright: remote model {} at {} (context {})",
-                m.id,
-                model.endpoint.as_deref().unwrap_or_default(),
-                m.context.unwrap_or_default()
-            );
-        }
+        let m = engine
+            .submit(request::UseRemote { endpoint })
+            .finish_blocking(|_| {})?;
+        eprintln!(
+            "penwright: remote model {} at {} (context {})",
+            m.id,
+            model.endpoint.as_deref().unwrap_or_default(),
+            m.context.unwrap_or_default()
+        );
         return Ok((engine, None, None));
     }
-    let load = engine.submit(Request::Load {
+    let load = engine.submit(request::Load {
         model: model.model.clone(),
         device: model.device,
         options: model.options(),
     });
-    let Outcome::Loaded { device, info, .. } = load.finish_blocking(|_| {})? else {
-        unreachable!("a load job ends with Loaded")
-    };
+    let Loaded { device, info, .. } = load.finish_blocking(|_| {})?;
     eprintln!("penwright: device {} ({})", device.name, device.reason);
     if let Some(dir) = &model.adapter {
-        let job = engine.submit(Request::SetAdapter {
+        let job = engine.submit(request::SetAdapter {
             adapter: Some(dir.clone()),
         });
-        if let Outcome::AdapterSet { merged_projections } = job.finish_blocking(|_| {})? {
-            eprintln!(
-                "penwright: adapter {} applied to {merged_projections} projections",
-                dir.display()
-            );
-        }
+        let merged = job.finish_blocking(|_| {})?;
+        eprintln!(
+            "penwright: adapter {} applied to {} projections",
+            dir.display(),
+            merged.merged_projections
+        );
     }
     Ok((engine, Some(device), Some(info)))
 }
@@ -996,7 +989,7 @@ fn generate(
     json: bool,
 ) -> Result<()> {
     let (engine, device, _) = start_engine(&model)?;
-    let job = engine.submit(Request::Generate {
+    let job = engine.submit(request::Generate {
         prompt: if chat {
             Prompt::Chat(prompt)
         } else {
@@ -1007,15 +1000,12 @@ fn generate(
         stop_strings: Vec::new(),
     });
     let mut stdout = std::io::stdout();
-    let outcome = job.finish_blocking(|event| {
+    let g = job.finish_blocking(|event| {
         if let (Event::Token(t), false) = (event, json) {
             let _ = write!(stdout, "{t}");
             let _ = stdout.flush();
         }
     })?;
-    let Outcome::Generated(g) = outcome else {
-        unreachable!("a generate job ends with Generated")
-    };
     if json {
         print_json(&json!({
             "text": g.text,

@@ -35,6 +35,14 @@ impl Architecture {
         }
     }
 
+    /// Positions are rotary (RoPE) rather than learned embeddings.
+    pub fn uses_rope(self) -> bool {
+        match self {
+            Architecture::Llama | Architecture::Qwen2 => true,
+            Architecture::Gpt2 => false,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Architecture::Llama => "llama",

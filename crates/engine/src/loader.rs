@@ -270,10 +270,7 @@ fn load_gguf(
     let config = ModelConfig::from_gguf(&file)?;
     let spec = GgufTokenizerSpec::from_gguf(&file)?;
     let tokenizer = Tokenizer::from_gguf_spec(&spec)?;
-    let chat_template = match &spec.chat_template {
-        Some(source) => template_for(&tokenizer, source),
-        None => (None, None),
-    };
+    let chat_template = read_chat_template(&tokenizer);
     let info = gguf_info(path, &file, &config);
     let weights = with_options(
         WeightSource::Gguf(GgufWeights::new(
@@ -308,10 +305,13 @@ fn gguf_info(path: &Path, file: &GgufFile, config: &ModelConfig) -> ModelInfo {
     }
 }
 
-/// The model's chat template, compiled and tried on a small conversation; a template that
-/// fails either (or runs past its step or output limits) is not used, and the note says
-/// why (the tasks then use ChatML).
-fn template_for(tokenizer: &Tokenizer, source: &str) -> (Option<ChatTemplate>, Option<String>) {
+/// The chat template the tokenizer ships (read once, with the tokenizer), compiled and
+/// tried on a small conversation; a template that fails either (or runs past its step or
+/// output limits) is not used, and the note says why (the tasks then use ChatML).
+fn read_chat_template(tokenizer: &Tokenizer) -> (Option<ChatTemplate>, Option<String>) {
+    let Some(source) = tokenizer.chat_template() else {
+        return (None, None);
+    };
     let piece = |id: Option<u32>| {
         id.and_then(|i| tokenizer.id_to_piece(i))
             .unwrap_or_default()
@@ -376,10 +376,7 @@ fn load_hf_dir(
     } else {
         None
     };
-    let chat_template = match (&tokenizer, hf_chat_template(dir)?) {
-        (Some(t), Some(source)) => template_for(t, &source),
-        _ => (None, None),
-    };
+    let chat_template = tokenizer.as_ref().map_or((None, None), read_chat_template);
     let info = hf_info(dir, &config);
     let model = LanguageModel::load(config, &weights, &device.device, progress)?;
     Ok((model, tokenizer, chat_template, info))
@@ -413,30 +410,4 @@ fn hf_info(dir: &Path, config: &ModelConfig) -> ModelInfo {
         template_note: None,
         fill_in_the_middle: false,
     }
-}
-
-/// `chat_template` of `tokenizer_config.json` (a string, or a list of named templates).
-fn hf_chat_template(dir: &Path) -> Result<Option<String>> {
-    let path = dir.join("tokenizer_config.json");
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| EngineError::Malformed {
-        path: path.clone(),
-        what: e.to_string(),
-    })?;
-    Ok(match v.get("chat_template") {
-        Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(serde_json::Value::Array(list)) => list
-            .iter()
-            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
-            .or_else(|| list.first())
-            .and_then(|t| {
-                t.get("template")
-                    .and_then(|s| s.as_str())
-                    .map(str::to_string)
-            }),
-        _ => None,
-    })
 }

@@ -1,12 +1,13 @@
 //! The fine-tune pane: dataset report, a training job that runs as its own process (closing
 //! the window does not stop it), re-attaching to its progress, and the adapters.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use penwright_engine::finetune::dataset::{self, DatasetReport};
+use penwright_engine::finetune::dataset::DatasetReport;
 use penwright_engine::finetune::job::{self, AdapterEntry, JobEnd, JobEvent, JobLine, JobStatus};
-use penwright_engine::finetune::train::FinetuneConfig;
+use penwright_engine::finetune::train::{FinetuneConfig, TrainingChoices, TrainingPreset};
 use serde::{Deserialize, Serialize};
 use tauri::State;
 use tauri::ipc::Channel;
@@ -73,7 +74,10 @@ pub async fn dataset_report(
     tauri::async_runtime::spawn_blocking(move || {
         let tokenizer = penwright_engine::loader::load_tokenizer(&model)?;
         Ok::<_, penwright_engine::EngineError>(
-            dataset::build(&paths, &tokenizer, 257, 10, 42)?.report,
+            TrainingChoices::default()
+                .config()?
+                .dataset(&paths, &tokenizer)?
+                .report,
         )
     })
     .await
@@ -81,24 +85,21 @@ pub async fn dataset_report(
     .map_err(Into::into)
 }
 
+/// A run the Fine-tune pane starts: its documents and the writer's choices.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct StartConfig {
     pub paths: Vec<String>,
-    pub preset: Option<String>,
-    pub rank: Option<usize>,
-    pub alpha: Option<f64>,
-    pub steps: Option<usize>,
-    pub learning_rate: Option<f64>,
-    pub seq_len: Option<usize>,
-    pub batch: Option<usize>,
-    pub eval_every: Option<usize>,
-    /// auto / gpu / cpu: the device the models pane chose
-    pub device: Option<String>,
-    pub gradient_checkpointing: Option<bool>,
-    pub dropout: Option<f64>,
-    /// f32 / f16 / bf16 for the frozen base model
-    pub precision: Option<String>,
+    #[serde(flatten)]
+    pub choices: TrainingChoices,
+}
+
+/// The presets' settings, for the pane's advanced fields.
+#[tauri::command]
+pub fn finetune_presets() -> BTreeMap<TrainingPreset, FinetuneConfig> {
+    TrainingPreset::ALL
+        .into_iter()
+        .map(|p| (p, FinetuneConfig::preset(p)))
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -117,41 +118,7 @@ fn spawn_reaper(mut child: std::process::Child) {
 pub fn finetune_start(state: State<'_, AppState>, config: StartConfig) -> CommandResult<Started> {
     let paths = checked_paths(&state, &config.paths)?;
     let model = active_model(&state)?;
-    let thorough = config.preset.as_deref() == Some("thorough");
-    let defaults = FinetuneConfig::default();
-    let cfg = FinetuneConfig {
-        rank: config
-            .rank
-            .unwrap_or(if thorough { 16 } else { 8 })
-            .clamp(1, 256),
-        alpha: config.alpha.unwrap_or(if thorough { 32.0 } else { 16.0 }),
-        steps: Some(
-            config
-                .steps
-                .unwrap_or(if thorough { 600 } else { 150 })
-                .clamp(1, 100_000),
-        ),
-        learning_rate: config.learning_rate.unwrap_or(defaults.learning_rate),
-        seq_len: config.seq_len.unwrap_or(defaults.seq_len).clamp(8, 4096),
-        batch: config.batch.unwrap_or(defaults.batch).clamp(1, 64),
-        eval_every: config.eval_every.unwrap_or(0),
-        checkpoint_every: 25,
-        device: config
-            .device
-            .as_deref()
-            .unwrap_or("auto")
-            .parse()
-            .map_err(|e: String| CommandError::new("invalid_argument", e))?,
-        gradient_checkpointing: config.gradient_checkpointing.unwrap_or(false),
-        dropout: config.dropout.unwrap_or(defaults.dropout).clamp(0.0, 0.9),
-        precision: config
-            .precision
-            .as_deref()
-            .unwrap_or("f32")
-            .parse()
-            .map_err(|e: String| CommandError::new("invalid_argument", e))?,
-        ..defaults
-    };
+    let cfg = config.choices.config()?;
     let name = format!(
         "adapter-{}",
         std::time::SystemTime::now()
@@ -293,7 +260,7 @@ pub async fn set_adapter(state: State<'_, AppState>, path: Option<String>) -> Co
     }
     let job = state
         .engine
-        .submit(penwright_engine::worker::Request::SetAdapter {
+        .submit(penwright_engine::worker::request::SetAdapter {
             adapter: path.clone().map(PathBuf::from),
         });
     job.finish(|_| {}).await?;

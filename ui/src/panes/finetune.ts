@@ -18,12 +18,7 @@ import type { TrainingChart } from "./chart";
 import type { Pane } from "./host";
 import { button, inlineError, progressBar, section, segmented, toggleSwitch } from "./ui";
 
-type Settings = Omit<api.FinetuneConfig, "paths" | "preset" | "device" | "gradientCheckpointing" | "precision">;
-
-export const PRESETS: Record<api.Preset, Settings> = {
-  quick: { rank: 8, alpha: 16, steps: 200, learningRate: 2e-4, seqLen: 256, batch: 4, evalEvery: 25, dropout: 0.05 },
-  thorough: { rank: 16, alpha: 32, steps: 800, learningRate: 1e-4, seqLen: 512, batch: 8, evalEvery: 50, dropout: 0.05 },
-};
+type Settings = api.PresetSettings;
 
 const FIELDS: { key: keyof Settings; label: string; min: number; max: number; step: number; hint: string }[] = [
   { key: "rank", label: "LoRA rank", min: 1, max: 256, step: 1, hint: "Adapter size; higher learns more, risks overfitting" },
@@ -44,9 +39,8 @@ export function deviceLabel(name: string, precision: string): string {
   return precision && precision !== "f32" ? `${name} · base model in ${precision}` : name;
 }
 
-/** Reads the advanced inputs, falling back to the preset for anything invalid. */
-export function readSettings(values: Partial<Record<keyof Settings, string>>, preset: api.Preset): Settings {
-  const base = PRESETS[preset];
+/** Reads the advanced inputs, falling back to the preset's value for anything invalid. */
+export function readSettings(values: Partial<Record<keyof Settings, string>>, base: Settings): Settings {
   const out = { ...base };
   for (const f of FIELDS) {
     const raw = values[f.key];
@@ -220,8 +214,11 @@ export function finetunePane(ctx: AppContext): Pane {
   );
   const advanced = h("details", { class: "advanced", "data-testid": "finetune-advanced" }, h("summary", {}, "Advanced settings"), advancedGrid, saveMemory.element, precisionField);
 
+  // the presets' settings come from the engine; the fields stay empty until they do
+  let presets: Record<api.Preset, Settings> | null = null;
   function applyPreset(p: api.Preset) {
-    const s = PRESETS[p];
+    if (!presets) return;
+    const s = presets[p];
     for (const f of FIELDS) inputs[f.key].value = String(s[f.key]);
     presetHint.textContent =
       p === "quick"
@@ -229,12 +226,20 @@ export function finetunePane(ctx: AppContext): Pane {
         : `About ${s.steps} steps with a larger adapter: closer to your style, takes much longer.`;
   }
   preset.onChange(applyPreset);
-  applyPreset("quick");
+  void api
+    .finetunePresets()
+    .then((p) => {
+      presets = p;
+      applyPreset(preset.value());
+    })
+    .catch((e) => toastError(e));
 
   function config(): api.FinetuneConfig {
     const values: Partial<Record<keyof Settings, string>> = {};
     for (const f of FIELDS) values[f.key] = inputs[f.key].value;
-    return { paths, preset: preset.value(), device: settings().device, gradientCheckpointing: saveMemory.input.checked, precision: precision.value(), ...readSettings(values, preset.value()) };
+    // before the presets arrive, only the preset's name goes: the engine fills in the rest
+    const chosen = presets ? readSettings(values, presets[preset.value()]) : {};
+    return { paths, preset: preset.value(), device: settings().device, gradientCheckpointing: saveMemory.input.checked, precision: precision.value(), ...chosen };
   }
 
   // -- run -----------------------------------------------------------------------------------

@@ -95,6 +95,64 @@ pub struct JobStatus {
 
 pub const STOP_FILE: &str = "stop-requested";
 
+/// What a job process runs (`<out>/job.json`, read by `penwright finetune --job <out>`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSpec {
+    pub model: PathBuf,
+    pub data: Vec<PathBuf>,
+    pub config: FinetuneConfig,
+    /// Continue from the checkpoint in the job's folder.
+    pub resume: bool,
+}
+
+fn spec_path(out: &Path) -> PathBuf {
+    out.join("job.json")
+}
+
+/// Runs the job in `out` (the job process's side of [`start`]): its spec, a stop request
+/// (the file [`request_stop`] writes, or `stop` set by the caller) answered with a final
+/// checkpoint, and each line of its log handed to `on_line`, the summary last.
+pub fn run(
+    out: &Path,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    on_line: &mut dyn FnMut(&JobLine),
+) -> Result<FinetuneSummary> {
+    let path = spec_path(out);
+    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
+    let spec: JobSpec = serde_json::from_str(&text).map_err(|e| EngineError::Malformed {
+        path: path.clone(),
+        what: e.to_string(),
+    })?;
+    watch_stop_file(out, stop);
+    let summary = super::train::finetune(
+        &spec.model,
+        &spec.data,
+        out,
+        &spec.config,
+        spec.resume,
+        stop,
+        &mut |event| on_line(&JobLine::Event(event)),
+    )?;
+    on_line(&JobLine::Summary(summary.clone()));
+    Ok(summary)
+}
+
+/// Sets `stop` once a stop request appears in `out` ([`start`] removes a stale one).
+pub fn watch_stop_file(out: &Path, stop: &std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    let (flag, stop_file) = (std::sync::Arc::clone(stop), out.join(STOP_FILE));
+    std::thread::spawn(move || {
+        while !flag.load(Ordering::SeqCst) {
+            if stop_file.exists() {
+                flag.store(true, Ordering::SeqCst);
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    });
+}
+
 fn record_path(adapters: &Path) -> PathBuf {
     adapters.join("current-job.json")
 }
@@ -153,48 +211,21 @@ pub fn start(
         .open(log_path(&out))
         .map_err(|e| EngineError::io(log_path(&out), e))?;
     let err = std::fs::File::create(out.join("job.log")).map_err(|e| EngineError::io(&out, e))?;
+    // the whole run, as one typed file the job process reads back (no mirrored arguments)
+    let spec = JobSpec {
+        model: model.to_path_buf(),
+        data: data.to_vec(),
+        config: config.clone(),
+        resume: resume_out.is_some(),
+    };
+    crate::fs::atomic_write(
+        &spec_path(&out),
+        serde_json::to_string_pretty(&spec)
+            .expect("json")
+            .as_bytes(),
+    )?;
     let mut cmd = Command::new(penwright);
-    cmd.arg("finetune")
-        .arg("--json")
-        .arg("--model")
-        .arg(model)
-        .arg("--out")
-        .arg(&out);
-    cmd.arg("--data").args(data);
-    cmd.args([
-        "--rank",
-        &config.rank.to_string(),
-        "--alpha",
-        &config.alpha.to_string(),
-    ]);
-    cmd.args([
-        "--seq-len",
-        &config.seq_len.to_string(),
-        "--batch",
-        &config.batch.to_string(),
-    ]);
-    cmd.args([
-        "--lr",
-        &config.learning_rate.to_string(),
-        "--eval-every",
-        &config.eval_every.to_string(),
-    ]);
-    cmd.args(["--checkpoint-every", &config.checkpoint_every.to_string()]);
-    cmd.args(["--device", config.device.as_str()]);
-    cmd.args(["--dropout", &config.dropout.to_string()]);
-    cmd.args(["--precision", config.precision.as_str()]);
-    if config.gradient_checkpointing {
-        cmd.arg("--gradient-checkpointing");
-    }
-    if !config.targets.is_empty() {
-        cmd.arg("--targets").arg(config.targets.join(","));
-    }
-    if let Some(steps) = config.steps {
-        cmd.args(["--steps", &steps.to_string()]);
-    }
-    if resume_out.is_some() {
-        cmd.arg("--resume");
-    }
+    cmd.arg("finetune").arg("--job").arg(&out);
     {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
@@ -214,7 +245,7 @@ pub fn start(
         config: config.clone(),
     };
     std::fs::create_dir_all(adapters).map_err(|e| EngineError::io(adapters, e))?;
-    crate::documents::atomic_write(
+    crate::fs::atomic_write(
         &record_path(adapters),
         serde_json::to_string(&record).expect("json").as_bytes(),
     )?;
@@ -494,5 +525,66 @@ mod failure_tests {
         let done = serde_json::to_value(JobEvent::from(JobLine::Summary(summary))).unwrap();
         assert_eq!(done["event"], "done");
         assert_eq!(done["data"]["base_ppl"], 30.0);
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::*;
+
+    #[test]
+    fn a_job_runs_from_its_spec_and_its_log_reads_back_typed() {
+        let out = tempfile::tempdir().unwrap();
+        let data = out.path().join("docs");
+        std::fs::create_dir(&data).unwrap();
+        let words = [
+            "harbour", "lantern", "gull", "tide", "rope", "storm", "keeper", "ledger", "sail",
+            "fog", "anchor", "bell",
+        ];
+        for i in 0..10 {
+            // distinct documents (near-copies would be dropped as duplicates)
+            let text: Vec<&str> = (0..150)
+                .map(|j| words[(i * 7 + j * (i + 3)) % words.len()])
+                .collect();
+            std::fs::write(data.join(format!("{i}.txt")), text.join(" ")).unwrap();
+        }
+        let spec = JobSpec {
+            model: crate::loader::resolve_model(None).unwrap(),
+            data: vec![data],
+            config: FinetuneConfig {
+                steps: Some(1),
+                seq_len: 16,
+                batch: 1,
+                device: crate::device::DeviceChoice::Cpu,
+                ..FinetuneConfig::default()
+            },
+            resume: false,
+        };
+        std::fs::write(spec_path(out.path()), serde_json::to_string(&spec).unwrap()).unwrap();
+        let mut log = String::new();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let summary = run(out.path(), &stop, &mut |line| {
+            log.push_str(&serde_json::to_string(line).unwrap());
+            log.push('\n');
+        })
+        .unwrap();
+        // each line the job writes parses back as the value it was
+        let lines: Vec<JobLine> = log.lines().map(|l| JobLine::parse(l).unwrap()).collect();
+        assert!(matches!(
+            lines.first(),
+            Some(
+                JobLine::Event(FinetuneEvent::Device(_))
+                    | JobLine::Event(FinetuneEvent::Dataset(_))
+            )
+        ));
+        let Some(JobLine::Summary(last)) = lines.last() else {
+            panic!("the log does not end with the summary: {log}")
+        };
+        assert_eq!(last.tuned_ppl, summary.tuned_ppl);
+        assert!(out.path().join("adapter_config.json").exists());
+        // a folder without a spec is a clear error
+        let empty = tempfile::tempdir().unwrap();
+        let err = run(empty.path(), &stop, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("job.json"), "{err}");
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::module::{Module, ParamId};
+use burn::module::ParamId;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
@@ -25,10 +25,8 @@ use crate::config::{Architecture, ModelConfig};
 use crate::device::SelectedDevice;
 use crate::loader::load_model;
 use crate::lora::AdapterConfig;
-use crate::model::gpt2::Gpt2;
-use crate::model::layers::{Linear, LoraBranch, Rope};
-use crate::model::llama::Llama;
-use crate::model::{Network, Projection};
+use crate::model::layers::{LoraBranch, Rope};
+use crate::model::{Decoder, rope_for, with_network};
 use crate::weights::HostTensor;
 use crate::{EngineError, Result};
 
@@ -68,6 +66,22 @@ pub struct FinetuneConfig {
 }
 
 impl FinetuneConfig {
+    /// The training and held-out rows a run with these settings trains and measures on
+    /// (the app's preview shows the same split).
+    pub fn dataset(
+        &self,
+        paths: &[PathBuf],
+        tokenizer: &crate::tokenizer::Tokenizer,
+    ) -> Result<dataset::Dataset> {
+        dataset::build(
+            paths,
+            tokenizer,
+            self.seq_len + 1,
+            self.heldout_percent,
+            self.seed,
+        )
+    }
+
     /// Checks every value a writer (or a script) can set, in one place for the CLI and the
     /// app: each refusal names the setting, its value and what is allowed.
     pub fn validate(&self) -> Result<()> {
@@ -248,6 +262,101 @@ impl Default for FinetuneConfig {
     }
 }
 
+/// The Fine-tune pane's presets; each is a whole [`FinetuneConfig`].
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainingPreset {
+    /// A first taste of the writer's style in minutes.
+    #[default]
+    Quick,
+    /// A larger adapter, longer sequences, more steps: closer to the style, much longer.
+    Thorough,
+}
+
+impl TrainingPreset {
+    pub const ALL: [TrainingPreset; 2] = [TrainingPreset::Quick, TrainingPreset::Thorough];
+}
+
+impl FinetuneConfig {
+    /// The settings of a preset.
+    pub fn preset(preset: TrainingPreset) -> Self {
+        let base = FinetuneConfig {
+            steps: Some(200),
+            eval_every: 25,
+            checkpoint_every: 25,
+            ..FinetuneConfig::default()
+        };
+        match preset {
+            TrainingPreset::Quick => base,
+            TrainingPreset::Thorough => FinetuneConfig {
+                rank: 16,
+                alpha: 32.0,
+                steps: Some(800),
+                learning_rate: 1e-4,
+                seq_len: 512,
+                batch: 8,
+                eval_every: 50,
+                ..base
+            },
+        }
+    }
+}
+
+/// What a writer sets for a run (the app's Fine-tune pane): a preset, and any of its
+/// settings changed. What is left out comes from the preset.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TrainingChoices {
+    pub preset: TrainingPreset,
+    pub rank: Option<usize>,
+    pub alpha: Option<f64>,
+    pub steps: Option<usize>,
+    pub learning_rate: Option<f64>,
+    pub seq_len: Option<usize>,
+    pub batch: Option<usize>,
+    pub eval_every: Option<usize>,
+    pub dropout: Option<f64>,
+    pub device: Option<crate::device::DeviceChoice>,
+    pub gradient_checkpointing: Option<bool>,
+    pub precision: Option<Precision>,
+}
+
+impl TrainingChoices {
+    /// The run's settings: the preset with the writer's changes, checked.
+    pub fn config(&self) -> Result<FinetuneConfig> {
+        let base = FinetuneConfig::preset(self.preset);
+        let config = FinetuneConfig {
+            rank: self.rank.unwrap_or(base.rank),
+            alpha: self.alpha.unwrap_or(base.alpha),
+            steps: self.steps.or(base.steps),
+            learning_rate: self.learning_rate.unwrap_or(base.learning_rate),
+            seq_len: self.seq_len.unwrap_or(base.seq_len),
+            batch: self.batch.unwrap_or(base.batch),
+            eval_every: self.eval_every.unwrap_or(base.eval_every),
+            dropout: self.dropout.unwrap_or(base.dropout),
+            device: self.device.unwrap_or(base.device),
+            gradient_checkpointing: self
+                .gradient_checkpointing
+                .unwrap_or(base.gradient_checkpointing),
+            precision: self.precision.unwrap_or(base.precision),
+            ..base
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 /// Reported while training: the data for the pane's live chart.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "event", content = "data", rename_all = "camelCase")]
@@ -321,42 +430,6 @@ fn default_targets(arch: Architecture) -> Vec<String> {
     }
 }
 
-/// The networks we train.
-pub trait Trainable: Module + Sized {
-    /// The projections are GPT-2 Conv1D layers (PEFT's `fan_in_fan_out`).
-    const CONV1D: bool;
-    fn logits(&self, ids: Tensor<2, Int>, rope: Option<&Rope>) -> Tensor<3>;
-    fn projections(&mut self) -> Vec<Projection<'_>>;
-    /// The (frozen) output projection.
-    fn output_projection(&mut self) -> &mut Linear;
-}
-
-impl Trainable for Llama {
-    const CONV1D: bool = false;
-    fn logits(&self, ids: Tensor<2, Int>, rope: Option<&Rope>) -> Tensor<3> {
-        self.lm_head(self.forward_hidden(ids, rope.expect("rope"), None))
-    }
-    fn projections(&mut self) -> Vec<Projection<'_>> {
-        Llama::projections(self)
-    }
-    fn output_projection(&mut self) -> &mut Linear {
-        &mut self.lm_head
-    }
-}
-
-impl Trainable for Gpt2 {
-    const CONV1D: bool = true;
-    fn logits(&self, ids: Tensor<2, Int>, _rope: Option<&Rope>) -> Tensor<3> {
-        self.lm_head(self.forward_hidden(ids, None))
-    }
-    fn projections(&mut self) -> Vec<Projection<'_>> {
-        Gpt2::projections(self)
-    }
-    fn output_projection(&mut self) -> &mut Linear {
-        &mut self.lm_head
-    }
-}
-
 /// A stable parameter id per path, so a resumed run's optimizer state finds its parameters.
 fn param_id(path: &str) -> ParamId {
     let mut h = 0xcbf29ce484222325u64;
@@ -370,7 +443,7 @@ fn param_id(path: &str) -> ParamId {
 /// Freezes the network and attaches a LoRA branch to each chosen projection (by module
 /// path): the given factors (resume) or fresh ones (A ~ N(0, 1/r), B = 0, so the model
 /// starts unchanged).
-fn attach_lora<M: Trainable>(
+fn attach_lora<M: Decoder>(
     net: M,
     mut chosen: HashMap<String, Option<(Tensor<2>, Tensor<2>)>>,
     rank: usize,
@@ -403,7 +476,7 @@ fn attach_lora<M: Trainable>(
 }
 
 /// Keeps the frozen projections (and the output projection) in the run's lower precision.
-fn store_base_as<M: Trainable>(net: &mut M, precision: Precision) {
+fn store_base_as<M: Decoder>(net: &mut M, precision: Precision) {
     if let Some(dtype) = precision.half() {
         for p in net.projections() {
             p.linear.store_as(dtype);
@@ -422,7 +495,7 @@ fn to_host(t: Tensor<2>) -> Result<HostTensor> {
 }
 
 /// The trained factors in PEFT's layout (A `[r, in]`, B `[out, r]`).
-fn adapter_tensors<M: Trainable>(net: &mut M) -> Result<Vec<AdapterTensors>> {
+fn adapter_tensors<M: Decoder>(net: &mut M) -> Result<Vec<AdapterTensors>> {
     let mut out = Vec::new();
     for p in net.projections() {
         if let Some(branch) = &p.linear.lora {
@@ -446,7 +519,7 @@ fn ids_tensor(rows: &[&[u32]], device: &Device) -> Tensor<2, Int> {
 }
 
 /// Mean next-token negative log-likelihood of equal-length sequences.
-fn batch_loss<M: Trainable>(
+fn batch_loss<M: Decoder>(
     net: &M,
     rows: &[&[u32]],
     rope: Option<&Rope>,
@@ -463,7 +536,7 @@ fn batch_loss<M: Trainable>(
 }
 
 /// Held-out perplexity (no gradients).
-fn heldout_ppl<M: Trainable>(
+fn heldout_ppl<M: Decoder>(
     net: &M,
     heldout: &[Vec<u32>],
     rope: Option<&Rope>,
@@ -571,13 +644,7 @@ pub fn finetune(
     if cfg.targets.is_empty() {
         cfg.targets = default_targets(model_config.architecture);
     }
-    let ds = dataset::build(
-        data,
-        &tokenizer,
-        cfg.seq_len + 1,
-        cfg.heldout_percent,
-        cfg.seed,
-    )?;
+    let ds = cfg.dataset(data, &tokenizer)?;
     on_event(FinetuneEvent::Dataset(ds.report.clone()));
     let train: Vec<Vec<u32>> = ds
         .train
@@ -598,7 +665,7 @@ pub fn finetune(
         (None, None) => train.len().div_ceil(rows_per_step),
     }
     .max(1);
-    let rope = (model_config.architecture != Architecture::Gpt2).then(|| Rope::new(&model_config));
+    let rope = rope_for(&model_config);
     let network = loaded.model.network;
     let ctx = Ctx {
         cfg: &cfg,
@@ -614,10 +681,7 @@ pub fn finetune(
         train_tokens: ds.report.train_tokens,
         cancel,
     };
-    let mut summary = match network {
-        Network::Llama(net) => run(net, ctx, on_event),
-        Network::Gpt2(net) => run(net, ctx, on_event),
-    }?;
+    let mut summary = with_network!(network, net => run(net, ctx, on_event))?;
     // the training graph is gone: the inference model fits where it was
     if let Some(passage) = ds.heldout.first() {
         summary.comparison = Some(compare(model_path, out, inference, passage)?);
@@ -640,7 +704,7 @@ struct Ctx<'a> {
     cancel: &'a AtomicBool,
 }
 
-fn run<M: Trainable>(
+fn run<M: Decoder>(
     mut net: M,
     ctx: Ctx<'_>,
     on_event: &mut dyn FnMut(FinetuneEvent),
@@ -743,7 +807,7 @@ fn run<M: Trainable>(
             base_ppl,
             seconds,
         };
-        crate::documents::atomic_write(
+        crate::fs::atomic_write(
             &tmp.join("state.json"),
             serde_json::to_string_pretty(&state)
                 .expect("json")
@@ -875,6 +939,37 @@ fn adapter_factors(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Network;
+    use crate::model::llama::Llama;
+    use burn::module::Module;
+
+    #[test]
+    fn a_writers_choices_change_only_what_they_name_of_the_preset() {
+        let choices: TrainingChoices = serde_json::from_value(serde_json::json!({
+            "preset": "thorough", "rank": 4, "device": "cpu", "precision": "bf16"
+        }))
+        .unwrap();
+        let config = choices.config().unwrap();
+        let thorough = FinetuneConfig::preset(TrainingPreset::Thorough);
+        assert_eq!(config.rank, 4);
+        assert_eq!(config.device, crate::device::DeviceChoice::Cpu);
+        assert_eq!(config.precision, Precision::Bf16);
+        assert_eq!(
+            (config.steps, config.seq_len),
+            (thorough.steps, thorough.seq_len)
+        );
+        for preset in TrainingPreset::ALL {
+            assert!(FinetuneConfig::preset(preset).validate().is_ok());
+        }
+        // a value out of range is refused with its name, not clamped
+        let err = TrainingChoices {
+            batch: Some(0),
+            ..Default::default()
+        }
+        .config()
+        .unwrap_err();
+        assert!(err.to_string().contains("batch is 0"), "{err}");
+    }
 
     #[test]
     fn training_values_are_checked_in_one_place() {
@@ -1044,7 +1139,7 @@ mod tests {
             selected.device = selected.device.gradient_checkpointing();
         }
         let (net, config, device) = tiny_on(model, selected);
-        let rope = (config.architecture != Architecture::Gpt2).then(|| Rope::new(&config));
+        let rope = rope_for(&config);
         device.seed(cfg.seed);
         let ctx = Ctx {
             cfg,
@@ -1060,11 +1155,7 @@ mod tests {
             train_tokens: train.iter().map(Vec::len).sum(),
             cancel: &AtomicBool::new(false),
         };
-        match net {
-            Network::Llama(net) => run(net, ctx, &mut |_| {}),
-            Network::Gpt2(net) => run(net, ctx, &mut |_| {}),
-        }
-        .unwrap()
+        with_network!(net, net => run(net, ctx, &mut |_| {})).unwrap()
     }
 
     #[test]

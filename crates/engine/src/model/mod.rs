@@ -32,14 +32,95 @@ pub struct Projection<'a> {
     pub linear: &'a mut layers::Linear,
 }
 
+/// Runs `$body` with `$net` bound to the network inside a [`Network`]: the one place that
+/// lists the networks, used by inference and training alike.
+macro_rules! with_network {
+    ($network:expr, $net:ident => $body:expr) => {
+        match $network {
+            $crate::model::Network::Llama($net) => $body,
+            $crate::model::Network::Gpt2($net) => $body,
+        }
+    };
+}
+pub(crate) use with_network;
+
+/// What the network of every architecture offers. Inference ([`LanguageModel`]) and
+/// training (`finetune::train`) reach a network only through this trait.
+pub trait Decoder: burn::module::Module + Sized {
+    /// The projections are GPT-2 Conv1D layers (PEFT's `fan_in_fan_out`).
+    const CONV1D: bool;
+    /// Final hidden states `[batch, seq, hidden]` (after the final norm) for `ids` placed
+    /// after the cached positions; `rope`: the tables, for an architecture that uses RoPE.
+    fn hidden(
+        &self,
+        ids: Tensor<2, Int>,
+        rope: Option<&Rope>,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3>;
+    /// Logits of hidden states.
+    fn head(&self, hidden: Tensor<3>) -> Tensor<3>;
+    /// Every projection a LoRA adapter may target, in layer order.
+    fn projections(&mut self) -> Vec<Projection<'_>>;
+    /// The (frozen) output projection.
+    fn output_projection(&mut self) -> &mut layers::Linear;
+    /// Logits `[batch, seq, vocab]` of sequences starting at position 0, without a cache.
+    fn logits(&self, ids: Tensor<2, Int>, rope: Option<&Rope>) -> Tensor<3> {
+        self.head(self.hidden(ids, rope, None))
+    }
+}
+
+impl Decoder for llama::Llama {
+    const CONV1D: bool = false;
+    fn hidden(
+        &self,
+        ids: Tensor<2, Int>,
+        rope: Option<&Rope>,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        self.forward_hidden(ids, rope.expect("a Llama network needs RoPE tables"), cache)
+    }
+    fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
+        self.lm_head(hidden)
+    }
+    fn projections(&mut self) -> Vec<Projection<'_>> {
+        llama::Llama::projections(self)
+    }
+    fn output_projection(&mut self) -> &mut layers::Linear {
+        &mut self.lm_head
+    }
+}
+
+impl Decoder for gpt2::Gpt2 {
+    const CONV1D: bool = true;
+    fn hidden(
+        &self,
+        ids: Tensor<2, Int>,
+        _rope: Option<&Rope>,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        self.forward_hidden(ids, cache)
+    }
+    fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
+        self.lm_head(hidden)
+    }
+    fn projections(&mut self) -> Vec<Projection<'_>> {
+        gpt2::Gpt2::projections(self)
+    }
+    fn output_projection(&mut self) -> &mut layers::Linear {
+        &mut self.lm_head
+    }
+}
+
 impl Network {
     /// Every projection a LoRA adapter may target, in layer order.
     pub fn projections(&mut self) -> Vec<Projection<'_>> {
-        match self {
-            Network::Llama(m) => m.projections(),
-            Network::Gpt2(m) => m.projections(),
-        }
+        with_network!(self, m => m.projections())
     }
+}
+
+/// The RoPE tables of a model whose architecture uses them.
+pub fn rope_for(config: &ModelConfig) -> Option<Rope> {
+    config.architecture.uses_rope().then(|| Rope::new(config))
 }
 
 /// A loaded causal language model on a device.
@@ -58,16 +139,15 @@ impl LanguageModel {
         device: &Device,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
-        let (network, rope) = match config.architecture {
-            Architecture::Llama | Architecture::Qwen2 => (
-                Network::Llama(llama::Llama::load(&config, weights, device, progress)?),
-                Some(Rope::new(&config)),
-            ),
-            Architecture::Gpt2 => (
-                Network::Gpt2(gpt2::Gpt2::load(&config, weights, device, progress)?),
-                None,
-            ),
+        let network = match config.architecture {
+            Architecture::Llama | Architecture::Qwen2 => {
+                Network::Llama(llama::Llama::load(&config, weights, device, progress)?)
+            }
+            Architecture::Gpt2 => {
+                Network::Gpt2(gpt2::Gpt2::load(&config, weights, device, progress)?)
+            }
         };
+        let rope = rope_for(&config);
         Ok(LanguageModel {
             config,
             network,
@@ -95,17 +175,13 @@ impl LanguageModel {
     fn hidden(&self, ids: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
         // the pass runs on one of the compute threads, which the kernels' parallel parts then
         // share with it instead of competing with a caller that only waits
-        on_compute_threads(|| match &self.network {
-            Network::Llama(m) => m.forward_hidden(ids, self.rope.as_ref().expect("rope"), cache),
-            Network::Gpt2(m) => m.forward_hidden(ids, cache),
-        })
+        on_compute_threads(
+            || with_network!(&self.network, m => m.hidden(ids, self.rope.as_ref(), cache)),
+        )
     }
 
     fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
-        on_compute_threads(|| match &self.network {
-            Network::Llama(m) => m.lm_head(hidden),
-            Network::Gpt2(m) => m.lm_head(hidden),
-        })
+        on_compute_threads(|| with_network!(&self.network, m => m.head(hidden)))
     }
 
     /// Logits `[batch, seq, vocab]` of a batch of sequences starting at position 0, no cache
