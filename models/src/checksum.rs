@@ -1,10 +1,14 @@
-//! sha256 of files, streamed.
+//! sha256 of files, streamed; a file checked against what the catalog knows of it; folder
+//! syncs after a rename. Installing (`fetch`) and downloading (`hub`) both build on this.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+use crate::catalog::ModelFile;
+use crate::error::{FetchError, io_at, io_error};
 
 /// Bytes read at a time while hashing or copying.
 pub(crate) const CHUNK: usize = 1 << 20;
@@ -35,6 +39,63 @@ pub(crate) fn hash_into(reader: &mut dyn Read, hasher: &mut Sha256) -> io::Resul
 /// The lowercase hex sha256 of `bytes`.
 pub fn sha256_bytes(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// The state of an installed model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyStatus {
+    /// A file of the model is not there.
+    Missing,
+    /// Every file is there, with the size and sha256 the catalog gives (where it gives them).
+    Ok,
+    /// `path` does not match the catalog (sha256, or size written as `N bytes`).
+    Corrupt {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+}
+
+/// Checks one file against what the catalog knows of it (size, then sha256).
+pub(crate) fn verify_file(path: &Path, file: &ModelFile) -> Result<VerifyStatus, FetchError> {
+    let len = match fs::metadata(path) {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => return Ok(VerifyStatus::Missing),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(VerifyStatus::Missing),
+        Err(e) => return Err(io_error(path, e)),
+    };
+    match &file.sha256 {
+        Some(expected) => {
+            let (actual, _) = sha256_file(path).map_err(io_at(path))?;
+            if &actual != expected {
+                return Ok(VerifyStatus::Corrupt {
+                    path: path.to_path_buf(),
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        None => {
+            if let Some(size) = file.size.filter(|&s| s != len) {
+                return Ok(VerifyStatus::Corrupt {
+                    path: path.to_path_buf(),
+                    expected: format!("{size} bytes"),
+                    actual: format!("{len} bytes"),
+                });
+            }
+        }
+    }
+    Ok(VerifyStatus::Ok)
+}
+
+/// fsyncs a folder so a rename inside it survives a crash (best effort; Unix only).
+pub(crate) fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use std::sync::atomic::AtomicBool;
 
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{CatalogEntry, ModelFile, Source};
-use crate::checksum::{CHUNK, sha256_file};
+use crate::catalog::{CatalogEntry, Source};
+use crate::checksum::{CHUNK, VerifyStatus, sha256_file, sync_dir, verify_file};
 use crate::error::{FetchError, io_at, io_error};
 use crate::hub::HubClient;
 use crate::lock::InstallLock;
@@ -74,21 +74,6 @@ impl fmt::Display for FetchEvent {
             FetchEvent::Installed(p) => write!(f, "installed {}", p.display()),
         }
     }
-}
-
-/// The state of an installed model.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VerifyStatus {
-    /// A file of the model is not there.
-    Missing,
-    /// Every file is there, with the size and sha256 the catalog gives (where it gives them).
-    Ok,
-    /// `path` does not match the catalog (sha256, or size written as `N bytes`).
-    Corrupt {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
 }
 
 /// Installs `entry` under [`paths::models_dir`] unless it is already there and intact;
@@ -186,38 +171,6 @@ pub fn verify_in(models_dir: &Path, entry: &CatalogEntry) -> Result<VerifyStatus
         let status = verify_file(&dir.join(&file.path), file)?;
         if status != VerifyStatus::Ok {
             return Ok(status);
-        }
-    }
-    Ok(VerifyStatus::Ok)
-}
-
-/// Checks one file against what the catalog knows of it (size, then sha256).
-pub(crate) fn verify_file(path: &Path, file: &ModelFile) -> Result<VerifyStatus, FetchError> {
-    let len = match fs::metadata(path) {
-        Ok(m) if m.is_file() => m.len(),
-        Ok(_) => return Ok(VerifyStatus::Missing),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(VerifyStatus::Missing),
-        Err(e) => return Err(io_error(path, e)),
-    };
-    match &file.sha256 {
-        Some(expected) => {
-            let (actual, _) = sha256_file(path).map_err(io_at(path))?;
-            if &actual != expected {
-                return Ok(VerifyStatus::Corrupt {
-                    path: path.to_path_buf(),
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
-        }
-        None => {
-            if let Some(size) = file.size.filter(|&s| s != len) {
-                return Ok(VerifyStatus::Corrupt {
-                    path: path.to_path_buf(),
-                    expected: format!("{size} bytes"),
-                    actual: format!("{len} bytes"),
-                });
-            }
         }
     }
     Ok(VerifyStatus::Ok)
@@ -568,20 +521,10 @@ fn shorten(line: &str) -> String {
     }
 }
 
-/// fsyncs a folder so a rename inside it survives a crash (best effort; Unix only).
-pub(crate) fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Catalog, ModelFormat};
+    use crate::catalog::{Catalog, ModelFile, ModelFormat};
     use crate::checksum::sha256_bytes;
 
     const MEMBER: &str = "fake_pkg/tiny.gguf";

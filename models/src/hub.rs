@@ -16,9 +16,8 @@ use sha2::{Digest, Sha256};
 use crate::catalog::{
     CatalogEntry, ModelFile, ModelFormat, Source, check_relative_path, check_repo_id,
 };
-use crate::checksum::hash_into;
+use crate::checksum::{VerifyStatus, hash_into, sync_dir, verify_file};
 use crate::error::{FetchError, io_at, io_error};
-use crate::fetch::{VerifyStatus, sync_dir, verify_file};
 use crate::lock::InstallLock;
 
 /// The public Hub.
@@ -846,7 +845,7 @@ files = [
         assert_eq!(seen.len(), 3);
         assert!(seen.iter().all(|s| s.range.is_none()));
         assert_eq!(
-            crate::fetch::verify_file(&dest.join("model.safetensors"), &good_entry().files[1])
+            crate::checksum::verify_file(&dest.join("model.safetensors"), &good_entry().files[1])
                 .unwrap(),
             VerifyStatus::Ok
         );

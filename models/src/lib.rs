@@ -18,11 +18,9 @@ mod lock;
 pub mod paths;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogError, ModelFile, ModelFormat, Source};
-pub use checksum::sha256_file;
+pub use checksum::{VerifyStatus, sha256_file};
 pub use error::FetchError;
-pub use fetch::{
-    FetchEvent, VerifyStatus, ensure_installed, ensure_installed_in, verify, verify_in,
-};
+pub use fetch::{FetchEvent, ensure_installed, ensure_installed_in, verify, verify_in};
 pub use hub::{DownloadProgress, HubClient};
 pub use library::{Library, LibraryEntry, Origin};
 pub use paths::{adapters_dir, models_dir, penwright_home, recovery_dir};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
-use penwright_engine::documents::RecoveryStore;
+use crate::recovery::RecoveryStore;
 use penwright_engine::loader::ModelInfo;
 use penwright_engine::worker::{DeviceReport, EngineHandle};
 

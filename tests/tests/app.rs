@@ -340,6 +340,69 @@ fn saving_writes_the_document_to_disk() {
     assert!(!elsewhere.exists());
 }
 
+/// Calls an app command as the UI does; `{"ok": reply}` or `{"error": {kind, message}}`.
+/// A `"__channel__"` argument becomes a channel whose messages are dropped.
+fn invoke(session: &Session, command: &str, args: serde_json::Value) -> serde_json::Value {
+    session.script_async(
+        "const done = arguments[arguments.length - 1];
+         const args = arguments[1];
+         for (const k of Object.keys(args)) {
+           if (args[k] === '__channel__') {
+             args[k] = '__CHANNEL__:' + window.__TAURI_INTERNALS__.transformCallback(() => {});
+           }
+         }
+         window.__TAURI_INTERNALS__.invoke(arguments[0], args).then(r => done({ok: r}), e => done({error: e}));",
+        json!([command, args]),
+    )
+}
+
+#[test]
+fn a_hostile_or_truncated_model_file_is_refused_by_kind_and_the_app_keeps_working() {
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let home = private_home();
+    let (_driver, session) = open_app(home.path());
+    let bad = home.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let real = std::fs::read(default_model()).unwrap();
+    let truncated = bad.join("truncated.gguf");
+    std::fs::write(&truncated, &real[..real.len() / 3]).unwrap();
+    // a header that claims 2^62 tensors and a 1 TiB metadata string
+    let hostile = bad.join("hostile.gguf");
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend(3u32.to_le_bytes());
+    bytes.extend((1u64 << 62).to_le_bytes());
+    bytes.extend(1u64.to_le_bytes());
+    bytes.extend(4u64.to_le_bytes());
+    bytes.extend(b"name");
+    bytes.extend(8u32.to_le_bytes()); // a string value
+    bytes.extend((1u64 << 40).to_le_bytes());
+    bytes.extend(b"short");
+    std::fs::write(&hostile, bytes).unwrap();
+    for file in [&truncated, &hostile] {
+        let imported = invoke(&session, "import_model", json!({"path": file}));
+        assert_eq!(imported["error"]["kind"], "bad_model_file", "{imported}");
+        let loaded = invoke(
+            &session,
+            "load_model",
+            json!({"spec": file, "device": "cpu", "onEvent": "__channel__"}),
+        );
+        assert_eq!(loaded["error"]["kind"], "bad_model_file", "{loaded}");
+        let message = loaded["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&*file.to_string_lossy()), "{message}");
+    }
+    // the model that was loaded still is, and still answers
+    let status = invoke(&session, "app_status", json!({}));
+    let model = status["ok"]["model"]["name"].as_str().unwrap_or_default();
+    assert!(model.to_lowercase().contains("smol"), "{status}");
+    let reply = invoke(
+        &session,
+        "complete",
+        json!({"prefix": "The ship left the harbour at", "suffix": "", "requestId": 1}),
+    );
+    assert!(reply["ok"]["completion"].is_string(), "{reply}");
+    screenshot(&session, "hostile-model-refused");
+}
+
 #[test]
 fn an_old_windows_1252_file_opens_when_asked_and_saves_back_in_its_encoding() {
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());

@@ -9,6 +9,7 @@ pub mod device;
 pub mod documents;
 pub mod error;
 pub mod finetune;
+pub mod fs;
 pub mod generate;
 pub mod gguf;
 pub mod installed;

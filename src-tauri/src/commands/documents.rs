@@ -2,13 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use penwright_engine::documents::{
-    Recovery, TextEncoding, atomic_write, encode_document, read_document_as,
-};
+use penwright_engine::documents::{TextEncoding, encode_document, read_document_as};
+use penwright_engine::fs::atomic_write;
 use serde::Serialize;
 use tauri::State;
 
 use crate::error::{CommandError, CommandResult};
+use crate::recovery::Recovery;
 use crate::state::AppState;
 
 #[derive(Serialize)]

@@ -166,7 +166,7 @@ trainer.model.save_pretrained(str(here / "adapter"))
 
 fn write(dir: &Path, name: &str, text: &str, files: &mut Vec<String>) -> Result<()> {
     let path = dir.join(name);
-    crate::documents::atomic_write(&path, text.as_bytes())?;
+    crate::fs::atomic_write(&path, text.as_bytes())?;
     files.push(name.to_string());
     Ok(())
 }

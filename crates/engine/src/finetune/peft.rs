@@ -7,7 +7,7 @@ use std::path::Path;
 
 use safetensors::{Dtype, serialize};
 
-use crate::documents::atomic_write;
+use crate::fs::atomic_write;
 use crate::lora::AdapterConfig;
 use crate::weights::HostTensor;
 use crate::{EngineError, Result};
