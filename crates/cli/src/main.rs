@@ -320,6 +320,10 @@ enum Command {
         /// Held-out perplexity every N steps (0: before and after only)
         #[arg(long, default_value_t = 0)]
         eval_every: usize,
+        /// Measure held-out perplexity on at most this many tokens, taken evenly from the
+        /// held-out documents (0: all of them)
+        #[arg(long, default_value_t = 8192)]
+        heldout_max_tokens: usize,
         /// Modules to adapt (default q_proj,v_proj; c_attn for GPT-2; all-linear)
         #[arg(long, value_delimiter = ',')]
         targets: Vec<String>,
@@ -725,6 +729,7 @@ fn main() -> Result<()> {
             batch,
             lr,
             eval_every,
+            heldout_max_tokens,
             targets,
             checkpoint_every,
             resume,
@@ -760,6 +765,7 @@ fn main() -> Result<()> {
                 batch,
                 learning_rate: lr,
                 eval_every,
+                heldout_max_tokens,
                 targets,
                 checkpoint_every,
                 device,

@@ -34,6 +34,9 @@ pub struct DatasetReport {
     pub heldout_documents: usize,
     pub train_tokens: usize,
     pub heldout_tokens: usize,
+    /// Held-out tokens the perplexity is measured on (a share of a large held-out set).
+    #[serde(default)]
+    pub evaluated_tokens: usize,
     pub duplicates: usize,
     pub skipped: Vec<Skipped>,
     /// How the documents were divided when that was not one file a part (a single
@@ -314,6 +317,7 @@ pub fn build(
         heldout_documents: heldout_docs.len(),
         train_tokens: count(&train_docs),
         heldout_tokens: count(&heldout_docs),
+        evaluated_tokens: count(&heldout_docs),
         duplicates,
         skipped,
         note,

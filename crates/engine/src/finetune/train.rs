@@ -55,6 +55,9 @@ pub struct FinetuneConfig {
     pub checkpoint_every: usize,
     pub seed: u64,
     pub heldout_percent: u64,
+    /// Held-out perplexity is measured on at most this many tokens, rows taken evenly from
+    /// all held-out documents (0: every held-out token). The same rows before and after.
+    pub heldout_max_tokens: usize,
     /// Where to train: a GPU through wgpu, or the CPU (`auto` as for inference).
     pub device: crate::device::DeviceChoice,
     /// Recompute memory-bound activations in the backward pass instead of keeping them
@@ -73,13 +76,16 @@ impl FinetuneConfig {
         paths: &[PathBuf],
         tokenizer: &crate::tokenizer::Tokenizer,
     ) -> Result<dataset::Dataset> {
-        dataset::build(
+        let mut ds = dataset::build(
             paths,
             tokenizer,
             self.seq_len + 1,
             self.heldout_percent,
             self.seed,
-        )
+        )?;
+        ds.heldout = evenly_within(ds.heldout, self.heldout_max_tokens);
+        ds.report.evaluated_tokens = ds.heldout.iter().map(|r| r.len().saturating_sub(1)).sum();
+        Ok(ds)
     }
 
     /// Checks every value a writer (or a script) can set, in one place for the CLI and the
@@ -255,6 +261,7 @@ impl Default for FinetuneConfig {
             checkpoint_every: 50,
             seed: 42,
             heldout_percent: 10,
+            heldout_max_tokens: 8192,
             device: crate::device::DeviceChoice::Auto,
             gradient_checkpointing: false,
             precision: Precision::F32,
@@ -410,6 +417,17 @@ pub struct FinetuneSummary {
     /// held-out document).
     #[serde(default)]
     pub comparison: Option<Comparison>,
+    #[serde(default)]
+    pub phases: StepPhases,
+}
+
+/// Where this session's training steps spent their time, in seconds over all its steps:
+/// the forward pass to the loss, the backward pass to the LoRA gradients, the optimizer.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepPhases {
+    pub forward: f64,
+    pub backward: f64,
+    pub optimizer: f64,
 }
 
 /// What a checkpoint remembers besides the adapter and optimizer state.
@@ -535,6 +553,25 @@ fn batch_loss<M: Decoder>(
     logp.gather(1, targets).mean().neg()
 }
 
+/// At most `max_tokens` (0: no limit) of `rows`, whole rows taken at even strides so that
+/// every part of the held-out text has its share.
+fn evenly_within(rows: Vec<Vec<u32>>, max_tokens: usize) -> Vec<Vec<u32>> {
+    let total: usize = rows.iter().map(Vec::len).sum();
+    if max_tokens == 0 || total <= max_tokens || rows.is_empty() {
+        return rows;
+    }
+    let per_row = total.div_ceil(rows.len());
+    let keep = (max_tokens / per_row.max(1)).clamp(1, rows.len());
+    let n = rows.len();
+    let mut rows: Vec<Option<Vec<u32>>> = rows.into_iter().map(Some).collect();
+    (0..keep)
+        .filter_map(|i| rows[i * n / keep].take())
+        .collect()
+}
+
+/// Held-out rows evaluated in one forward pass.
+const EVAL_BATCH: usize = 4;
+
 /// Held-out perplexity (no gradients).
 fn heldout_ppl<M: Decoder>(
     net: &M,
@@ -545,14 +582,24 @@ fn heldout_ppl<M: Decoder>(
     let valid = net.valid();
     let inner = device.clone().inner();
     let (mut nll, mut n) = (0.0, 0usize);
-    for seq in heldout.iter().filter(|s| s.len() >= 2) {
-        let loss = batch_loss(&valid, &[seq.as_slice()], rope, &inner);
-        let v = loss
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| EngineError::Device(format!("{e:?}")))?[0];
-        nll += v as f64 * (seq.len() - 1) as f64;
-        n += seq.len() - 1;
+    // rows of one length go through together: each packed weight is unpacked once per
+    // batch rather than once per row
+    let rows: Vec<&[u32]> = heldout
+        .iter()
+        .map(Vec::as_slice)
+        .filter(|s| s.len() >= 2)
+        .collect();
+    for group in rows.chunk_by(|a, b| a.len() == b.len()) {
+        for batch in group.chunks(EVAL_BATCH) {
+            let loss = batch_loss(&valid, batch, rope, &inner);
+            let v = loss
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| EngineError::Device(format!("{e:?}")))?[0];
+            let predicted = batch.len() * (batch[0].len() - 1);
+            nll += v as f64 * predicted as f64;
+            n += predicted;
+        }
     }
     if n == 0 {
         return Err(EngineError::Other(
@@ -824,6 +871,7 @@ fn run<M: Decoder>(
         Ok(dir)
     };
     let session_start = Instant::now();
+    let mut phases = StepPhases::default();
     let first_step = step;
     let tokens_per_step = rows_per_step(cfg) * cfg.seq_len;
     while step < ctx.total_steps {
@@ -847,14 +895,18 @@ fn run<M: Decoder>(
         let mut step_loss = 0.0;
         for micro in rows.chunks(cfg.batch) {
             let batch: Vec<&[u32]> = micro.iter().map(|&i| ctx.train[i].as_slice()).collect();
+            let started = Instant::now();
             let loss = batch_loss(&net, &batch, ctx.rope, ctx.device) / cfg.grad_accum as f64;
             step_loss +=
                 loss.clone()
                     .into_data()
                     .try_into_vec::<f32>()
                     .map_err(|e| EngineError::Device(format!("{e:?}")))?[0] as f64;
+            phases.forward += started.elapsed().as_secs_f64();
+            let started = Instant::now();
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             accumulator.accumulate(&net, grads);
+            phases.backward += started.elapsed().as_secs_f64();
         }
         if !step_loss.is_finite() {
             // nothing trained past this point is worth keeping: no adapter is written
@@ -864,7 +916,9 @@ fn run<M: Decoder>(
                 cfg.learning_rate
             )));
         }
+        let started = Instant::now();
         net = optim.step(lr, net, accumulator.grads());
+        phases.optimizer += started.elapsed().as_secs_f64();
         step += 1;
         losses.push(step_loss);
         let elapsed = session_start.elapsed().as_secs_f64();
@@ -917,6 +971,7 @@ fn run<M: Decoder>(
         adapter: ctx.out.to_path_buf(),
         losses,
         comparison: None,
+        phases,
     })
 }
 
@@ -942,6 +997,17 @@ mod tests {
     use crate::model::Network;
     use crate::model::llama::Llama;
     use burn::module::Module;
+
+    #[test]
+    fn held_out_rows_are_thinned_evenly_to_the_token_budget() {
+        let rows: Vec<Vec<u32>> = (0..10).map(|i| vec![i; 100]).collect();
+        let kept = evenly_within(rows.clone(), 300);
+        assert_eq!(kept.iter().map(|r| r[0]).collect::<Vec<_>>(), [0, 3, 6]);
+        assert_eq!(evenly_within(rows.clone(), 0).len(), 10);
+        assert_eq!(evenly_within(rows.clone(), 5000).len(), 10);
+        // a budget below one row still measures one
+        assert_eq!(evenly_within(rows, 10).len(), 1);
+    }
 
     #[test]
     fn a_writers_choices_change_only_what_they_name_of_the_preset() {
