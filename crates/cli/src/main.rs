@@ -339,6 +339,10 @@ enum Command {
         /// Recompute activations in the backward pass: less memory, slower steps
         #[arg(long)]
         gradient_checkpointing: bool,
+        /// Input gradients of the frozen weights through f32 products of their dequantized
+        /// blocks instead of an 8-bit transposed copy (slower; the reference)
+        #[arg(long)]
+        f32_gradients: bool,
         /// Precision of the frozen base model (f32, f16, bf16); refused where the device
         /// does not compute it correctly
         #[arg(long, default_value = "f32")]
@@ -735,6 +739,7 @@ fn main() -> Result<()> {
             resume,
             device,
             gradient_checkpointing,
+            f32_gradients,
             precision,
             json,
         } => {
@@ -770,6 +775,7 @@ fn main() -> Result<()> {
                 checkpoint_every,
                 device,
                 gradient_checkpointing,
+                int8_gradients: !f32_gradients,
                 dropout,
                 precision,
                 ..Default::default()

@@ -89,6 +89,22 @@ pub trait PackedOps: Backend {
         layout: PackedLayout,
     ) -> FloatTensor<Self>;
 
+    /// `x · Wᵀ` as [`PackedOps::packed_linear`], for a frozen weight in training: its
+    /// input gradient `g · W` is computed as `packed_linear(g, Wᵀ)` from `blocks_t`, the
+    /// transposed matrix packed on its own (`[cols, rows]`, e.g. in 8-bit blocks that take
+    /// the integer kernels) instead of through [`PackedOps::packed_linear_transposed`].
+    #[fusion(default)]
+    fn packed_linear_with_transpose(
+        x: FloatTensor<Self>,
+        blocks: IntTensor<Self>,
+        layout: PackedLayout,
+        blocks_t: IntTensor<Self>,
+        layout_t: PackedLayout,
+    ) -> FloatTensor<Self> {
+        let _ = (blocks_t, layout_t);
+        Self::packed_linear(x, blocks, layout)
+    }
+
     /// Rows `ids` of `W`, dequantized: `[n] → [n, cols]` (an embedding lookup).
     #[fusion(dtype = DType::F32, shape = rows_shape(ids, layout))]
     fn packed_rows(
@@ -211,6 +227,33 @@ pub fn cached_attention(
         Tensor::from_dispatch(k_cache),
         Tensor::from_dispatch(v_cache),
     )
+}
+
+/// See [`PackedOps::packed_linear_with_transpose`].
+pub fn packed_linear_with_transpose<const D: usize>(
+    x: Tensor<D>,
+    blocks: &Tensor<1, Int>,
+    layout: PackedLayout,
+    blocks_t: &Tensor<1, Int>,
+    layout_t: PackedLayout,
+) -> Tensor<D> {
+    assert_eq!(
+        (layout_t.rows, layout_t.cols),
+        (layout.cols, layout.rows),
+        "the transposed matrix is [cols, rows]"
+    );
+    let x = if x.dtype() == DType::F32 {
+        x
+    } else {
+        x.cast(FloatDType::F32)
+    };
+    Tensor::from_dispatch(Dispatch::packed_linear_with_transpose(
+        x.into_dispatch(),
+        blocks.clone().into_dispatch(),
+        layout,
+        blocks_t.clone().into_dispatch(),
+        layout_t,
+    ))
 }
 
 /// `x[.., cols] · Wᵀ → [.., rows]` for a packed weight.
@@ -438,6 +481,24 @@ impl<B: PackedOps> Backward<B, 1> for PackedLinearBackward {
     }
 }
 
+/// The backward pass of `y = x · Wᵀ` with `W` frozen and `Wᵀ` packed beside it:
+/// `dx = dy · (Wᵀ)ᵀ`, the forward kernel on the transposed matrix.
+#[derive(Debug)]
+struct PackedLinearViaTransposeBackward;
+
+impl<B: PackedOps> Backward<B, 1> for PackedLinearViaTransposeBackward {
+    type State = (IntTensor<B>, PackedLayout);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (blocks_t, layout_t) = ops.state;
+        if let Some(node) = parent {
+            grads.register::<B>(node.id, B::packed_linear(grad, blocks_t, layout_t));
+        }
+    }
+}
+
 impl<B: PackedOps, C: CheckpointStrategy> PackedOps for Autodiff<B, C> {
     fn packed_linear(
         x: FloatTensor<Self>,
@@ -453,6 +514,29 @@ impl<B: PackedOps, C: CheckpointStrategy> PackedOps for Autodiff<B, C> {
             OpsKind::Tracked(prep) => {
                 let out = B::packed_linear(x.into_primitive(), blocks.clone(), layout);
                 prep.finish((blocks, layout), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::packed_linear(x.into_primitive(), blocks, layout))
+            }
+        }
+    }
+
+    fn packed_linear_with_transpose(
+        x: FloatTensor<Self>,
+        blocks: IntTensor<Self>,
+        layout: PackedLayout,
+        blocks_t: IntTensor<Self>,
+        layout_t: PackedLayout,
+    ) -> FloatTensor<Self> {
+        let node = x.node();
+        match PackedLinearViaTransposeBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::packed_linear(x.into_primitive(), blocks, layout);
+                prep.finish((blocks_t, layout_t), out)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(B::packed_linear(x.into_primitive(), blocks, layout))

@@ -8,7 +8,9 @@ use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorCreationOptions, TensorData};
 use penwright_kernels::GgmlType;
-use penwright_kernels::ops::{PackedLayout, packed_dequantize, packed_linear, packed_rows};
+use penwright_kernels::ops::{
+    PackedLayout, packed_dequantize, packed_linear, packed_linear_with_transpose, packed_rows,
+};
 
 use crate::Result;
 use crate::weights::{HostTensor, PackedHost, WeightSource};
@@ -26,6 +28,11 @@ pub struct PackedWeight {
     pub blocks: Tensor<1, Int>,
     #[module(skip)]
     pub layout: PackedLayout,
+    /// `Wᵀ` packed on its own while training, for the input gradient (see
+    /// [`PackedWeight::keep_transposed`]).
+    pub transposed: Option<Tensor<1, Int>>,
+    #[module(skip)]
+    pub transposed_layout: Option<PackedLayout>,
 }
 
 impl PackedWeight {
@@ -36,6 +43,8 @@ impl PackedWeight {
         PackedWeight {
             blocks: Tensor::from_data(data, options),
             layout: host.layout,
+            transposed: None,
+            transposed_layout: None,
         }
     }
 
@@ -46,7 +55,59 @@ impl PackedWeight {
 
     /// `x[.., in] · Wᵀ`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        packed_linear(x, &self.blocks, self.layout)
+        match (&self.transposed, self.transposed_layout) {
+            (Some(blocks_t), Some(layout_t)) => {
+                packed_linear_with_transpose(x, &self.blocks, self.layout, blocks_t, layout_t)
+            }
+            _ => packed_linear(x, &self.blocks, self.layout),
+        }
+    }
+
+    /// Keeps `Wᵀ` beside the matrix, requantized to 8-bit blocks, where the CPU multiplies
+    /// those with its integer kernels: a training step's input gradients (`g · W`, as much
+    /// work as the forward pass) then run as fast as the forward pass instead of through
+    /// f32 products of dequantized tiles. Costs about one byte per weight. Returns whether
+    /// it did (float weights, and a CPU without the 8-bit kernels, keep the f32 path). For
+    /// weights on the CPU.
+    pub fn keep_transposed(&mut self) -> bool {
+        use penwright_kernels::cpu::{Isa, batched};
+        let ty = GgmlType::Q8_0;
+        let [rows, cols] = self.dims();
+        // float weights keep their exact gradients: only a file's quantized blocks, already
+        // an approximation, get an 8-bit transposed copy
+        let float = matches!(
+            self.layout.ty,
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16
+        );
+        if float || !batched::supports(Isa::detect(), ty) || !rows.is_multiple_of(ty.block_size()) {
+            return false;
+        }
+        let w = self
+            .dequantize()
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 weights");
+        let mut row = vec![0.0f32; rows];
+        let mut bytes = Vec::with_capacity(cols * ty.row_bytes(rows).expect("whole blocks"));
+        for c in 0..cols {
+            for (r, v) in row.iter_mut().enumerate() {
+                *v = w[r * cols + c];
+            }
+            penwright_kernels::quantize::quantize_row(ty, &row, &mut bytes);
+        }
+        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+        let host = PackedHost {
+            layout: PackedLayout {
+                ty,
+                rows: cols,
+                cols: rows,
+            },
+            bytes: burn::tensor::Bytes::from_bytes_vec(bytes),
+        };
+        let t = PackedWeight::upload(host, &self.blocks.device());
+        self.transposed = Some(t.blocks);
+        self.transposed_layout = Some(t.layout);
+        true
     }
 
     /// The matrix in f32 (the reference the kernels are tested against).
@@ -448,4 +509,72 @@ pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4
         Tensor::<2, burn::tensor::Bool>::tril_mask([s, len], (len - s) as i64, &scores.device());
     let scores = scores.mask_fill(mask.unsqueeze::<4>(), f32::NEG_INFINITY);
     softmax(scores, 3).matmul(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A random Q4_1 `[rows, cols]` weight on `device`.
+    fn q4_1(rows: usize, cols: usize, device: &Device) -> PackedWeight {
+        let mut bytes = penwright_kernels::random::random_matrix(GgmlType::Q4_1, rows, cols, 7);
+        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+        let host = PackedHost {
+            layout: PackedLayout {
+                ty: GgmlType::Q4_1,
+                rows,
+                cols,
+            },
+            bytes: burn::tensor::Bytes::from_bytes_vec(bytes),
+        };
+        PackedWeight::upload(host, device)
+    }
+
+    /// The input gradient of `sum(x · Wᵀ · c)` for a fixed `c`.
+    fn input_gradient(w: &PackedWeight, x: &Tensor<2>, c: &Tensor<2>) -> (Vec<f32>, Vec<f32>) {
+        let x = x.clone().require_grad();
+        let y = w.forward(x.clone());
+        let out = y.clone().into_data().try_to_vec::<f32>().unwrap();
+        let grads = (y * c.clone()).sum().backward();
+        let dx = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        (out, dx)
+    }
+
+    #[test]
+    fn the_8_bit_transposed_copy_gives_the_f32_input_gradient_within_its_rounding() {
+        let device = Device::flex().autodiff();
+        let (rows, cols) = (96, 160);
+        let plain = q4_1(rows, cols, &device);
+        let mut fast = q4_1(rows, cols, &device);
+        if !fast.keep_transposed() {
+            eprintln!("no 8-bit kernels on this CPU: the f32 path is the only one");
+            return;
+        }
+        let mut rng = penwright_kernels::random::Rng::new(3);
+        let mut tensor = |r: usize, c: usize| {
+            let v: Vec<f32> = (0..r * c).map(|_| rng.normal(1.0)).collect();
+            Tensor::<2>::from_data(TensorData::new(v, [r, c]), &device)
+        };
+        let (x, c) = (tensor(5, cols), tensor(5, rows));
+        let (y_plain, dx_plain) = input_gradient(&plain, &x, &c);
+        let (y_fast, dx_fast) = input_gradient(&fast, &x, &c);
+        // the forward pass is the same product
+        assert_eq!(y_plain, y_fast);
+        // the gradient differs only by the 8-bit rounding of Wᵀ and of the incoming gradient
+        let scale = dx_plain.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let worst = dx_plain
+            .iter()
+            .zip(&dx_fast)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst <= 0.02 * scale,
+            "8-bit gradient off by {worst} (largest {scale})"
+        );
+        assert!(worst > 0.0, "the transposed copy was not used");
+    }
 }
