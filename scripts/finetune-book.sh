@@ -17,21 +17,7 @@ penwright="$target/debug/penwright"
 [[ -x $penwright ]] || { echo "build first: cargo build --workspace" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 - "$book" "$work/docs" "$chapters" <<'PY'
-import os, re, sys
-text = open(sys.argv[1], encoding="utf-8", errors="replace").read()
-start = re.search(r"^\*\*\* ?START OF.*$", text, re.M)
-end = re.search(r"^\*\*\* ?END OF.*$", text, re.M)
-text = text[start.end() if start else 0 : end.start() if end else len(text)]
-parts = re.split(r"^CHAPTER \d+\.?.*$", text, flags=re.M)[1:]
-os.makedirs(sys.argv[2])
-n = 0
-for i, part in enumerate(parts[: int(sys.argv[3])]):
-    if len(part.split()) > 200:
-        open(os.path.join(sys.argv[2], f"chapter-{i + 1:03}.txt"), "w").write(part.strip() + "\n")
-        n += 1
-print(f"{n} chapters", file=sys.stderr)
-PY
+python3 "$(dirname "$0")/book-chapters.py" "$book" "$work/docs" "$chapters"
 /usr/bin/time -v "$penwright" finetune --device cpu --data "$work/docs" --out "$work/adapter" \
   --steps "$steps" --seq-len 256 --batch 4 --lr 5e-4 --json "${@:4}" 2> "$work/time.txt" | tail -n 1
 grep -E "Maximum resident set size|Elapsed \(wall clock\)" "$work/time.txt"

@@ -41,17 +41,7 @@ for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
 print(f"random {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M-parameter model of the default shape", file=sys.stderr)
 PY
 
-python3 - "$book" "$work/docs" <<'PY'
-import os, re, sys
-text = open(sys.argv[1], encoding="utf-8", errors="replace").read()
-start = re.search(r"^\*\*\* ?START OF.*$", text, re.M)
-end = re.search(r"^\*\*\* ?END OF.*$", text, re.M)
-text = text[start.end() if start else 0 : end.start() if end else len(text)]
-os.makedirs(sys.argv[2])
-for i, part in enumerate(re.split(r"^CHAPTER \d+\.?.*$", text, flags=re.M)[1:]):
-    if len(part.split()) > 200:
-        open(os.path.join(sys.argv[2], f"chapter-{i + 1:03}.txt"), "w").write(part.strip() + "\n")
-PY
+python3 "$here/book-chapters.py" "$book" "$work/docs"
 
 # name, time limit (s), then options for `penwright finetune`
 run() {
