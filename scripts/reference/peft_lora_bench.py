@@ -22,7 +22,9 @@ What it measures
 
 How to run
     Needs Debian 12's torch and a few pip packages, for the system Python:
-        apt-get install -y python3-torch
+        apt-get install -y python3-torch libopenblas0-pthread
+    (without OpenBLAS, Debian's torch falls back to the reference BLAS, ~30x slower
+    here: not a fair baseline)
         /usr/bin/python3 -m pip install --break-system-packages \\
             transformers==4.46.3 gguf safetensors
         /usr/bin/python3 -m pip install --break-system-packages --no-deps \\
