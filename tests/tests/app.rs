@@ -590,6 +590,12 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
         held_out.len(),
         report["heldoutDocuments"].as_u64().unwrap() as usize
     );
+    // perplexity is measured on held-out tokens, never more than there are
+    let evaluated = report["evaluatedTokens"].as_u64().unwrap_or(0);
+    assert!(
+        evaluated > 0 && evaluated <= report["heldoutTokens"].as_u64().unwrap(),
+        "{report}"
+    );
     let log = std::fs::read_to_string(job_dir.join("job.jsonl")).unwrap();
     let steps = log
         .lines()

@@ -153,6 +153,8 @@ export interface DatasetReport {
   heldoutDocuments: number;
   trainTokens: number;
   heldoutTokens: number;
+  /** Held-out tokens the perplexity is measured on (at most 8192, taken evenly). */
+  evaluatedTokens: number;
   skipped: SkippedFile[];
   /** Set when one document was divided by paragraph into parts. */
   note?: string;

@@ -142,6 +142,9 @@ export function finetunePane(ctx: AppContext): Pane {
             h("tr", { class: "total" }, h("th", {}, "Total"), h("td", {}, formatCount(r.documents)), h("td", {}, formatCount(r.tokens))),
           ),
         ),
+        r.evaluatedTokens > 0 && r.evaluatedTokens < r.heldoutTokens
+          ? h("p", { class: "hint", "data-testid": "finetune-evaluated" }, `Perplexity is measured on ${formatCount(r.evaluatedTokens)} of the ${formatCount(r.heldoutTokens)} held-out tokens, taken evenly from every held-out document, the same before and after training.`)
+          : null,
         r.note ? h("p", { class: "hint", "data-testid": "finetune-note" }, r.note) : null,
         r.samples.length
           ? h(
