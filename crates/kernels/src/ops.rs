@@ -7,6 +7,7 @@
 //! A packed weight is a 1-D `u32` tensor holding the matrix's bytes exactly as the file
 //! stores them (padded to whole words), and a [`PackedLayout`] saying what they are.
 
+use burn::backend::Scalar;
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -16,7 +17,7 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bytes, DType, FloatDType, Int, Shape, Slice, Tensor};
+use burn::tensor::{Bytes, DType, FloatDType, IndexingUpdateOp, Int, Shape, Slice, Tensor};
 
 use crate::cpu::{self, PackedMatrix};
 use crate::format::GgmlType;
@@ -105,6 +106,25 @@ pub trait PackedOps: Backend {
         Self::packed_linear(x, blocks, layout)
     }
 
+    /// The mean negative log-likelihood of `targets` (`[n]`) under `logits` (`[n, v]`):
+    /// `mean(logsumexp(row) − row[target])`, `[1]`. One pass a row on the CPU, where
+    /// log-softmax and a gather would fill several `[n, v]` temporaries.
+    #[fusion(default)]
+    fn cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        cross_entropy_generic::<Self>(logits, targets)
+    }
+
+    /// The gradient of [`PackedOps::cross_entropy`] with respect to `logits`, times `grad`
+    /// (`[1]`): `(softmax(row) − onehot(target)) · grad / n`.
+    #[fusion(default)]
+    fn cross_entropy_backward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        cross_entropy_backward_generic::<Self>(logits, targets, grad)
+    }
+
     /// Rows `ids` of `W`, dequantized: `[n] → [n, cols]` (an embedding lookup).
     #[fusion(dtype = DType::F32, shape = rows_shape(ids, layout))]
     fn packed_rows(
@@ -137,6 +157,54 @@ pub trait PackedOps: Backend {
 fn dims4(shape: &Shape) -> [usize; 4] {
     <[usize; 4]>::try_from(shape.iter().copied().collect::<Vec<_>>().as_slice())
         .unwrap_or_else(|_| panic!("attention tensors are 4-D, got {shape:?}"))
+}
+
+fn dims2(shape: &Shape) -> [usize; 2] {
+    <[usize; 2]>::try_from(shape.iter().copied().collect::<Vec<_>>().as_slice())
+        .unwrap_or_else(|_| panic!("logits are 2-D, got {shape:?}"))
+}
+
+/// Each row's `(max, logsumexp)`, `[n, 1]` each, from the backend's own ops.
+fn logsumexp_generic<B: Backend>(logits: FloatTensor<B>) -> (FloatTensor<B>, FloatTensor<B>) {
+    let shape = logits.shape();
+    let max = B::float_max_dim(logits.clone(), 1);
+    let shifted = B::float_sub(logits, B::float_expand(max.clone(), shape));
+    let sum = B::float_sum_dim(B::float_exp(shifted), 1);
+    (max.clone(), B::float_add(B::float_log(sum), max))
+}
+
+/// [`PackedOps::cross_entropy`] from the backend's own ops (every backend; the CPU has a
+/// fused one).
+fn cross_entropy_generic<B: Backend>(
+    logits: FloatTensor<B>,
+    targets: IntTensor<B>,
+) -> FloatTensor<B> {
+    let [n, _] = dims2(&logits.shape());
+    let targets = B::int_reshape(targets, Shape::new([n, 1]));
+    let picked = B::float_gather(1, logits.clone(), targets);
+    let (_, lse) = logsumexp_generic::<B>(logits);
+    B::float_reshape(B::float_mean(B::float_sub(lse, picked)), Shape::new([1]))
+}
+
+/// [`PackedOps::cross_entropy_backward`] from the backend's own ops.
+fn cross_entropy_backward_generic<B: Backend>(
+    logits: FloatTensor<B>,
+    targets: IntTensor<B>,
+    grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let shape = logits.shape();
+    let [n, _] = dims2(&shape);
+    let device = logits.device();
+    let (_, lse) = logsumexp_generic::<B>(logits.clone());
+    let softmax = B::float_exp(B::float_sub(logits, B::float_expand(lse, shape.clone())));
+    let targets = B::int_reshape(targets, Shape::new([n, 1]));
+    let minus_one = B::float_neg(B::float_ones(Shape::new([n, 1]), &device, FloatDType::F32));
+    let d = B::float_scatter(1, softmax, targets, minus_one, IndexingUpdateOp::Add);
+    let scale = B::float_div_scalar(
+        B::float_reshape(grad, Shape::new([1, 1])),
+        Scalar::Float(n as f64),
+    );
+    B::float_mul(d, B::float_expand(scale, shape))
 }
 
 /// [`PackedOps::cached_attention`] from the backend's own slice-assign, slice and
@@ -227,6 +295,20 @@ pub fn cached_attention(
         Tensor::from_dispatch(k_cache),
         Tensor::from_dispatch(v_cache),
     )
+}
+
+/// See [`PackedOps::cross_entropy`]: the mean negative log-likelihood of `targets` (`[n]`)
+/// under `logits` (`[n, v]`), differentiable with respect to the logits.
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let logits = if logits.dtype() == DType::F32 {
+        logits
+    } else {
+        logits.cast(FloatDType::F32)
+    };
+    Tensor::from_dispatch(Dispatch::cross_entropy(
+        logits.into_dispatch(),
+        targets.into_dispatch(),
+    ))
 }
 
 /// See [`PackedOps::packed_linear_with_transpose`].
@@ -346,6 +428,21 @@ fn flex_out(data: Vec<f32>, shape: Shape) -> FlexTensor {
     )
 }
 
+/// Token ids (any integer dtype) as indices, each checked to be below `limit`.
+fn flex_token_ids(ids: FlexTensor, limit: usize) -> Vec<usize> {
+    let ids = ids.to_contiguous();
+    let ids: Vec<usize> = match ids.dtype() {
+        DType::I64 => flex_ints::<i64>(&ids),
+        DType::I32 => flex_ints::<i32>(&ids),
+        DType::U32 => flex_ints::<u32>(&ids),
+        other => panic!("token ids as {other:?}"),
+    };
+    if let Some(&bad) = ids.iter().find(|&&i| i >= limit) {
+        panic!("token id {bad} of a {limit}-entry vocabulary");
+    }
+    ids
+}
+
 impl PackedOps for Flex {
     fn packed_linear(x: FlexTensor, blocks: FlexTensor, layout: PackedLayout) -> FlexTensor {
         let x = flex_f32(x);
@@ -373,17 +470,32 @@ impl PackedOps for Flex {
         flex_out(y, shape)
     }
 
+    fn cross_entropy(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {
+        let logits = flex_f32(logits);
+        let [n, v] = dims2(&logits.shape());
+        let targets = flex_token_ids(targets, v);
+        let sum = cpu::loss::cross_entropy_sum(flex_slice(&logits), v, &targets);
+        flex_out(vec![(sum / n.max(1) as f64) as f32], Shape::new([1]))
+    }
+
+    fn cross_entropy_backward(
+        logits: FlexTensor,
+        targets: FlexTensor,
+        grad: FlexTensor,
+    ) -> FlexTensor {
+        let logits = flex_f32(logits);
+        let shape = logits.shape();
+        let [n, v] = dims2(&shape);
+        let targets = flex_token_ids(targets, v);
+        let grad = flex_f32(grad);
+        let scale = flex_slice(&grad)[0] / n.max(1) as f32;
+        let mut out = vec![0.0f32; n * v];
+        cpu::loss::cross_entropy_grad(flex_slice(&logits), v, &targets, scale, &mut out);
+        flex_out(out, shape)
+    }
+
     fn packed_rows(ids: FlexTensor, blocks: FlexTensor, layout: PackedLayout) -> FlexTensor {
-        let ids = ids.to_contiguous();
-        let ids: Vec<usize> = match ids.dtype() {
-            DType::I64 => flex_ints::<i64>(&ids),
-            DType::I32 => flex_ints::<i32>(&ids),
-            DType::U32 => flex_ints::<u32>(&ids),
-            other => panic!("token ids as {other:?}"),
-        };
-        if let Some(&bad) = ids.iter().find(|&&i| i >= layout.rows) {
-            panic!("row {bad} of a {}-row matrix", layout.rows);
-        }
+        let ids = flex_token_ids(ids, layout.rows);
         let w = flex_bytes(&blocks, &layout);
         let mut out = vec![0.0f32; ids.len() * layout.cols];
         cpu::gather_rows(&w, &ids, &mut out);
@@ -464,61 +576,109 @@ where
 
 // --- autodiff ----------------------------------------------------------------------------
 
-/// The backward pass of `y = x · Wᵀ` with `W` frozen: `dx = dy · W`.
+/// How the backward pass of `y = x · Wᵀ` (with `W` frozen) gets `dx = dy · W`.
+#[derive(Debug, Clone)]
+enum InputGradient<B: Backend> {
+    /// From the forward blocks, multiplied transposed (`packed_linear_transposed`).
+    FromWeight(IntTensor<B>, PackedLayout),
+    /// From `Wᵀ` packed beside the weight: the forward kernel on the transposed matrix.
+    FromTranspose(IntTensor<B>, PackedLayout),
+}
+
 #[derive(Debug)]
 struct PackedLinearBackward;
 
 impl<B: PackedOps> Backward<B, 1> for PackedLinearBackward {
-    type State = (IntTensor<B>, PackedLayout);
+    type State = InputGradient<B>;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [parent] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (blocks, layout) = ops.state;
-        if let Some(node) = parent {
-            grads.register::<B>(node.id, B::packed_linear_transposed(grad, blocks, layout));
-        }
+        let Some(node) = parent else { return };
+        let dx = match ops.state {
+            InputGradient::FromWeight(blocks, layout) => {
+                B::packed_linear_transposed(grad, blocks, layout)
+            }
+            InputGradient::FromTranspose(blocks_t, layout_t) => {
+                B::packed_linear(grad, blocks_t, layout_t)
+            }
+        };
+        grads.register::<B>(node.id, dx);
     }
 }
 
-/// The backward pass of `y = x · Wᵀ` with `W` frozen and `Wᵀ` packed beside it:
-/// `dx = dy · (Wᵀ)ᵀ`, the forward kernel on the transposed matrix.
-#[derive(Debug)]
-struct PackedLinearViaTransposeBackward;
+/// `x · Wᵀ` on the inner backend, tracked so that its input gradient comes from `gradient`.
+fn tracked_packed_linear<B: PackedOps, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    blocks: IntTensor<B>,
+    layout: PackedLayout,
+    gradient: InputGradient<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let node = x.node();
+    let out = B::packed_linear(x.into_primitive(), blocks, layout);
+    match PackedLinearBackward
+        .prepare::<C>([node])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(gradient, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
 
-impl<B: PackedOps> Backward<B, 1> for PackedLinearViaTransposeBackward {
-    type State = (IntTensor<B>, PackedLayout);
+/// The backward pass of the mean cross-entropy: `d logits = (softmax − onehot) · g / n`.
+#[derive(Debug)]
+struct CrossEntropyBackward;
+
+impl<B: PackedOps> Backward<B, 1> for CrossEntropyBackward {
+    type State = (FloatTensor<B>, IntTensor<B>);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [parent] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (blocks_t, layout_t) = ops.state;
-        if let Some(node) = parent {
-            grads.register::<B>(node.id, B::packed_linear(grad, blocks_t, layout_t));
-        }
+        let Some(node) = parent else { return };
+        let (logits, targets) = ops.state;
+        grads.register::<B>(node.id, B::cross_entropy_backward(logits, targets, grad));
     }
 }
 
 impl<B: PackedOps, C: CheckpointStrategy> PackedOps for Autodiff<B, C> {
-    fn packed_linear(
-        x: FloatTensor<Self>,
-        blocks: IntTensor<Self>,
-        layout: PackedLayout,
-    ) -> FloatTensor<Self> {
-        let node = x.node();
-        match PackedLinearBackward
+    fn cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        let node = logits.node();
+        let logits = logits.into_primitive();
+        match CrossEntropyBackward
             .prepare::<C>([node])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let out = B::packed_linear(x.into_primitive(), blocks.clone(), layout);
-                prep.finish((blocks, layout), out)
+                let loss = B::cross_entropy(logits.clone(), targets.clone());
+                prep.finish((logits, targets), loss)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::packed_linear(x.into_primitive(), blocks, layout))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(B::cross_entropy(logits, targets)),
         }
+    }
+
+    fn cross_entropy_backward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        // only ever called inside a backward pass, on the inner backend
+        Self::from_inner(B::cross_entropy_backward(
+            logits.into_primitive(),
+            targets,
+            grad.into_primitive(),
+        ))
+    }
+
+    fn packed_linear(
+        x: FloatTensor<Self>,
+        blocks: IntTensor<Self>,
+        layout: PackedLayout,
+    ) -> FloatTensor<Self> {
+        let gradient = InputGradient::FromWeight(blocks.clone(), layout);
+        tracked_packed_linear::<B, C>(x, blocks, layout, gradient)
     }
 
     fn packed_linear_with_transpose(
@@ -528,20 +688,8 @@ impl<B: PackedOps, C: CheckpointStrategy> PackedOps for Autodiff<B, C> {
         blocks_t: IntTensor<Self>,
         layout_t: PackedLayout,
     ) -> FloatTensor<Self> {
-        let node = x.node();
-        match PackedLinearViaTransposeBackward
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let out = B::packed_linear(x.into_primitive(), blocks, layout);
-                prep.finish((blocks_t, layout_t), out)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::packed_linear(x.into_primitive(), blocks, layout))
-            }
-        }
+        let gradient = InputGradient::FromTranspose(blocks_t, layout_t);
+        tracked_packed_linear::<B, C>(x, blocks, layout, gradient)
     }
 
     fn packed_linear_transposed(

@@ -98,13 +98,24 @@ fn packed_ops_on_the_cpu_match_the_reference() {
     check_device(&Device::flex(), "flex");
 }
 
+/// The wgpu device, set up once for every test of this file (a second setup of the same
+/// device fails).
+fn wgpu() -> Device {
+    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            let attempt = std::panic::catch_unwind(|| Device::wgpu_options().init_with_setup());
+            let Ok(Ok((device, _))) = attempt else {
+                panic!("no wgpu adapter: install Mesa's lavapipe (mesa-vulkan-drivers)");
+            };
+            device
+        })
+        .clone()
+}
+
 #[test]
 fn packed_ops_on_wgpu_match_the_reference() {
-    let attempt = std::panic::catch_unwind(|| Device::wgpu_options().init_with_setup());
-    let Ok(Ok((device, _))) = attempt else {
-        panic!("no wgpu adapter: install Mesa's lavapipe (mesa-vulkan-drivers)");
-    };
-    check_device(&device, "wgpu");
+    check_device(&wgpu(), "wgpu");
 }
 
 /// The input gradient of `x · Wᵀ` is `dy · W`, computed from the same blocks.
@@ -137,4 +148,48 @@ fn packed_linear_backward_gives_the_input_gradient() {
             .collect();
         assert_close(&format!("{ty} dx"), &dx, &want, 1e-4);
     }
+}
+
+/// The fused cross-entropy and its gradient against log-softmax + gather through burn's
+/// own autodiff, on `device` (an autodiff device).
+fn check_cross_entropy(device: &Device, name: &str) {
+    use burn::tensor::activation::log_softmax;
+    let (n, v) = (6, 777);
+    let logits: Vec<f32> = floats(n * v, 3).iter().map(|x| x * 8.0).collect();
+    let targets: Vec<i64> = (0..n as i64).map(|i| (i * 131) % v as i64).collect();
+    let ids = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [n]), device);
+    let upstream = 0.7f32;
+    let run = |fused: bool| {
+        let z =
+            Tensor::<2>::from_data(TensorData::new(logits.clone(), [n, v]), device).require_grad();
+        let loss = if fused {
+            penwright_kernels::ops::cross_entropy(z.clone(), ids.clone())
+        } else {
+            log_softmax(z.clone(), 1)
+                .gather(1, ids.clone().reshape([n, 1]))
+                .mean()
+                .neg()
+        };
+        let value = loss
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap()[0];
+        let grads = (loss * upstream).backward();
+        (value, host(z.grad(&grads).unwrap()))
+    };
+    let (loss, grad) = run(true);
+    let (want_loss, want_grad) = run(false);
+    assert!(
+        (loss - want_loss).abs() < 1e-5 * want_loss.abs(),
+        "{name}: loss {loss} vs {want_loss}"
+    );
+    assert_close(&format!("{name} d logits"), &grad, &want_grad, 1e-5);
+}
+
+#[test]
+fn fused_cross_entropy_matches_log_softmax_on_the_cpu_and_wgpu() {
+    check_cross_entropy(&Device::flex().autodiff(), "flex");
+    check_cross_entropy(&wgpu().autodiff(), "wgpu");
 }

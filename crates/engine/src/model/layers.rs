@@ -187,8 +187,14 @@ impl LoraBranch {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        // (x A) B, never A B: the rank-r product is the narrow one, and the scale goes on it
+        // rather than on the wide output (here and in the backward pass)
         let x = self.dropout.forward(x);
-        linear(linear(x, self.a.val(), None), self.b.val(), None) * self.scale
+        linear(
+            linear(x, self.a.val(), None) * self.scale,
+            self.b.val(),
+            None,
+        )
     }
 }
 

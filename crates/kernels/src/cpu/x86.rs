@@ -759,6 +759,47 @@ pub(super) unsafe fn attend_head_avx2(
     }
 }
 
+/// `Σ e^(x − max)` over `row` (every `x ≤ max`).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn sum_exp_avx2(row: &[f32], max: f32) -> f32 {
+    unsafe {
+        let m = _mm256_set1_ps(max);
+        let mut total = _mm256_setzero_ps();
+        let chunks = row.chunks_exact(8);
+        let tail: f32 = chunks
+            .remainder()
+            .iter()
+            .map(|&x| super::attention::exp(x - max))
+            .sum();
+        for c in chunks {
+            total = _mm256_add_ps(total, exp_ps(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), m)));
+        }
+        hsum_ps(total) + tail
+    }
+}
+
+/// `out[j] = k · e^(row[j] − max)` (every `row[j] ≤ max`).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `out` is as long as `row`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn scaled_exp_avx2(row: &[f32], max: f32, k: f32, out: &mut [f32]) {
+    unsafe {
+        let (m, kv) = (_mm256_set1_ps(max), _mm256_set1_ps(k));
+        let n = row.len() / 8 * 8;
+        for i in (0..n).step_by(8) {
+            let e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(row.as_ptr().add(i)), m));
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_mul_ps(e, kv));
+        }
+        for (o, &x) in out[n..].iter_mut().zip(&row[n..]) {
+            *o = super::attention::exp(x - max) * k;
+        }
+    }
+}
+
 /// Eight `e^x` for `x ≤ 0` (−∞ gives 0): the polynomial of [`super::attention::exp`].
 #[inline(always)]
 unsafe fn exp_ps(x: __m256) -> __m256 {
