@@ -57,6 +57,11 @@ macro_rules! app_commands {
 }
 
 pub fn builder() -> tauri::Builder<tauri::Wry> {
+    // chat templates and documents from untrusted files are checked in a child process of
+    // the `penwright` beside the app, under a memory cap (without it, in this process)
+    if let Ok(cli) = commands::finetune::penwright_binary() {
+        penwright_engine::isolated::use_helper(cli);
+    }
     tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
         .manage(AppState::new())

@@ -123,3 +123,26 @@ pub fn python_with(module: &str) -> PathBuf {
     );
     python
 }
+
+/// The default model's file with its chat template replaced by `template` (padded with a
+/// Jinja comment to the same length, so nothing else in the file moves).
+pub fn with_chat_template(template: &str, out: &Path) {
+    let mut bytes = std::fs::read(default_model()).unwrap();
+    let key = b"tokenizer.chat_template";
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("the default model has a chat template")
+        + key.len();
+    assert_eq!(bytes[at..at + 4], 8u32.to_le_bytes(), "a string value");
+    let len = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap()) as usize;
+    let padding = len - template.len() - "{##}".len();
+    let replaced = format!("{template}{{#{}#}}", " ".repeat(padding));
+    assert_eq!(replaced.len(), len);
+    bytes[at + 12..at + 12 + len].copy_from_slice(replaced.as_bytes());
+    std::fs::write(out, bytes).unwrap();
+}
+
+/// A chat template that doubles a string forty times: a few hundred steps, a terabyte of
+/// text. Rendered in the engine's own process it would abort it.
+pub const TEMPLATE_BOMB: &str = "{% set s = namespace(x='ab') %}{% for i in range(40) %}{% set s.x = s.x ~ s.x %}{% endfor %}{{ s.x | length }}";

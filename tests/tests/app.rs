@@ -46,6 +46,22 @@ fn editor_text(session: &Session) -> String {
         .to_string()
 }
 
+/// Calls an app command as the UI does; `{"ok": reply}` or `{"error": {kind, message}}`.
+/// A `"__channel__"` argument becomes a channel whose messages are dropped.
+fn invoke(session: &Session, command: &str, args: serde_json::Value) -> serde_json::Value {
+    session.script_async(
+        "const done = arguments[arguments.length - 1];
+         const args = arguments[1];
+         for (const k of Object.keys(args)) {
+           if (args[k] === '__channel__') {
+             args[k] = '__CHANNEL__:' + window.__TAURI_INTERNALS__.transformCallback(() => {});
+           }
+         }
+         window.__TAURI_INTERNALS__.invoke(arguments[0], args).then(r => done({ok: r}), e => done({error: e}));",
+        json!([command, args]),
+    )
+}
+
 #[test]
 fn ghost_text_appears_and_tab_accepts_it() {
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
@@ -306,12 +322,14 @@ fn saving_writes_the_document_to_disk() {
     let path = home.path().join("notes.md");
     // the native save dialog is not scriptable: save through the app's own command, as the
     // Save button does once a path is chosen
-    let result = session.script_async(
-        "const done = arguments[arguments.length - 1];
-         const text = document.querySelector('.cm-content').innerText;
-         window.__TAURI_INTERNALS__.invoke('save_document', {path: arguments[0], text})
-           .then(r => done(r), e => done({error: e}));",
-        json!([path]),
+    let text = session.script(
+        "return document.querySelector('.cm-content').innerText;",
+        json!([]),
+    );
+    let result = invoke(
+        &session,
+        "save_document",
+        json!({"path": path, "text": text}),
     );
     assert!(result.get("error").is_none(), "{result}");
     let on_disk = std::fs::read_to_string(&path).unwrap();
@@ -327,33 +345,13 @@ fn saving_writes_the_document_to_disk() {
         ("set_adapter", json!({"path": outside.path()})),
         ("dataset_report", json!({"paths": [outside.path()]})),
     ] {
-        let refused = session.script_async(
-            "const done = arguments[arguments.length - 1];
-             window.__TAURI_INTERNALS__.invoke(arguments[0], arguments[1]).then(r => done({ok: r}), e => done({error: e}));",
-            json!([command, args]),
-        );
+        let refused = invoke(&session, command, args);
         assert_eq!(
             refused["error"]["kind"], "path_not_allowed",
             "{command}: {refused}"
         );
     }
     assert!(!elsewhere.exists());
-}
-
-/// Calls an app command as the UI does; `{"ok": reply}` or `{"error": {kind, message}}`.
-/// A `"__channel__"` argument becomes a channel whose messages are dropped.
-fn invoke(session: &Session, command: &str, args: serde_json::Value) -> serde_json::Value {
-    session.script_async(
-        "const done = arguments[arguments.length - 1];
-         const args = arguments[1];
-         for (const k of Object.keys(args)) {
-           if (args[k] === '__channel__') {
-             args[k] = '__CHANNEL__:' + window.__TAURI_INTERNALS__.transformCallback(() => {});
-           }
-         }
-         window.__TAURI_INTERNALS__.invoke(arguments[0], args).then(r => done({ok: r}), e => done({error: e}));",
-        json!([command, args]),
-    )
 }
 
 #[test]
@@ -394,6 +392,20 @@ fn a_hostile_or_truncated_model_file_is_refused_by_kind_and_the_app_keeps_workin
     let status = invoke(&session, "app_status", json!({}));
     let model = status["ok"]["model"]["name"].as_str().unwrap_or_default();
     assert!(model.to_lowercase().contains("smol"), "{status}");
+    // a model whose chat template would need a terabyte to render: checked in a child
+    // process, it loads with ChatML standing in, and says why
+    let bomb = bad.join("template-bomb.gguf");
+    penwright_e2e::with_chat_template(penwright_e2e::TEMPLATE_BOMB, &bomb);
+    let loaded = invoke(
+        &session,
+        "load_model",
+        json!({"spec": bomb, "device": "cpu", "onEvent": "__channel__"}),
+    );
+    let note = loaded["ok"]["templateNote"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("needs more than 1024 MB") && note.contains("ChatML stands in"),
+        "{loaded}"
+    );
     let reply = invoke(
         &session,
         "complete",
@@ -411,11 +423,7 @@ fn an_old_windows_1252_file_opens_when_asked_and_saves_back_in_its_encoding() {
     // listed among the recent files while it was UTF-8; then an older editor rewrote it
     std::fs::write(&path, "placeholder").unwrap();
     let (_driver, session) = open_app(home.path());
-    let listed = session.script_async(
-        "const done = arguments[arguments.length - 1];
-         window.__TAURI_INTERNALS__.invoke('open_document', {path: arguments[0]}).then(r => done(r), e => done({error: e}));",
-        json!([path]),
-    );
+    let listed = invoke(&session, "open_document", json!({"path": path}));
     assert!(listed.get("error").is_none(), "{listed}");
     std::fs::write(&path, b"Caf\xe9 cr\xe8me, \x805.").unwrap();
     session.click_css("[data-testid=btn-recent]", Duration::from_secs(10));
@@ -504,13 +512,12 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
     let (_driver, session) = open_app(home.path());
     // folders come from the native picker, which WebDriver cannot drive: start the job with the
     // command the Start button sends
-    let started = session.script_async(
-        "const done = arguments[arguments.length - 1];
-         window.__TAURI_INTERNALS__.invoke('finetune_start', {config: {paths: [arguments[0]], preset: 'quick',
-           steps: 3, seqLen: 32, batch: 1, learningRate: 0.001, evalEvery: 0, dropout: 0.1,
-           precision: 'f16'}})
-           .then(r => done(r), e => done({error: e}));",
-        json!([data]),
+    let started = invoke(
+        &session,
+        "finetune_start",
+        json!({"config": {"paths": [data], "preset": "quick", "steps": 3, "seqLen": 32,
+            "batch": 1, "learningRate": 0.001, "evalEvery": 0, "dropout": 0.1,
+            "precision": "f16"}}),
     );
     assert!(started.get("error").is_none(), "{started}");
     // the job runs as its own process and logs to <adapter>/job.jsonl
@@ -538,14 +545,10 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
     eprintln!("job finished in {}", job_dir.display());
     session.script("window.__errs = []; window.addEventListener('unhandledrejection', e => window.__errs.push('rejection: ' + (e.reason && (e.reason.stack || e.reason)))); window.addEventListener('error', e => window.__errs.push('error: ' + e.message));", json!([]));
     session.click_css("[data-testid=open-finetune]", Duration::from_secs(10));
-    let adapters = session.script_async(
-        "const done = arguments[arguments.length - 1];
-         window.__TAURI_INTERNALS__.invoke('list_adapters').then(a => done(a), e => done({error: e}));",
-        json!([]),
-    );
+    let adapters = invoke(&session, "list_adapters", json!({}));
     eprintln!("adapters: {adapters}");
     assert!(
-        adapters
+        adapters["ok"]
             .as_array()
             .is_some_and(|a| a.len() == 1 && a[0]["tunedPpl"].is_number()),
         "{adapters}"
@@ -571,11 +574,7 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
     );
     screenshot(&session, "finetune-before-after");
     // what the model learns from, before a job starts: the pane's preview data
-    let report = session.script_async(
-        "const done = arguments[arguments.length - 1];
-         window.__TAURI_INTERNALS__.invoke('dataset_report', {paths: [arguments[0]]}).then(r => done(r), e => done({error: e}));",
-        json!([data]),
-    );
+    let report = invoke(&session, "dataset_report", json!({"paths": [data]}))["ok"].clone();
     let samples = report["samples"].as_array().cloned().unwrap_or_default();
     assert!(!samples.is_empty(), "{report}");
     assert!(
@@ -656,18 +655,10 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
     for file in ["adapter_config.json", "adapter_model.safetensors"] {
         std::fs::copy(job_dir.join(file), elsewhere.join(file)).unwrap();
     }
-    let imported = session.script_async(
-        "const done = arguments[arguments.length - 1];
-         window.__TAURI_INTERNALS__.invoke('import_adapter', {path: arguments[0]}).then(r => done(r), e => done({error: e}));",
-        json!([elsewhere]),
-    );
-    assert_eq!(imported["name"], "from-the-cluster", "{imported}");
-    let listed = session.script_async(
-        "const done = arguments[arguments.length - 1];
-         window.__TAURI_INTERNALS__.invoke('list_adapters').then(a => done(a.length), e => done({error: e}));",
-        json!([]),
-    );
-    assert_eq!(listed, json!(2));
+    let imported = invoke(&session, "import_adapter", json!({"path": elsewhere}));
+    assert_eq!(imported["ok"]["name"], "from-the-cluster", "{imported}");
+    let listed = invoke(&session, "list_adapters", json!({}));
+    assert_eq!(listed["ok"].as_array().map(Vec::len), Some(2), "{listed}");
     let adapter_dir = std::fs::read_dir(home.path().join("adapters"))
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -144,6 +144,115 @@ fn a_truncated_model_file_is_a_clear_error() {
 }
 
 #[test]
+fn a_chat_template_that_needs_unbounded_memory_is_refused_and_chatml_stands_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("hostile-template.gguf");
+    // an allocation failure cannot be caught: rendered in the engine's process, it would
+    // abort it
+    penwright_e2e::with_chat_template(penwright_e2e::TEMPLATE_BOMB, &model);
+    let out = penwright(&[
+        "generate",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--chat",
+        "--prompt",
+        "Say hello.",
+        "--max-tokens",
+        "4",
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("chat template is not used")
+            && err.contains("needs more than 1024 MB of memory")
+            && err.contains("ChatML stands in"),
+        "{err}"
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(reply["generated_tokens"].as_u64().unwrap() > 0, "{reply}");
+    // an import says so at once (in a home of its own: the library is not touched)
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(penwright_e2e::binary("penwright"))
+        .env("PENWRIGHT_HOME", home.path())
+        .args(["import", model.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        entry["templateNote"]
+            .as_str()
+            .is_some_and(|n| n.contains("needs more than 1024 MB") && n.contains("ChatML")),
+        "{entry}"
+    );
+}
+
+#[test]
+fn documents_that_need_a_parser_are_read_in_a_child_process_and_bad_ones_skipped() {
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        std::fs::write(
+            src.path().join(format!("page{i}.html")),
+            format!("<html><body><h1>Page {i}</h1><p>The harpooneer number {i} sharpened his iron by the stove.</p></body></html>"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        src.path().join("notes.txt"),
+        "Plain notes about the voyage.",
+    )
+    .unwrap();
+    std::fs::write(
+        src.path().join("broken.docx"),
+        b"PK\x03\x04 not really a zip",
+    )
+    .unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let summary = penwright_json(&[
+        "finetune",
+        "export",
+        "--data",
+        src.path().to_str().unwrap(),
+        "--out",
+        out_dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        summary["trainDocuments"].as_u64().unwrap() + summary["heldoutDocuments"].as_u64().unwrap(),
+        5,
+        "{summary}"
+    );
+    let skipped = summary["skipped"].as_array().unwrap();
+    assert!(
+        skipped.len() == 1
+            && skipped[0]["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("broken.docx")
+            && skipped[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("not a readable .docx"),
+        "{summary}"
+    );
+    let written = ["train.jsonl", "heldout.jsonl"]
+        .map(|f| std::fs::read_to_string(out_dir.path().join(f)).unwrap())
+        .concat();
+    for i in 0..4 {
+        assert!(
+            written.contains(&format!("The harpooneer number {i} sharpened")),
+            "{written}"
+        );
+    }
+}
+
+#[test]
 fn a_non_utf8_document_is_refused_with_its_offset() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("latin1.txt");

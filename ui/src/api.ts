@@ -260,6 +260,9 @@ export interface ModelEntry {
   problem: string | null;
   /** Whether it runs on this machine, with the numbers (null: the estimate is unknown). */
   fit: FitReport | null;
+  /** Why the model's own chat template is not used (an import found it failing or running
+   * past its limits; ChatML stands in). */
+  templateNote?: string;
 }
 
 /** "yes": runs with room to spare; "tight": takes most of the free memory; "no": too large. */

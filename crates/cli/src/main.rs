@@ -121,6 +121,10 @@ enum FinetuneAction {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Work on untrusted input under a memory and time cap (a task as JSON on stdin); run by
+    /// Penwright itself, not by hand
+    #[command(hide = true)]
+    Isolated,
     /// Installs a catalog model (default: the default model), or a model from a Hugging Face
     /// repository (--repo, with --file for one of its .gguf files); checks checksums.
     /// An interrupted download resumes where it stopped.
@@ -420,7 +424,12 @@ fn print_json(value: &serde_json::Value) {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // templates and documents from untrusted files are checked in a child of this binary
+    if let Ok(exe) = std::env::current_exe() {
+        penwright_engine::isolated::use_helper(exe);
+    }
     match cli.command {
+        Command::Isolated => Ok(penwright_engine::isolated::serve_child()?),
         Command::Fetch { name, repo, file } => match repo {
             Some(repo) => fetch_repo(&repo, file),
             None => fetch(name.as_deref()),

@@ -214,23 +214,28 @@ impl ChatTemplate {
             .map_err(|_| EngineError::ChatTemplate("the template wrote invalid UTF-8".into()))
     }
 
-    /// Renders a small conversation, to find a template that fails or runs past its limits
-    /// before a writer's request does.
+    /// Renders the conversation shapes Penwright sends (one user turn, with and without a
+    /// system prompt, and a longer exchange), to find a template that fails or runs past
+    /// its limits before a writer's request does.
     pub fn check(&self) -> Result<()> {
-        let turn = |role: &str, content: &str| ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        };
-        self.render(
-            &[
-                turn("system", "You are a helpful assistant."),
-                turn("user", "Hello."),
-                turn("assistant", "Hi."),
-                turn("user", "Summarize this."),
+        let document = "A paragraph of the writer's text. ".repeat(64);
+        let shapes = [
+            vec![ChatMessage::user("Hello.")],
+            vec![
+                ChatMessage::system("You are a helpful assistant."),
+                ChatMessage::user(format!("Summarize this:\n\n{document}")),
             ],
-            true,
-        )
-        .map(|_| ())
+            vec![
+                ChatMessage::system("You are a helpful assistant."),
+                ChatMessage::user("Hello."),
+                ChatMessage::assistant("Hi."),
+                ChatMessage::user("Summarize this."),
+            ],
+        ];
+        for messages in &shapes {
+            self.render(messages, true)?;
+        }
+        self.render(&shapes[2], false).map(|_| ())
     }
 
     /// The template text.

@@ -12,7 +12,7 @@ use penwright_models::{
 };
 use serde::Serialize;
 
-use crate::loader::{ModelInfo, inspect_model};
+use crate::loader::{ModelInfo, inspect_model, inspect_model_for_import};
 use crate::machine::{FitReport, MachineMemory, machine_memory};
 use crate::{EngineError, Result};
 
@@ -52,6 +52,10 @@ pub struct ModelEntry {
     pub problem: Option<String>,
     /// Whether it runs on this machine, with the numbers (`None`: the estimate is unknown).
     pub fit: Option<FitReport>,
+    /// Why the model's own chat template is not used, when an import found it failing or
+    /// running past its limits (ChatML stands in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_note: Option<String>,
 }
 
 impl ModelEntry {
@@ -76,6 +80,7 @@ impl ModelEntry {
             description: String::new(),
             problem: None,
             fit: None,
+            template_note: None,
         }
     }
 
@@ -86,6 +91,7 @@ impl ModelEntry {
             quantization: info.quantization,
             size_bytes: info.file_bytes,
             memory_bytes: info.memory_bytes,
+            template_note: info.template_note,
             ..ModelEntry::outside_catalog(info.path, origin, repo)
         }
     }
@@ -134,6 +140,7 @@ impl ModelEntry {
             description: entry.description.clone(),
             problem,
             fit: None,
+            template_note: None,
         }
     }
 
@@ -213,7 +220,7 @@ pub fn import_model(models_dir: &Path, path: &Path) -> Result<ModelEntry> {
             path.display()
         )));
     }
-    let info = inspect_model(&path)?;
+    let info = inspect_model_for_import(&path)?;
     Library::in_dir(models_dir).add(LibraryEntry {
         path: path.clone(),
         origin: Origin::Imported,

@@ -13,6 +13,7 @@ pub mod fs;
 pub mod generate;
 pub mod gguf;
 pub mod installed;
+pub mod isolated;
 pub mod loader;
 pub mod lora;
 pub mod machine;

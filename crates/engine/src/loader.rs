@@ -9,7 +9,7 @@ use crate::chat::ChatTemplate;
 use crate::config::ModelConfig;
 use crate::device::SelectedDevice;
 use crate::gguf::GgufFile;
-use crate::model::LanguageModel;
+use crate::model::{LanguageModel, check_parameters_fit};
 use crate::tokenizer::{GgufTokenizerSpec, Tokenizer};
 use crate::weights::{GgufWeights, SafetensorsWeights, WeightSource, refuse_pickle};
 use crate::{EngineError, Result};
@@ -83,17 +83,46 @@ pub fn inspect_model(path: &Path) -> Result<ModelInfo> {
         }
         let config = ModelConfig::from_hf_json(&config_path)?;
         // reads the safetensors headers: no weights (or only pickles) is an error here
-        SafetensorsWeights::open_dir(path)?;
+        let weights = WeightSource::Safetensors(SafetensorsWeights::open_dir(path)?);
+        check_parameters_fit(&config, &weights)?;
         Ok(hf_info(path, &config))
     } else if path.is_file() {
         let file = GgufFile::open(path)?;
         let config = ModelConfig::from_gguf(&file)?;
-        Ok(gguf_info(path, &file, &config))
+        let info = gguf_info(path, &file, &config);
+        let weights = WeightSource::Gguf(GgufWeights::new(
+            file,
+            config.architecture,
+            config.num_heads,
+            config.num_kv_heads,
+        ));
+        check_parameters_fit(&config, &weights)?;
+        Ok(info)
     } else {
         Err(EngineError::ModelNotFound {
             path: path.to_path_buf(),
         })
     }
+}
+
+/// [`inspect_model`], and the model's tokenizer and chat template checked as a load would
+/// check them (an import): a template that fails or runs past its limits is named in
+/// `template_note` now, not at the first summary, and ChatML stands in for it.
+pub fn inspect_model_for_import(path: &Path) -> Result<ModelInfo> {
+    let mut info = inspect_model(path)?;
+    let tokenizer = if path.is_dir() {
+        path.join("tokenizer.json")
+            .exists()
+            .then(|| Tokenizer::from_hf_dir(path))
+            .transpose()?
+    } else {
+        let file = GgufFile::open(path)?;
+        Some(Tokenizer::from_gguf_spec(&GgufTokenizerSpec::from_gguf(
+            &file,
+        )?)?)
+    };
+    info.template_note = tokenizer.as_ref().and_then(|t| read_chat_template(t).1);
+    Ok(info)
 }
 
 /// Loading progress: `stage` in reading → layers → ready.
@@ -321,7 +350,7 @@ fn read_chat_template(tokenizer: &Tokenizer) -> (Option<ChatTemplate>, Option<St
         &piece(tokenizer.bos_id()),
         &piece(tokenizer.eos_id()),
     )
-    .and_then(|t| t.check().map(|()| t));
+    .and_then(|t| crate::isolated::check_template(&t).map(|()| t));
     match template {
         Ok(t) => (Some(t), None),
         Err(e) => {

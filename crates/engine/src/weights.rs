@@ -213,6 +213,31 @@ impl WeightSource {
             WeightSource::Gguf(w) => &w.file.path,
         }
     }
+
+    /// How many values the file's tensors hold together, by their headers (what a model
+    /// read from it can have at most, whatever its config claims).
+    pub fn stored_values(&self) -> u64 {
+        match self {
+            WeightSource::Safetensors(w) => w
+                .shards
+                .iter()
+                .flat_map(|s| s.tensors.values())
+                .map(|t| {
+                    t.shape
+                        .iter()
+                        .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+                        .unwrap_or(u64::MAX)
+                })
+                .fold(0u64, u64::saturating_add),
+            WeightSource::Gguf(w) => w
+                .file
+                .header
+                .tensors
+                .iter()
+                .map(|t| t.n_elements())
+                .fold(0u64, u64::saturating_add),
+        }
+    }
 }
 
 /// Refuses pickled checkpoints by name before anything reads them.

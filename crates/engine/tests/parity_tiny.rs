@@ -148,6 +148,30 @@ fn context_overflow_is_an_error_not_a_crash() {
     assert!(err.to_string().contains("vocabulary"), "{err}");
 }
 
+#[test]
+fn a_config_claiming_more_than_the_file_holds_is_refused_before_loading() {
+    let dir = fixture("tiny-llama");
+    let weights = WeightSource::Safetensors(SafetensorsWeights::open_dir(&dir).unwrap());
+    let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    // 1000 layers pass the config's own bounds; the file holds 2
+    let claimed = text.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1000");
+    let config = ModelConfig::from_hf_str(&claimed, &dir.join("config.json")).unwrap();
+    let mut layers_loaded = 0;
+    let err = LanguageModel::load(config, &weights, &Device::flex(), &mut |done, _| {
+        layers_loaded = done
+    })
+    .err()
+    .expect("a 1000-layer model from a 2-layer file");
+    assert_eq!(layers_loaded, 0, "refused before any layer was loaded");
+    assert!(
+        err.to_string()
+            .contains("describes a model of 37056064 parameters, but its tensors hold only"),
+        "{err}"
+    );
+    // the file's own config loads
+    load(&dir, &Device::flex());
+}
+
 /// The GPU path (burn-wgpu), here on Mesa's lavapipe; on a machine with no Vulkan/Metal/DX12
 /// adapter at all this test fails with the adapter error, it never passes silently.
 #[test]

@@ -20,7 +20,7 @@ fn adapters_dir() -> PathBuf {
 }
 
 /// The `penwright` command line next to the app's own binary.
-fn penwright_binary() -> CommandResult<PathBuf> {
+pub(crate) fn penwright_binary() -> CommandResult<PathBuf> {
     let exe = std::env::current_exe().map_err(|e| CommandError::new("io", e.to_string()))?;
     let bin = exe.with_file_name("penwright");
     if !bin.exists() {

@@ -369,6 +369,8 @@ export function modelsPane(_ctx: AppContext): Pane {
     try {
       const info = await api.importModel(picked[0]);
       toast(`Imported ${info.displayName}`, "success");
+      // its own chat template failed its check: say so now, not at the first summary
+      if (info.templateNote) toast(`${info.displayName}: ${info.templateNote}`, "info", 9000);
       await refresh();
     } catch (e) {
       toastError(e, "Import failed");

@@ -143,6 +143,9 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>, skipped: &mut Vec<Skipped>
     }
 }
 
+/// Documents read together (in one child process where they need one).
+const READ_BATCH: usize = 16;
+
 /// Reads every document under `paths`.
 pub fn import(paths: &[PathBuf]) -> (Vec<Document>, Vec<Skipped>, usize) {
     let mut files = Vec::new();
@@ -161,38 +164,52 @@ pub fn import(paths: &[PathBuf]) -> (Vec<Document>, Vec<Skipped>, usize) {
     let mut duplicates = 0;
     let mut docs = Vec::new();
     let mut total = 0usize;
-    for path in files {
-        if total > MAX_IMPORT_TEXT_BYTES {
-            skipped.push(Skipped {
-                path,
-                reason: format!(
-                    "the import already holds {} MB of text, its limit",
-                    MAX_IMPORT_TEXT_BYTES >> 20
-                ),
-            });
-            continue;
+    // a few at a time (documents that need a parser are read in a child process, see
+    // `isolated`), so that the import's limit stops the reading early
+    let mut files = files.into_iter();
+    loop {
+        let batch: Vec<PathBuf> = files.by_ref().take(READ_BATCH).collect();
+        if batch.is_empty() {
+            break;
         }
-        let text = match super::extract::extract_text(&path) {
-            Ok(t) => t,
-            Err(reason) => {
-                skipped.push(Skipped { path, reason });
+        let texts = if total > MAX_IMPORT_TEXT_BYTES {
+            vec![Err(String::new()); batch.len()]
+        } else {
+            crate::isolated::extract_texts(&batch)
+        };
+        for (path, text) in batch.into_iter().zip(texts) {
+            if total > MAX_IMPORT_TEXT_BYTES {
+                skipped.push(Skipped {
+                    path,
+                    reason: format!(
+                        "the import already holds {} MB of text, its limit",
+                        MAX_IMPORT_TEXT_BYTES >> 20
+                    ),
+                });
                 continue;
             }
-        };
-        let text = normalize(&text);
-        if text.is_empty() {
-            skipped.push(Skipped {
-                path,
-                reason: "empty".into(),
-            });
-            continue;
+            let text = match text {
+                Ok(t) => t,
+                Err(reason) => {
+                    skipped.push(Skipped { path, reason });
+                    continue;
+                }
+            };
+            let text = normalize(&text);
+            if text.is_empty() {
+                skipped.push(Skipped {
+                    path,
+                    reason: "empty".into(),
+                });
+                continue;
+            }
+            if !seen.insert(text.clone()) {
+                duplicates += 1;
+                continue;
+            }
+            total += text.len();
+            docs.push(Document { path, text });
         }
-        if !seen.insert(text.clone()) {
-            duplicates += 1;
-            continue;
-        }
-        total += text.len();
-        docs.push(Document { path, text });
     }
     (docs, skipped, duplicates)
 }

@@ -32,6 +32,11 @@ const MAX_ARRAY_DEPTH: usize = 8;
 /// The most elements one metadata array may hold: ten times the largest vocabulary or
 /// merge list in use, and few enough that their in-memory values stay far below a gigabyte.
 pub const MAX_ARRAY_LEN: u64 = 1 << 22;
+/// The most values all of a file's metadata may hold together (every array element counts):
+/// each costs a 32-byte slot in memory, so this keeps the parsed metadata under 300 MB
+/// however the file spreads its arrays over keys. The largest real vocabulary plus its
+/// merges (Gemma's, Qwen2's) are under a million.
+pub const MAX_METADATA_VALUES: u64 = 1 << 23;
 /// Largest accepted `general.alignment`.
 const MAX_ALIGNMENT: u64 = 1 << 16;
 
@@ -186,6 +191,8 @@ struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
     path: &'a Path,
+    /// Metadata values read so far (array elements included).
+    values: u64,
 }
 
 impl<'a> Reader<'a> {
@@ -248,6 +255,13 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self, ty: u32, depth: usize, what: &dyn Fn() -> String) -> Result<MetaValue> {
+        self.values += 1;
+        if self.values > MAX_METADATA_VALUES {
+            return Err(self.malformed(format!(
+                "{}: the metadata holds more than {MAX_METADATA_VALUES} values in all, Penwright's limit",
+                what()
+            )));
+        }
         Ok(match ty {
             0 => MetaValue::U8(self.u8(what)?),
             1 => MetaValue::I8(self.u8(what)? as i8),
@@ -326,6 +340,7 @@ impl GgufHeader {
             buf: bytes,
             pos: 0,
             path,
+            values: 0,
         };
         let magic: [u8; 4] = r.array(&|| "magic".into())?;
         if &magic != b"GGUF" {
@@ -1144,6 +1159,25 @@ pub(crate) mod tests {
         b.extend(vec![7u8; MAX_ARRAY_LEN as usize + 1]);
         let err = GgufHeader::parse(&b, p).unwrap_err();
         assert!(err.to_string().contains("holds 4194305 elements"), "{err}");
+        // Arrays each under that limit, over keys that together exceed the total.
+        let per_key = MAX_ARRAY_LEN - 1;
+        let keys = MAX_METADATA_VALUES / per_key + 1;
+        let mut b = header(0, keys);
+        for k in 0..keys {
+            let key = format!("k{k}");
+            b.extend((key.len() as u64).to_le_bytes());
+            b.extend(key.as_bytes());
+            b.extend(9u32.to_le_bytes());
+            b.extend(0u32.to_le_bytes());
+            b.extend(per_key.to_le_bytes());
+            b.extend(vec![7u8; per_key as usize]);
+        }
+        let err = GgufHeader::parse(&b, p).unwrap_err();
+        assert!(
+            matches!(err, EngineError::Malformed { .. })
+                && err.to_string().contains("more than 8388608 values in all"),
+            "{err}"
+        );
         // Arrays nested deeper than the limit, but inside the input.
         let mut b = header(0, 1);
         b.extend(1u64.to_le_bytes());

@@ -123,6 +123,28 @@ pub fn rope_for(config: &ModelConfig) -> Option<Rope> {
     config.architecture.uses_rope().then(|| Rope::new(config))
 }
 
+/// Refuses a config that describes more parameters than the file's tensors hold, before
+/// anything is allocated for it: a header can claim any size, the tensor table says what
+/// is there.
+pub fn check_parameters_fit(config: &ModelConfig, weights: &WeightSource) -> Result<()> {
+    // an untied head may be absent from the file (the embedding then stands in for it)
+    let least = ModelConfig {
+        tie_word_embeddings: true,
+        ..config.clone()
+    };
+    let claimed = least.parameter_count() as u64;
+    let stored = weights.stored_values();
+    if claimed > stored {
+        return Err(EngineError::Malformed {
+            path: weights.path().to_path_buf(),
+            what: format!(
+                "its config describes a model of {claimed} parameters, but its tensors hold only {stored} values"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A loaded causal language model on a device.
 pub struct LanguageModel {
     pub config: ModelConfig,
@@ -139,6 +161,7 @@ impl LanguageModel {
         device: &Device,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
+        check_parameters_fit(&config, weights)?;
         let network = match config.architecture {
             Architecture::Llama | Architecture::Qwen2 => {
                 Network::Llama(llama::Llama::load(&config, weights, device, progress)?)
