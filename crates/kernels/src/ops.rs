@@ -125,6 +125,23 @@ pub trait PackedOps: Backend {
         cross_entropy_backward_generic::<Self>(logits, targets, grad)
     }
 
+    /// `silu(gate) · up`, elementwise (the gated feed-forward activation, SwiGLU). Its
+    /// backward pass keeps only `gate` and `up`.
+    #[fusion(default)]
+    fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        swiglu_generic::<Self>(gate, up)
+    }
+
+    /// The gradients of [`PackedOps::swiglu`] with respect to `gate` and `up`.
+    #[fusion(default)]
+    fn swiglu_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        swiglu_backward_generic::<Self>(gate, up, grad)
+    }
+
     /// Rows `ids` of `W`, dequantized: `[n] → [n, cols]` (an embedding lookup).
     #[fusion(dtype = DType::F32, shape = rows_shape(ids, layout))]
     fn packed_rows(
@@ -205,6 +222,31 @@ fn cross_entropy_backward_generic<B: Backend>(
         Scalar::Float(n as f64),
     );
     B::float_mul(d, B::float_expand(scale, shape))
+}
+
+/// [`PackedOps::swiglu`] from the backend's own ops.
+fn swiglu_generic<B: Backend>(gate: FloatTensor<B>, up: FloatTensor<B>) -> FloatTensor<B> {
+    let silu = B::float_mul(gate.clone(), B::sigmoid(gate));
+    B::float_mul(silu, up)
+}
+
+/// [`PackedOps::swiglu_backward`] from the backend's own ops.
+fn swiglu_backward_generic<B: Backend>(
+    gate: FloatTensor<B>,
+    up: FloatTensor<B>,
+    grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let s = B::sigmoid(gate.clone());
+    let silu = B::float_mul(gate.clone(), s.clone());
+    let d_up = B::float_mul(grad.clone(), silu);
+    // d silu / d gate = σ · (1 + gate · (1 − σ))
+    let one_minus = B::float_add_scalar(B::float_neg(s.clone()), Scalar::Float(1.0));
+    let slope = B::float_mul(
+        s,
+        B::float_add_scalar(B::float_mul(gate, one_minus), Scalar::Float(1.0)),
+    );
+    let d_gate = B::float_mul(B::float_mul(grad, up), slope);
+    (d_gate, d_up)
 }
 
 /// [`PackedOps::cached_attention`] from the backend's own slice-assign, slice and
@@ -308,6 +350,22 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     Tensor::from_dispatch(Dispatch::cross_entropy(
         logits.into_dispatch(),
         targets.into_dispatch(),
+    ))
+}
+
+/// See [`PackedOps::swiglu`]: `silu(gate) · up`, differentiable in both.
+pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    assert_eq!(gate.dims(), up.dims(), "gate and up have one shape");
+    let f32 = |t: Tensor<D>| {
+        if t.dtype() == DType::F32 {
+            t
+        } else {
+            t.cast(FloatDType::F32)
+        }
+    };
+    Tensor::from_dispatch(Dispatch::swiglu(
+        f32(gate).into_dispatch(),
+        f32(up).into_dispatch(),
     ))
 }
 
@@ -468,6 +526,33 @@ impl PackedOps for Flex {
         let mut y = vec![0.0f32; m * layout.cols];
         cpu::matmul_transposed(grad, m, &w, &mut y);
         flex_out(y, shape)
+    }
+
+    fn swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
+        let (gate, up) = (flex_f32(gate), flex_f32(up));
+        let shape = gate.shape();
+        let mut out = vec![0.0f32; shape.num_elements()];
+        cpu::gated::swiglu(flex_slice(&gate), flex_slice(&up), &mut out);
+        flex_out(out, shape)
+    }
+
+    fn swiglu_backward(
+        gate: FlexTensor,
+        up: FlexTensor,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        let (gate, up, grad) = (flex_f32(gate), flex_f32(up), flex_f32(grad));
+        let shape = gate.shape();
+        let n = shape.num_elements();
+        let (mut d_gate, mut d_up) = (vec![0.0f32; n], vec![0.0f32; n]);
+        cpu::gated::swiglu_backward(
+            flex_slice(&gate),
+            flex_slice(&up),
+            flex_slice(&grad),
+            &mut d_gate,
+            &mut d_up,
+        );
+        (flex_out(d_gate, shape.clone()), flex_out(d_up, shape))
     }
 
     fn cross_entropy(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {
@@ -642,7 +727,58 @@ impl<B: PackedOps> Backward<B, 1> for CrossEntropyBackward {
     }
 }
 
+/// The backward pass of `silu(gate) · up`, from the two inputs it keeps.
+#[derive(Debug)]
+struct SwigluBackward;
+
+impl<B: PackedOps> Backward<B, 2> for SwigluBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [gate_node, up_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (gate, up) = ops.state;
+        let (d_gate, d_up) = B::swiglu_backward(gate, up, grad);
+        if let Some(node) = gate_node {
+            grads.register::<B>(node.id, d_gate);
+        }
+        if let Some(node) = up_node {
+            grads.register::<B>(node.id, d_up);
+        }
+    }
+}
+
 impl<B: PackedOps, C: CheckpointStrategy> PackedOps for Autodiff<B, C> {
+    fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let nodes = [gate.node(), up.node()];
+        let (gate, up) = (gate.into_primitive(), up.into_primitive());
+        match SwigluBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::swiglu(gate.clone(), up.clone());
+                prep.finish((gate, up), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::swiglu(gate, up)),
+        }
+    }
+
+    fn swiglu_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        // only ever called inside a backward pass, on the inner backend
+        let (d_gate, d_up) = B::swiglu_backward(
+            gate.into_primitive(),
+            up.into_primitive(),
+            grad.into_primitive(),
+        );
+        (Self::from_inner(d_gate), Self::from_inner(d_up))
+    }
+
     fn cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
         let node = logits.node();
         let logits = logits.into_primitive();

@@ -2,7 +2,6 @@
 //! shape with q/k/v biases): RMSNorm, rotate-half RoPE, grouped-query attention, SwiGLU.
 
 use burn::module::Module;
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor};
 
 use super::kv_cache::KvCache;
@@ -179,7 +178,10 @@ impl Llama {
             x = x + a.o_proj.forward(out);
             let h = block.post_attention_layernorm.forward(x.clone());
             let m = &block.mlp;
-            let gated = silu(m.gate_proj.forward(h.clone())) * m.up_proj.forward(h);
+            let gated = penwright_kernels::ops::swiglu(
+                m.gate_proj.forward(h.clone()),
+                m.up_proj.forward(h),
+            );
             x = x + m.down_proj.forward(gated);
         }
         self.norm.forward(x)

@@ -12,6 +12,7 @@
 pub mod activation;
 pub mod attention;
 pub mod batched;
+pub mod gated;
 pub mod loss;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
