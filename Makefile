@@ -19,13 +19,15 @@ run: app
 	scripts/with-xvfb.sh "$(CARGO_TARGET_DIR)/debug/penwright-app"
 
 ## Runs every check and test: format, lints, Rust unit/integration/CLI tests, UI unit tests,
-## end-to-end app tests under Xvfb, then the .deb built, installed and smoke-tested.
+## end-to-end app tests under Xvfb, then the .deb built, installed and smoke-tested, then
+## five seconds of fuzzing per parser of untrusted input.
 test: app
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cd ui && npm test
 	scripts/with-xvfb.sh cargo test --workspace --no-fail-fast
 	scripts/deb-check.sh
+	scripts/fuzz.sh 5
 
 ## Builds the installable package (release; .deb here, `scripts/bundle.sh rpm|appimage` too):
 ## $(CARGO_TARGET_DIR)/release/bundle/deb/Penwright_*.deb

@@ -296,7 +296,8 @@ fn strip_generation_tags(source: &str) -> String {
     while let Some(start) = rest.find("{%") {
         out.push_str(&rest[..start]);
         let tag = &rest[start..];
-        let Some(end) = tag.find("%}") else {
+        // the `%}` after the `{%` (in `{%}` the two overlap; found by fuzzing)
+        let Some(end) = tag[2..].find("%}").map(|e| e + 2) else {
             out.push_str(tag);
             return out;
         };
@@ -786,6 +787,18 @@ mod tests {
             DateTime::from_unix(0).format("%F %T %a"),
             "1970-01-01 00:00:00 Thu"
         );
+    }
+
+    #[test]
+    fn a_tag_whose_ends_overlap_is_a_template_error_not_a_panic() {
+        for source in [
+            "{%}",
+            "a {%} b %}",
+            "{%}{% generation %}x{% endgeneration %}",
+        ] {
+            let result = std::panic::catch_unwind(|| ChatTemplate::new(source, "", "").err());
+            assert!(result.is_ok(), "{source:?} panicked");
+        }
     }
 
     #[test]

@@ -387,7 +387,15 @@ impl Tokenizer {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             ));
         }
-        let inner = HfTokenizer::from_file(path)
+        // the tokenizers crate panics on some malformed files (a `decoder` it cannot read
+        // hits an `expect`, found by fuzzing): a bad file, not a crashed engine
+        let inner = std::panic::catch_unwind(|| HfTokenizer::from_file(path))
+            .map_err(|_| {
+                tok_err(format!(
+                    "{}: the tokenizer library cannot read this file (malformed?)",
+                    path.display()
+                ))
+            })?
             .map_err(|e| tok_err(format!("{}: {e}", path.display())))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let config = read_hf_config(dir)?;
@@ -1263,6 +1271,23 @@ mod tests {
         assert!(pos("l", "l") < pos("h", "e"));
         assert!(pos("▁", "h") < pos("▁h", "e"));
         assert!(pos("▁he", "llo") > pos("▁", "h"));
+    }
+
+    /// Found by the tokenizer_json fuzz target: the tokenizers crate panics on a decoder
+    /// with an unknown key instead of returning its error.
+    #[test]
+    fn a_tokenizer_json_that_panics_the_library_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("tokenizer.json"),
+            r#"{"version": "1.0", "added_tokens": [], "normalizer": null, "pre_tokenizer": null,
+                "post_processor": null, "decoder": {"type": "ByteLevel", "add_prefix_space": true,
+                "trim_o       ffsets": true, "use_regex": true},
+                "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}"#,
+        )
+        .unwrap();
+        let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("tokenizer.json"), "{err}");
     }
 
     #[test]

@@ -11,12 +11,16 @@ use super::attention::exp;
 /// Elements a thread takes at a time.
 const CHUNK: usize = 1 << 14;
 
-/// `1 / (1 + e^-x)` from `e^-|x|` (never overflows).
+/// `1 / (1 + e^-x)` from `e^-|x|`: never overflows, and keeps its relative precision for
+/// negative `x` (`e^x / (1 + e^x)` rather than `1 − 1/(1 + e^-x)`).
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
     let e = exp(-x.abs());
-    let s = 1.0 / (1.0 + e);
-    if x >= 0.0 { s } else { 1.0 - s }
+    if x >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    }
 }
 
 /// `out = silu(gate) · up`, elementwise.
