@@ -119,6 +119,9 @@ pub struct RemoteEngine {
     endpoint: RemoteEndpoint,
     agent: ureq::Agent,
     context: usize,
+    /// The server is llama.cpp's llama-server, whose `/infill` fills in the middle with the
+    /// model's FIM tokens; cleared once it says the model has none.
+    infill: AtomicBool,
 }
 
 impl std::fmt::Debug for RemoteEngine {
@@ -127,6 +130,7 @@ impl std::fmt::Debug for RemoteEngine {
             .field("base_url", &self.endpoint.base_url)
             .field("model", &self.endpoint.model)
             .field("context", &self.context)
+            .field("infill", &self.infill.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -275,11 +279,21 @@ impl RemoteEngine {
             ));
         };
         let context = model.context.unwrap_or(DEFAULT_REMOTE_CONTEXT);
+        let agent = agent();
+        let infill = is_llama_server(&agent, &endpoint);
         Ok(RemoteEngine {
             endpoint,
-            agent: agent(),
+            agent,
             context,
+            infill: AtomicBool::new(infill),
         })
+    }
+
+    /// Whether text after the cursor goes through llama-server's `/infill` (the model's
+    /// fill-in-the-middle tokens); otherwise it goes as `/completions`' `suffix`, which
+    /// servers that know it use (Ollama, vLLM for FIM models, Penwright).
+    pub fn fills_in_through_infill(&self) -> bool {
+        self.infill.load(Ordering::Relaxed)
     }
 
     pub fn endpoint(&self) -> &RemoteEndpoint {
@@ -291,28 +305,26 @@ impl RemoteEngine {
         self.context
     }
 
-    /// Streams `POST {base}/{path}` with `body`; `on_chunk` gets each event's JSON. Ends at
-    /// `[DONE]` (or the stream's end); a cancel drops the connection.
-    fn stream(
+    /// `POST url` with `body`, streamed: the answer's head (a 429 is waited out once, as its
+    /// `Retry-After` asks, up to 10 s).
+    fn open(
         &self,
-        path: &str,
+        url: &str,
         mut body: Value,
         cancel: &AtomicBool,
-        on_chunk: &mut dyn FnMut(&Value) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<ureq::http::Response<ureq::Body>> {
         let server = self.endpoint.base_url.as_str();
         body["stream"] = json!(true);
         body["model"] = json!(self.endpoint.model);
         let payload = body.to_string();
-        let url = format!("{}/{path}", base(server));
         let mut retried = false;
-        let response = loop {
+        loop {
             if cancel.load(Ordering::Relaxed) {
                 return Err(EngineError::Cancelled);
             }
             let mut request = self
                 .agent
-                .post(&url)
+                .post(url)
                 .header("Content-Type", "application/json")
                 .header("Accept", "text/event-stream");
             if let Some(key) = &self.endpoint.api_key {
@@ -334,8 +346,35 @@ impl RemoteEngine {
                     continue;
                 }
             }
-            break response;
-        };
+            return Ok(response);
+        }
+    }
+
+    /// Streams `POST {base}/{path}` with `body` (OpenAI's framing); `on_chunk` gets each
+    /// event's JSON.
+    fn stream(
+        &self,
+        path: &str,
+        body: Value,
+        cancel: &AtomicBool,
+        on_chunk: &mut dyn FnMut(&Value) -> Result<()>,
+    ) -> Result<()> {
+        let url = format!("{}/{path}", base(&self.endpoint.base_url));
+        let response = self.open(&url, body, cancel)?;
+        self.read_events(response, Framing::OpenAi, cancel, on_chunk)
+    }
+
+    /// Reads a streamed answer's events; `on_chunk` gets each one's JSON. OpenAI's streams
+    /// end at `[DONE]`; llama-server's own endpoints at the event that says `"stop": true`.
+    /// A cancel drops the connection.
+    fn read_events(
+        &self,
+        response: ureq::http::Response<ureq::Body>,
+        framing: Framing,
+        cancel: &AtomicBool,
+        on_chunk: &mut dyn FnMut(&Value) -> Result<()>,
+    ) -> Result<()> {
+        let server = self.endpoint.base_url.as_str();
         if !response.status().is_success() {
             return Err(read_ok(server, response).expect_err("not a 2xx answer"));
         }
@@ -357,7 +396,10 @@ impl RemoteEngine {
                 return Err(remote_error(
                     server,
                     RemoteFailure::BadResponse,
-                    "the stream ended without [DONE]",
+                    match framing {
+                        Framing::OpenAi => "the stream ended without [DONE]",
+                        Framing::LlamaServer => "the stream ended before its last event",
+                    },
                 ));
             };
             if data.trim() == "[DONE]" {
@@ -375,6 +417,9 @@ impl RemoteEngine {
                 return Err(remote_error(server, RemoteFailure::ServerError, message));
             }
             on_chunk(&chunk)?;
+            if framing == Framing::LlamaServer && chunk["stop"].as_bool() == Some(true) {
+                return Ok(());
+            }
         }
     }
 
@@ -388,6 +433,15 @@ impl RemoteEngine {
         cancel: &AtomicBool,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<RemoteAnswer> {
+        if let Some(suffix) = suffix.filter(|s| !s.is_empty())
+            && self.fills_in_through_infill()
+        {
+            match self.infill(prompt, suffix, limits, cancel, on_text)? {
+                Some(answer) => return Ok(answer),
+                // the model has no FIM tokens: the suffix goes as `/completions` has it
+                None => self.infill.store(false, Ordering::Relaxed),
+            }
+        }
         let mut body = json!({ "prompt": prompt });
         limits.apply(&mut body);
         if let Some(suffix) = suffix.filter(|s| !s.is_empty()) {
@@ -400,6 +454,55 @@ impl RemoteEngine {
             &|choice| choice["text"].as_str().map(str::to_string),
             on_text,
         )
+    }
+
+    /// Fills in between `prefix` and `suffix` through llama-server's `/infill`; `None` when
+    /// the server says the model cannot (no FIM tokens: HTTP 501) or has no such endpoint.
+    fn infill(
+        &self,
+        prefix: &str,
+        suffix: &str,
+        limits: &AnswerLimits,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Option<RemoteAnswer>> {
+        let mut body = json!({ "input_prefix": prefix, "input_suffix": suffix });
+        limits.apply(&mut body);
+        body["n_predict"] = json!(limits.max_tokens);
+        let url = format!("{}/infill", server_root(&self.endpoint.base_url));
+        let response = self.open(&url, body, cancel)?;
+        if matches!(response.status().as_u16(), 404 | 501) {
+            return Ok(None);
+        }
+        let mut answer = RemoteAnswer {
+            text: String::new(),
+            finish_reason: None,
+            completion_tokens: None,
+        };
+        let stop_early = AtomicBool::new(false);
+        let result = self.read_events(response, Framing::LlamaServer, cancel, &mut |chunk| {
+            if let Some(n) = chunk["tokens_predicted"].as_u64() {
+                answer.completion_tokens = Some(n as usize);
+            }
+            if chunk["stop"].as_bool() == Some(true) {
+                let limit = chunk["stop_type"].as_str() == Some("limit");
+                answer.finish_reason = Some(if limit { "length" } else { "stop" }.into());
+            }
+            let piece = chunk["content"].as_str().unwrap_or_default();
+            if !piece.is_empty() {
+                answer.text.push_str(piece);
+                if !on_text(piece) {
+                    stop_early.store(true, Ordering::Relaxed);
+                    return Err(EngineError::Cancelled);
+                }
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(Some(answer)),
+            Err(EngineError::Cancelled) if stop_early.load(Ordering::Relaxed) => Ok(Some(answer)),
+            Err(e) => Err(e),
+        }
     }
 
     /// One chat exchange through `/chat/completions`; `on_text` gets each piece.
@@ -467,6 +570,39 @@ impl RemoteEngine {
             Err(e) => Err(e),
         }
     }
+}
+
+/// How a stream's events end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// OpenAI's: `data: [DONE]` last.
+    OpenAi,
+    /// llama-server's own endpoints (`/infill`): the event with `"stop": true` is the last.
+    LlamaServer,
+}
+
+/// The server's root: the base URL without its `/v1` (llama-server's own endpoints live
+/// there).
+fn server_root(base_url: &str) -> &str {
+    let b = base(base_url);
+    b.strip_suffix("/v1").unwrap_or(b)
+}
+
+/// Whether the server is llama.cpp's llama-server: its `GET /props` answers with its
+/// `default_generation_settings` (other servers answer 404, or something else).
+fn is_llama_server(agent: &ureq::Agent, endpoint: &RemoteEndpoint) -> bool {
+    let url = format!("{}/props", server_root(&endpoint.base_url));
+    let mut request = agent.get(&url);
+    if let Some(key) = &endpoint.api_key {
+        request = request.header("Authorization", format!("Bearer {key}"));
+    }
+    let Ok(response) = request.call() else {
+        return false;
+    };
+    read_ok(&endpoint.base_url, response)
+        .ok()
+        .and_then(|body| serde_json::from_str::<Value>(&body).ok())
+        .is_some_and(|v| v.get("default_generation_settings").is_some())
 }
 
 fn sleep_unless_cancelled(wait: Duration, cancel: &AtomicBool) -> Result<()> {

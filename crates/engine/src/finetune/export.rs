@@ -110,6 +110,7 @@ heldout.jsonl. Needs: pip install torch transformers peft trl datasets
 The adapter lands in ./adapter (PEFT format): import it in Penwright's fine-tune pane.
 """
 import argparse
+import inspect
 import json
 import pathlib
 
@@ -135,10 +136,12 @@ lora = LoraConfig(
     target_modules=settings["lora_target_modules"],
     task_type="CAUSAL_LM",
 )
+# TRL renamed max_seq_length to max_length (0.16); take whichever this TRL has
+length_field = "max_length" if "max_length" in inspect.signature(SFTConfig).parameters else "max_seq_length"
 config = SFTConfig(
     output_dir=str(here / "adapter"),
     dataset_text_field="text",
-    max_length=settings["sequence_len"],
+    **{length_field: settings["sequence_len"]},
     packing=True,
     per_device_train_batch_size=settings["micro_batch_size"],
     gradient_accumulation_steps=settings["gradient_accumulation_steps"],
