@@ -36,10 +36,14 @@ const COMMANDS: &[&str] = &[
     "finetune_attach",
     "list_adapters",
     "import_adapter",
+    "measure_adapter",
     "set_adapter",
     "remote_models",
     "use_remote",
     "use_local",
+    "serve_status",
+    "serve_start",
+    "serve_stop",
 ];
 
 fn main() {

@@ -48,10 +48,14 @@ macro_rules! app_commands {
             commands::finetune::finetune_attach,
             commands::finetune::list_adapters,
             commands::finetune::import_adapter,
+            commands::finetune::measure_adapter,
             commands::finetune::set_adapter,
             commands::remote::remote_models,
             commands::remote::use_remote,
             commands::remote::use_local,
+            commands::serve::serve_status,
+            commands::serve::serve_start,
+            commands::serve::serve_stop,
         ]
     };
 }

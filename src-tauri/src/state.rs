@@ -13,9 +13,15 @@ pub struct ModelStatus {
     pub model: Option<ModelInfo>,
     pub device: Option<DeviceReport>,
     pub adapter: Option<String>,
-    /// The remote engine every task goes to, when one is chosen.
-    pub remote: Option<crate::commands::remote::RemoteStatus>,
+    /// The tasks that go to a remote engine, and to which.
+    pub remotes: RemoteChoice,
 }
+
+/// The remote engine chosen for each task that has one.
+pub type RemoteChoice = std::collections::BTreeMap<
+    penwright_engine::worker::TaskKind,
+    crate::commands::remote::RemoteStatus,
+>;
 
 pub struct AppState {
     pub engine: EngineHandle,
@@ -31,6 +37,10 @@ pub struct AppState {
     pub remote_keys: Mutex<std::collections::HashMap<String, String>>,
     /// The paths the webview may name.
     pub paths: crate::paths::PathRegistry,
+    /// The OpenAI-compatible server the app runs, when the writer turned it on.
+    pub serving: tokio::sync::Mutex<Option<crate::commands::serve::Serving>>,
+    /// The server's key where no OS keyring answered: this session only.
+    pub serve_key: Mutex<Option<String>>,
 }
 
 impl AppState {
@@ -51,6 +61,8 @@ impl AppState {
             download_cancel: Mutex::new(None),
             remote_keys: Mutex::new(Default::default()),
             paths: crate::paths::PathRegistry::new(penwright_models::paths::penwright_home()),
+            serving: tokio::sync::Mutex::new(None),
+            serve_key: Mutex::new(None),
         }
     }
 }

@@ -659,6 +659,45 @@ fn a_three_step_fine_tune_reports_its_perplexity_and_lists_the_adapter() {
     assert_eq!(imported["ok"]["name"], "from-the-cluster", "{imported}");
     let listed = invoke(&session, "list_adapters", json!({}));
     assert_eq!(listed["ok"].as_array().map(Vec::len), Some(2), "{listed}");
+    // it has no run of its own to report perplexity: the pane offers to measure it, on
+    // held-out text such as the export's heldout.jsonl
+    let listed_imported = |listed: &serde_json::Value| {
+        listed["ok"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "from-the-cluster")
+            .cloned()
+            .unwrap()
+    };
+    assert!(listed_imported(&listed)["basePpl"].is_null(), "{listed}");
+    let heldout = home.path().join("heldout.jsonl");
+    let text = std::fs::read_to_string(data.join("part0.md")).unwrap();
+    std::fs::write(&heldout, format!("{}\n", json!({ "text": text }))).unwrap();
+    let measured = invoke(
+        &session,
+        "measure_adapter",
+        json!({"path": imported["ok"]["path"], "paths": [heldout], "onEvent": "__channel__"}),
+    );
+    eprintln!("measured: {measured}");
+    let (base, tuned) = (
+        measured["ok"]["basePpl"].as_f64().unwrap(),
+        measured["ok"]["tunedPpl"].as_f64().unwrap(),
+    );
+    // the adapter changes what the model predicts
+    assert!(
+        base.is_finite() && tuned.is_finite() && (tuned - base).abs() > 1e-6,
+        "{measured}"
+    );
+    let listed = invoke(&session, "list_adapters", json!({}));
+    assert_eq!(listed_imported(&listed)["tunedPpl"].as_f64(), Some(tuned));
+    // a path the writer never chose is refused
+    let refused = invoke(
+        &session,
+        "measure_adapter",
+        json!({"path": imported["ok"]["path"], "paths": ["/etc/passwd"], "onEvent": "__channel__"}),
+    );
+    assert_eq!(refused["error"]["kind"], "path_not_allowed", "{refused}");
     let adapter_dir = std::fs::read_dir(home.path().join("adapters"))
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -880,12 +919,174 @@ fn a_remote_engine_answers_ghost_text_and_summaries() {
         "the summary did not come from the server"
     );
     screenshot(&session, "remote-summarize");
-    // back to the local model: the app forgets the server (the next start uses no remote)
+
+    // one task back on the local model, the others still remote
     session.click_css("[data-testid=open-models]", Duration::from_secs(10));
+    session.script(
+        "const s = document.querySelector('[data-testid=remote-tasks]'); s.value = 'summarize'; s.dispatchEvent(new Event('change'));",
+        serde_json::json!([]),
+    );
+    session.click_css("[data-testid=remote-local]", Duration::from_secs(10));
+    let label = session.wait_until(
+        "the status bar to name the local model and the remote tasks",
+        "const s = document.querySelector('[data-testid=status-model]'); return s && / \\+ remote: /.test(s.textContent) && s.textContent;",
+        Duration::from_secs(30),
+    );
+    assert!(
+        label
+            .as_str()
+            .unwrap()
+            .ends_with("+ remote: autocomplete, translate, rewrite"),
+        "{label}"
+    );
+    let now = session
+        .text(&session.wait_for("[data-testid=remote-now-summarize]", Duration::from_secs(5)));
+    assert!(now.contains("the local model"), "{now}");
+    screenshot(&session, "remote-per-task");
+    session.click_css("[data-testid=pane-close]", Duration::from_secs(10));
+    let before_local = served(&server.stats(key));
+    session.click_css("[data-testid=open-summarize]", Duration::from_secs(10));
+    session.click_css("[data-testid=summarize-run]", Duration::from_secs(10));
+    session.wait_until(
+        "a summary from the local model",
+        "const s = document.querySelector('[data-testid=summarize-stats]'); return s && /tokens read/.test(s.textContent);",
+        Duration::from_secs(180),
+    );
+    assert_eq!(
+        served(&server.stats(key)),
+        before_local,
+        "the summary went to the server after summarize was set back to the local model"
+    );
+    // ghost text still goes to the server
+    session.click_css("[data-testid=pane-close]", Duration::from_secs(10));
+    session.click(&editor);
+    session.send_keys(&editor, &format!("{KEY_CONTROL}{KEY_END}"));
+    session.send_keys(&editor, " The server");
+    session.wait_for("[data-testid=ghost-text]", Duration::from_secs(60));
+    assert!(
+        served(&server.stats(key)) > before_local,
+        "autocomplete left the server along with summarize"
+    );
+
+    // back to the local model for every task: the app forgets the server (the next start
+    // uses no remote)
+    session.click_css("[data-testid=open-models]", Duration::from_secs(10));
+    session.script(
+        "const s = document.querySelector('[data-testid=remote-tasks]'); s.value = 'all'; s.dispatchEvent(new Event('change'));",
+        serde_json::json!([]),
+    );
     session.click_css("[data-testid=remote-local]", Duration::from_secs(10));
     session.wait_until(
         "the status bar to name the local model",
         "const s = document.querySelector('[data-testid=status-model]'); return s && /smol/i.test(s.textContent) && !/^Remote/.test(s.textContent);",
         Duration::from_secs(30),
     );
+}
+
+#[test]
+fn the_app_serves_its_model_to_other_programs_when_turned_on() {
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let home = private_home();
+    let (_driver, session) = open_app(home.path());
+    session.click_css("[data-testid=open-models]", Duration::from_secs(10));
+    let port = session.wait_for("[data-testid=serve-port]", Duration::from_secs(10));
+    assert!(
+        session
+            .find("[data-testid=serve-details]:not([hidden])")
+            .is_none(),
+        "the server runs before it was turned on"
+    );
+    // any free port, loopback only
+    session.clear(&port);
+    session.send_keys(&port, "0");
+    session.click_css(
+        "label.switch:has([data-testid=serve-on])",
+        Duration::from_secs(5),
+    );
+    let base_url = session.wait_until(
+        "the server's address",
+        "const a = document.querySelector('[data-testid=serve-address]'); return a && a.textContent.startsWith('http://127.0.0.1:') && a.textContent;",
+        Duration::from_secs(30),
+    );
+    let base_url = base_url.as_str().unwrap().to_string();
+    let key = session.text(&session.wait_for("[data-testid=serve-key]", Duration::from_secs(5)));
+    // the page itself never scrolls: only the pane does (a focused switch once scrolled
+    // the whole window out of view)
+    let scrolled = session.script(
+        "return document.querySelector('.app').scrollTop + document.scrollingElement.scrollTop;",
+        json!([]),
+    );
+    assert_eq!(scrolled, json!(0), "the window scrolled");
+    assert!(key.starts_with("pw-"), "{key}");
+    session.script(
+        "document.querySelector('[data-testid=serve-details]').scrollIntoView({block: 'end'});",
+        json!([]),
+    );
+    screenshot(&session, "serve");
+
+    // a client with the key gets the loaded model; one without is refused
+    let models: serde_json::Value = serde_json::from_str(
+        &ureq::get(&format!("{base_url}/models"))
+            .header("Authorization", format!("Bearer {key}"))
+            .call()
+            .expect("list the served models")
+            .into_body()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let id = models["data"][0]["id"].as_str().unwrap().to_string();
+    assert!(id.to_lowercase().contains("smol"), "{models}");
+    let refused = ureq::get(&format!("{base_url}/models")).call();
+    assert!(
+        matches!(refused, Err(ureq::Error::StatusCode(401))),
+        "{refused:?}"
+    );
+    let body = json!({"model": id, "prompt": "The capital of France is", "max_tokens": 4});
+    let completion: serde_json::Value = serde_json::from_str(
+        &ureq::post(&format!("{base_url}/completions"))
+            .header("Authorization", format!("Bearer {key}"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .expect("a completion from the app's server")
+            .into_body()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    eprintln!("served completion: {completion}");
+    assert!(completion["usage"]["completion_tokens"].as_u64().unwrap() >= 1);
+    // the app's own tasks still run beside it
+    let editor = session.wait_for("[data-testid=editor]", Duration::from_secs(10));
+    session.click_css("[data-testid=pane-close]", Duration::from_secs(10));
+    session.click(&editor);
+    session.send_keys(&editor, "The quick brown fox jumps over the");
+    session.wait_for("[data-testid=ghost-text]", Duration::from_secs(60));
+
+    // turned off: nothing listens there any more, and the setting is remembered
+    session.click_css("[data-testid=open-models]", Duration::from_secs(10));
+    session.click_css(
+        "label.switch:has([data-testid=serve-on])",
+        Duration::from_secs(5),
+    );
+    session.wait_until(
+        "the server to stop",
+        "const d = document.querySelector('[data-testid=serve-details]'); return d && d.hidden;",
+        Duration::from_secs(10),
+    );
+    let gone = ureq::get(&format!("{base_url}/models"))
+        .header("Authorization", format!("Bearer {key}"))
+        .call();
+    assert!(
+        matches!(
+            gone,
+            Err(ureq::Error::Io(_)) | Err(ureq::Error::ConnectionFailed)
+        ),
+        "{gone:?}"
+    );
+    let stored = session.script(
+        "return JSON.parse(localStorage.getItem('penwright.settings')).serve;",
+        json!([]),
+    );
+    assert_eq!(stored, json!({"on": false, "port": 0, "network": false}));
 }

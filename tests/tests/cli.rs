@@ -430,6 +430,62 @@ fn finetune_writes_a_peft_adapter_that_perplexity_loads() {
         adapter.to_str().unwrap(),
     ]);
     assert!(scored["perplexity"].as_f64().unwrap().is_finite());
+
+    // the same adapter as one trained elsewhere: measured base → tuned on held-out text
+    // given as an export's heldout.jsonl, and kept beside it
+    // (one line of single spaces: what the held-out reader keeps of it is the same text)
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let heldout = out.path().join("heldout.jsonl");
+    std::fs::write(
+        &heldout,
+        format!("{}\n", serde_json::json!({ "text": text })),
+    )
+    .unwrap();
+    let same_text = out.path().join("heldout.txt");
+    std::fs::write(&same_text, &text).unwrap();
+    let measured = penwright_json(&[
+        "finetune",
+        "measure",
+        "--device",
+        "cpu",
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--data",
+        heldout.to_str().unwrap(),
+        "--max-tokens",
+        "256",
+    ]);
+    eprintln!("measured: {measured}");
+    let (base, tuned) = (
+        measured["basePpl"].as_f64().unwrap(),
+        measured["tunedPpl"].as_f64().unwrap(),
+    );
+    assert_eq!(measured["tokens"], 255);
+    assert!((tuned - base).abs() > 1e-6, "the adapter changed nothing");
+    // the same figures `perplexity` gives on the same tokens, without and with the adapter
+    let plain = |adapter: Option<&std::path::Path>| {
+        let mut args = vec![
+            "perplexity",
+            "--device",
+            "cpu",
+            "--file",
+            same_text.to_str().unwrap(),
+            "--max-tokens",
+            "256",
+        ];
+        if let Some(a) = adapter {
+            args.extend(["--adapter", a.to_str().unwrap()]);
+        }
+        penwright_json(&args)["perplexity"].as_f64().unwrap()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b;
+    assert!(close(base, plain(None)), "base {base}");
+    assert!(close(tuned, plain(Some(&adapter))), "tuned {tuned}");
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(adapter.join("measured.json")).unwrap())
+            .unwrap();
+    assert_eq!(kept, measured);
 }
 
 /// `kill -9` in the middle of a run, then `--resume`: the loss curve is the one of a run that

@@ -232,3 +232,305 @@ fn the_cli_uses_penwright_serve_as_a_remote_engine() {
         "{stderr}"
     );
 }
+
+/// The engine sends each task to the engine chosen for it: one task to a server, the others
+/// to the local model, and back.
+#[test]
+fn each_task_goes_to_the_engine_chosen_for_it() {
+    use penwright_engine::device::DeviceChoice;
+    use penwright_engine::remote::RemoteEndpoint;
+    use penwright_engine::tasks::autocomplete::AutocompleteSettings;
+    use penwright_engine::tasks::summarize::SummaryLength;
+    use penwright_engine::worker::{EngineHandle, TaskKind, request};
+
+    let model = default_model();
+    let key = "per-task-key-321";
+    let server = start_server(&["--api-key", key]);
+    let served = || server.stats(key)["requests"].as_u64().unwrap();
+    let engine = EngineHandle::spawn();
+    engine
+        .submit(request::Load {
+            model: Some(model.display().to_string()),
+            device: DeviceChoice::Cpu,
+            options: Default::default(),
+        })
+        .finish_blocking(|_| {})
+        .expect("load the default model");
+    let endpoint = RemoteEndpoint {
+        base_url: server.base_url.clone(),
+        model: server.model_id.clone(),
+        api_key: Some(key.into()),
+    };
+    let refused = engine
+        .submit(request::UseRemote {
+            endpoint: endpoint.clone(),
+            tasks: Vec::new(),
+        })
+        .finish_blocking(|_| {})
+        .unwrap_err();
+    assert!(refused.to_string().contains("no task"), "{refused}");
+    engine
+        .submit(request::UseRemote {
+            endpoint,
+            tasks: vec![TaskKind::Summarize],
+        })
+        .finish_blocking(|_| {})
+        .expect("connect the server for summaries");
+
+    let text = "The whale surfaced beside the ship at dawn. The crew watched it for an hour \
+                before it dove again. Nobody spoke until the captain called them back to work.";
+    let summarize = || {
+        engine
+            .submit(request::Summarize {
+                text: text.into(),
+                length: SummaryLength::Short,
+                bullets: false,
+            })
+            .finish_blocking(|_| {})
+            .expect("summarize")
+    };
+    let complete = || {
+        engine
+            .submit(request::Complete {
+                prefix: "The quick brown fox jumps over the".into(),
+                suffix: String::new(),
+                settings: AutocompleteSettings::default(),
+            })
+            .finish_blocking(|_| {})
+            .expect("complete")
+    };
+    let start = served();
+    let summary = summarize();
+    assert!(!summary.summary.trim().is_empty());
+    let after_summary = served();
+    assert!(
+        after_summary > start,
+        "the summary did not go to the server"
+    );
+    let suggestion = complete();
+    eprintln!("local suggestion: {:?}", suggestion.completion);
+    assert_eq!(served(), after_summary, "autocomplete went to the server");
+
+    engine
+        .submit(request::UseLocal {
+            tasks: vec![TaskKind::Summarize],
+        })
+        .finish_blocking(|_| {})
+        .unwrap();
+    summarize();
+    assert_eq!(
+        served(),
+        after_summary,
+        "the summary went to the server after summarize was set back to local"
+    );
+}
+
+/// llama.cpp's llama-server, built by `scripts/reference/install-llama-server.sh`, as a
+/// child process on `model` (killed when dropped). The opt-in tests below use it as a
+/// second real engine beside `penwright serve`.
+struct LlamaServer {
+    child: std::process::Child,
+    base_url: String,
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn llama_server_dir() -> std::path::PathBuf {
+    std::env::var_os("LLAMA_SERVER_DIR").map_or_else(
+        || {
+            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/penwright/llama-server")
+        },
+        Into::into,
+    )
+}
+
+fn start_llama_server(model: &std::path::Path, key: &str) -> LlamaServer {
+    let bin = llama_server_dir().join("bin/llama-server");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/reference/install-llama-server.sh",
+        bin.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(bin)
+        .arg("-m")
+        .arg(model)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--api-key",
+            key,
+            "--alias",
+            "smollm2",
+            "-c",
+            "4096",
+            "-t",
+            "2",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start llama-server");
+    let server = LlamaServer {
+        child,
+        base_url: format!("http://127.0.0.1:{port}/v1"),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while ureq::get(&format!("http://127.0.0.1:{port}/health"))
+        .call()
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "llama-server did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    server
+}
+
+#[test]
+#[ignore = "needs llama-server: scripts/reference/install-llama-server.sh"]
+fn the_cli_uses_llama_server_as_a_remote_engine() {
+    let key = "llama-server-key-1";
+    let server = start_llama_server(&default_model(), key);
+    let run = |key: &str, args: &[&str]| {
+        Command::new(binary("penwright"))
+            .args(args)
+            .args(["--endpoint", &server.base_url, "--remote-model", "smollm2"])
+            .env("PENWRIGHT_API_KEY", key)
+            .output()
+            .expect("run penwright")
+    };
+    for suffix in [None, Some(" and ran into the woods.")] {
+        let mut args = vec![
+            "complete",
+            "--prefix",
+            "The quick brown fox jumps over the",
+            "--json",
+        ];
+        if let Some(s) = suffix {
+            args.extend(["--suffix", s]);
+        }
+        let completion = last_json(&run(key, &args));
+        eprintln!("llama-server completion (suffix {suffix:?}): {completion}");
+        assert!(!completion["completion"].as_str().unwrap().trim().is_empty());
+    }
+    let chapter = repo_root().join("tests/data/moby-dick-ch1.txt");
+    let summary = last_json(&run(
+        key,
+        &[
+            "summarize",
+            "--file",
+            chapter.to_str().unwrap(),
+            "--length",
+            "short",
+            "--json",
+        ],
+    ));
+    eprintln!("llama-server summary: {summary}");
+    assert!(
+        summary["summary"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .count()
+            >= 5
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("note.md");
+    std::fs::write(
+        &doc,
+        "# Greeting\n\nHello, my friend.\n\n- one cat\n- two dogs\n",
+    )
+    .unwrap();
+    let translation = last_json(&run(
+        key,
+        &[
+            "translate",
+            "--file",
+            doc.to_str().unwrap(),
+            "--to",
+            "fr",
+            "--json",
+        ],
+    ));
+    eprintln!("llama-server translation: {translation}");
+    let text = translation["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("# ") && text.matches("\n- ").count() == 2,
+        "{text:?}"
+    );
+    let refused = run("wrong", &["complete", "--prefix", "Hello", "--json"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("HTTP 401"),
+        "{stderr}"
+    );
+}
+
+#[test]
+#[ignore = "needs llama-server: scripts/reference/install-llama-server.sh"]
+fn text_after_the_cursor_goes_through_llama_servers_infill() {
+    use penwright_engine::remote::{AnswerLimits, RemoteEndpoint, RemoteEngine};
+    use std::sync::atomic::AtomicBool;
+    let key = "llama-server-key-2";
+    let connect = |server: &LlamaServer| {
+        RemoteEngine::connect(RemoteEndpoint {
+            base_url: server.base_url.clone(),
+            model: "smollm2".into(),
+            api_key: Some(key.into()),
+        })
+        .expect("connect to llama-server")
+    };
+    let infill = |remote: &RemoteEngine| {
+        let mut pieces = 0;
+        let answer = remote
+            .complete(
+                "The quick brown fox",
+                Some(" over the lazy dog."),
+                &AnswerLimits::greedy(8),
+                &AtomicBool::new(false),
+                &mut |_| {
+                    pieces += 1;
+                    true
+                },
+            )
+            .expect("an infill");
+        eprintln!("infill answer: {answer:?} in {pieces} pieces");
+        answer
+    };
+    // a model with FIM tokens: /infill answers, streamed in llama-server's own framing
+    let fim = llama_server_dir().join("smollm2-fim.gguf");
+    let server = start_llama_server(&fim, key);
+    let remote = connect(&server);
+    assert!(
+        remote.fills_in_through_infill(),
+        "llama-server not recognized"
+    );
+    let answer = infill(&remote);
+    assert!(answer.finish_reason.is_some(), "{answer:?}");
+    assert!(answer.completion_tokens.unwrap_or(0) >= 1, "{answer:?}");
+    assert!(remote.fills_in_through_infill(), "/infill was refused");
+    drop(server);
+    // a model without: llama-server refuses /infill (501) and the suffix goes as
+    // /completions has it
+    let server = start_llama_server(&default_model(), key);
+    let remote = connect(&server);
+    assert!(remote.fills_in_through_infill());
+    let answer = infill(&remote);
+    assert!(!answer.text.is_empty(), "{answer:?}");
+    assert!(
+        !remote.fills_in_through_infill(),
+        "/infill was not given up"
+    );
+}

@@ -37,9 +37,15 @@ export interface AppStatus {
   model: ModelInfo | null;
   device: DeviceReport | null;
   adapter: string | null;
-  /** The OpenAI-compatible server every task goes to, when one is chosen. */
-  remote?: RemoteStatus | null;
+  /** The OpenAI-compatible server each task goes to, for the tasks that have one. */
+  remotes?: RemoteChoice;
 }
+
+/** The writing tasks an engine is chosen for, each on its own. */
+export type TaskKind = "autocomplete" | "summarize" | "translate" | "rewrite";
+export const TASK_KINDS: readonly TaskKind[] = ["autocomplete", "summarize", "translate", "rewrite"];
+/** The remote engine of each task that has one; a task not named uses the local model. */
+export type RemoteChoice = Partial<Record<TaskKind, RemoteStatus>>;
 
 export interface RemoteStatus {
   baseUrl: string;
@@ -370,10 +376,27 @@ export async function downloadModel(target: DownloadTarget, onEvent: (e: Downloa
 
 export const cancelDownload = () => call<void>("cancel_download");
 export const remoteModels = (baseUrl: string, apiKey: string | null) => call<RemoteModel[]>("remote_models", { baseUrl, apiKey });
-export const useRemote = (baseUrl: string, model: string, apiKey: string | null) =>
-  call<RemoteStatus>("use_remote", { baseUrl, model, apiKey });
-export const useLocal = () => call<void>("use_local");
+/** Uses `model` on the server for `tasks` (every task when omitted). */
+export const useRemote = (baseUrl: string, model: string, apiKey: string | null, tasks?: readonly TaskKind[]) =>
+  call<RemoteStatus>("use_remote", { baseUrl, model, apiKey, tasks: tasks ?? null });
+/** The local model again for `tasks` (every task when omitted). */
+export const useLocal = (tasks?: readonly TaskKind[]) => call<void>("use_local", { tasks: tasks ?? null });
 export const devices = () => call<Devices>("devices");
+
+/** The app's own OpenAI-compatible server, while it runs. */
+export interface ServeStatus {
+  /** This computer's address of the API (with /v1); other computers use its network address. */
+  baseUrl: string;
+  model: string;
+  apiKey: string;
+  /** Whether other computers may connect. */
+  network: boolean;
+  keyKept: "keyring" | "memory";
+}
+export const serveStatus = () => call<ServeStatus | null>("serve_status");
+/** Serves the loaded model on `port` (0: any free port); on loopback unless `network`. */
+export const serveStart = (port: number, network: boolean) => call<ServeStatus>("serve_start", { port, network });
+export const serveStop = () => call<void>("serve_stop");
 
 // ---------------------------------------------------------------------------------------------
 // Autocomplete
@@ -448,3 +471,17 @@ export const listAdapters = () => call<Adapter[]>("list_adapters");
 /** Adds a PEFT adapter folder trained elsewhere (e.g. on a cluster) to the list. */
 export const importAdapter = (path: string) => call<Adapter>("import_adapter", { path });
 export const setAdapter = (path: string | null) => call<void>("set_adapter", { path });
+
+export interface MeasureProgress {
+  model: "base" | "tuned";
+  done: number;
+  total: number;
+}
+export interface AdapterPerplexity {
+  basePpl: number;
+  tunedPpl: number;
+  tokens: number;
+}
+/** Held-out perplexity base → tuned of an adapter, on held-out text (an export's heldout.jsonl or documents); `cancelTask` stops it. */
+export const measureAdapter = (path: string, paths: string[], onProgress: (p: MeasureProgress) => void) =>
+  call<AdapterPerplexity>("measure_adapter", { path, paths, onEvent: channel(onProgress) });

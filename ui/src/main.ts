@@ -16,15 +16,16 @@ import { Editor } from "./editor";
 import { baseName, formatTime, wordCount } from "./format";
 import { HelpOverlay } from "./help";
 import { ensureUsableLanguage } from "./locale";
-import { currentModel, loadModel, refreshStatus, useRemote } from "./model";
+import { currentModel, loadModel, refreshStatus, remoteFor, remoteTasks, useRemote } from "./model";
 import { finetunePane } from "./panes/finetune";
 import { PaneHost } from "./panes/host";
 import { modelsPane } from "./panes/models";
+import { resumeServing } from "./panes/serve";
 import { summarizePane } from "./panes/summarize";
 import { rewritePane } from "./panes/rewrite";
 import { translatePane } from "./panes/translate";
 import { suppressedBy } from "./ghost/suppress";
-import { onSettings, settings, updateSettings, useTextAfterCursor } from "./settings";
+import { onSettings, remoteGroups, settings, updateSettings, useTextAfterCursor } from "./settings";
 import { installShortcuts, isMac } from "./shortcuts";
 import { StatusBar } from "./statusbar";
 import { currentTheme, installTheme, toggleTheme } from "./theme";
@@ -87,7 +88,7 @@ async function start(): Promise<void> {
   const suggestionOptions = (): api.SuggestionOptions => {
     const s = settings();
     const status = currentModel().status;
-    const hasFim = !status.remote && !!status.model?.fillInTheMiddle;
+    const hasFim = !remoteFor(status, "autocomplete") && !!status.model?.fillInTheMiddle;
     return { length: s.suggestionLength, textAfterCursor: useTextAfterCursor(s.textAfterCursor, hasFim) };
   };
   let endSuggesting: (() => void) | null = null;
@@ -238,14 +239,17 @@ async function start(): Promise<void> {
       else toastError(e, "Could not load the model");
     }
   }
-  // the remote engine chosen last time (its key from the keyring); the local model stays
-  // loaded to answer if the server is gone
-  const remote = settings().remote;
-  if (appStatus && remote && !appStatus.remote) {
-    try {
-      await useRemote(remote.baseUrl, remote.model, null);
-    } catch (e) {
-      toastError(e, `The remote engine at ${remote.baseUrl} did not answer; the local model does`);
+  // the app's own server, when the writer left it on
+  if (currentModel().status.model) await resumeServing();
+  // the remote engines chosen last time, task by task (their keys from the keyring); the
+  // local model stays loaded to answer if a server is gone
+  if (appStatus && remoteTasks(appStatus).length === 0) {
+    for (const group of remoteGroups(settings().remotes)) {
+      try {
+        await useRemote(group.baseUrl, group.model, null, group.tasks);
+      } catch (e) {
+        toastError(e, `The remote engine at ${group.baseUrl} did not answer; the local model does ${group.tasks.join(", ")}`);
+      }
     }
   }
 }

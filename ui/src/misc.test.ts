@@ -1,13 +1,14 @@
 import { describe, expect, it } from "vitest";
 
 import { withDocumentExtension } from "./documents";
-import { isEnglishOnlyDefault, type ModelSnapshot } from "./model";
+import type { RemoteChoice } from "./api";
+import { isEnglishOnlyDefault, remoteForAll, remoteTasks, type ModelSnapshot } from "./model";
 import { deviceLabel, readSettings } from "./panes/finetune";
 import { languagesLabel } from "./panes/models";
 import { summaryProgressLabel } from "./panes/summarize";
 import { joinBlocks } from "./panes/translate";
 import { countLabel } from "./panes/ui";
-import { DEFAULTS, parseSettings } from "./settings";
+import { DEFAULTS, parseSettings, remoteGroups } from "./settings";
 import { modelLabel } from "./statusbar";
 
 const smol = { name: "SmolLM2 135M Instruct", architecture: "llama", quantization: "Q4_1", path: "/m/smollm2-135m-instruct-q4_1/model.gguf", parameters: 134e6, contextLength: 8192 };
@@ -23,12 +24,16 @@ describe("settings", () => {
       debounceMs: 350,
       font: "sans",
       device: "cpu",
-      remote: null,
+      remotes: {},
       suggestionLength: "sentence",
       textAfterCursor: "auto",
       suppress: { codeBlock: true, frontMatter: true, url: true, emptyListItem: true, midWord: true },
       subtle: false,
+      serve: { on: false, port: 8080, network: false },
     });
+    // the app's server: off unless turned on, a real port, loopback unless asked
+    expect(parseSettings('{"serve":{"on":true,"port":9000}}').serve).toEqual({ on: true, port: 9000, network: false });
+    expect(parseSettings('{"serve":{"on":"yes","port":70000,"network":1}}').serve).toEqual({ on: false, port: 8080, network: false });
     // suggestion settings: valid ones kept, rule by rule
     const tuned = parseSettings('{"suggestionLength":"paragraph","textAfterCursor":"on","subtle":true,"suppress":{"url":false,"midWord":"no"}}');
     expect(tuned.suggestionLength).toBe("paragraph");
@@ -36,10 +41,17 @@ describe("settings", () => {
     expect(tuned.subtle).toBe(true);
     expect(tuned.suppress).toEqual({ codeBlock: true, frontMatter: true, url: false, emptyListItem: true, midWord: true });
     expect(parseSettings('{"suggestionLength":"novel"}').suggestionLength).toBe("sentence");
-    // a remembered remote engine: its address and model, never a key
-    const withRemote = parseSettings('{"remote":{"baseUrl":"http://h:8080/v1","model":"m","apiKey":"secret"}}');
-    expect(withRemote.remote).toEqual({ baseUrl: "http://h:8080/v1", model: "m" });
-    expect(parseSettings('{"remote":{"baseUrl":3}}').remote).toBeNull();
+    // remembered remote engines, task by task: their address and model, never a key
+    const perTask = parseSettings(
+      '{"remotes":{"summarize":{"baseUrl":"http://big:8000/v1","model":"qwen","apiKey":"secret"},"autocomplete":{"baseUrl":3},"poetry":{"baseUrl":"http://x/v1","model":"m"}}}',
+    );
+    expect(perTask.remotes).toEqual({ summarize: { baseUrl: "http://big:8000/v1", model: "qwen" } });
+    // the single remote of earlier versions answers every task
+    const legacy = parseSettings('{"remote":{"baseUrl":"http://h:8080/v1","model":"m","apiKey":"secret"}}');
+    for (const task of ["autocomplete", "summarize", "translate", "rewrite"] as const) {
+      expect(legacy.remotes[task]).toEqual({ baseUrl: "http://h:8080/v1", model: "m" });
+    }
+    expect(parseSettings('{"remote":{"baseUrl":3}}').remotes).toEqual({});
   });
 });
 
@@ -69,6 +81,30 @@ describe("model", () => {
     expect(ready).toMatch(/smol/i);
     expect(ready).not.toMatch(/loading/i);
     expect(modelLabel(snap({ kind: "none", error: "no such file" }))).toBe("No model loaded");
+  });
+
+  it("names the engine of each task: every task remote, some, none", () => {
+    const big = { baseUrl: "http://big:8000/v1", model: "qwen-7b", context: 32768, key: "keyring" as const };
+    const other = { ...big, model: "llama-70b" };
+    const ready = (remotes: RemoteChoice): ModelSnapshot => ({ status: { model: smol, device: null, adapter: null, remotes }, phase: { kind: "ready" } });
+    const all = { autocomplete: big, summarize: big, translate: big, rewrite: big };
+    expect(modelLabel(ready(all))).toBe("Remote · qwen-7b");
+    expect(remoteForAll(ready(all).status)).toEqual(big);
+    // one server for all but one task, which has another: not "every task"
+    expect(remoteForAll(ready({ ...all, rewrite: other }).status)).toBeNull();
+    expect(modelLabel(ready({ summarize: big, translate: big }))).toBe("SmolLM2 135M Instruct + remote: summarize, translate");
+    expect(remoteTasks(ready({ rewrite: big, autocomplete: big }).status)).toEqual(["autocomplete", "rewrite"]);
+    expect(modelLabel(ready({}))).toBe("SmolLM2 135M Instruct");
+  });
+
+  it("groups remembered remotes by server and model, for reconnecting at start", () => {
+    const a = { baseUrl: "http://a/v1", model: "m" };
+    const b = { baseUrl: "http://b/v1", model: "m" };
+    expect(remoteGroups({ autocomplete: a, summarize: b, rewrite: a })).toEqual([
+      { ...a, tasks: ["autocomplete", "rewrite"] },
+      { ...b, tasks: ["summarize"] },
+    ]);
+    expect(remoteGroups({})).toEqual([]);
   });
 });
 

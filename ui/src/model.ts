@@ -43,7 +43,7 @@ export function isEnglishOnlyDefault(model: api.ModelInfo | null): boolean {
 export async function refreshStatus(): Promise<api.AppStatus | null> {
   try {
     const status = await api.appStatus();
-    set({ status, phase: status.model || status.remote ? { kind: "ready" } : snapshot.phase.kind === "loading" ? snapshot.phase : { kind: "none", error: null } });
+    set({ status, phase: status.model || remoteTasks(status).length > 0 ? { kind: "ready" } : snapshot.phase.kind === "loading" ? snapshot.phase : { kind: "none", error: null } });
     return status;
   } catch (e) {
     const err = api.toApiError(e);
@@ -74,22 +74,43 @@ export async function loadModel(spec: string | null, device: api.DeviceChoice = 
   }
 }
 
-/** Uses a remote engine (an OpenAI-compatible server) for every task. */
-export async function useRemote(baseUrl: string, model: string, apiKey: string | null): Promise<api.RemoteStatus> {
+/** The remote engine `task` goes to, or null for the local model. */
+export function remoteFor(status: api.AppStatus, task: api.TaskKind): api.RemoteStatus | null {
+  return status.remotes?.[task] ?? null;
+}
+
+/** The tasks that go to a remote engine, in the app's order. */
+export function remoteTasks(status: api.AppStatus): api.TaskKind[] {
+  return api.TASK_KINDS.filter((t) => !!remoteFor(status, t));
+}
+
+/** The one remote engine every task goes to, when they all go to the same one. */
+export function remoteForAll(status: api.AppStatus): api.RemoteStatus | null {
+  const first = remoteFor(status, api.TASK_KINDS[0]);
+  const same = (r: api.RemoteStatus | null) => !!r && !!first && r.baseUrl === first.baseUrl && r.model === first.model;
+  return api.TASK_KINDS.every((t) => same(remoteFor(status, t))) ? first : null;
+}
+
+/** Uses a remote engine (an OpenAI-compatible server) for `tasks` (every task when omitted). */
+export async function useRemote(baseUrl: string, model: string, apiKey: string | null, tasks: readonly api.TaskKind[] = api.TASK_KINDS): Promise<api.RemoteStatus> {
   const done = startBusy("Connecting to the server");
   try {
-    const remote = await api.useRemote(baseUrl, model, apiKey);
-    set({ status: { ...snapshot.status, remote }, phase: { kind: "ready" } });
+    const remote = await api.useRemote(baseUrl, model, apiKey, tasks);
+    const remotes = { ...snapshot.status.remotes };
+    for (const t of tasks) remotes[t] = remote;
+    set({ status: { ...snapshot.status, remotes }, phase: { kind: "ready" } });
     return remote;
   } finally {
     done();
   }
 }
 
-/** Goes back to the local model. */
-export async function useLocal(): Promise<void> {
-  await api.useLocal();
-  set({ status: { ...snapshot.status, remote: null } });
+/** Goes back to the local model for `tasks` (every task when omitted). */
+export async function useLocal(tasks: readonly api.TaskKind[] = api.TASK_KINDS): Promise<void> {
+  await api.useLocal(tasks);
+  const remotes = { ...snapshot.status.remotes };
+  for (const t of tasks) delete remotes[t];
+  set({ status: { ...snapshot.status, remotes } });
   await refreshStatus();
 }
 

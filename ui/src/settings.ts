@@ -1,5 +1,6 @@
 // User settings, kept in localStorage. Subscribers hear about every change.
 
+import { TASK_KINDS, type TaskKind } from "./api";
 import { ALL_RULES_ON, SUPPRESS_RULES, type SuppressRules } from "./ghost/suppress";
 
 export type Theme = "light" | "dark";
@@ -8,6 +9,12 @@ export type SuggestionLength = "words" | "sentence" | "paragraph";
 /** Whether the model sees the text after the cursor; "auto": where it has fill-in-the-middle tokens. */
 export type TextAfterCursor = "auto" | "on" | "off";
 export type EditorFont = "serif" | "sans" | "mono";
+/** A server and one of its models. */
+export interface RemoteChoiceSetting {
+  baseUrl: string;
+  model: string;
+}
+export type RemoteSettings = Partial<Record<TaskKind, RemoteChoiceSetting>>;
 
 export interface Settings {
   /** null: follow the system (prefers-color-scheme). */
@@ -18,14 +25,24 @@ export interface Settings {
   font: EditorFont;
   /** The device models load on. */
   device: "auto" | "gpu" | "cpu";
-  /** The remote engine last used (its key is in the OS keyring, never here). */
-  remote: { baseUrl: string; model: string } | null;
+  /** The remote engine chosen for each task that has one (keys are in the OS keyring, never here). */
+  remotes: RemoteSettings;
   suggestionLength: SuggestionLength;
   textAfterCursor: TextAfterCursor;
   /** Where automatic suggestions stay away, rule by rule. */
   suppress: SuppressRules;
   /** Subtle mode: a suggestion shows only while Alt is held. */
   subtle: boolean;
+  /** The app's own OpenAI-compatible server: whether it runs, on which port, for whom. */
+  serve: ServeSettings;
+}
+
+export interface ServeSettings {
+  on: boolean;
+  /** 0: any free port. */
+  port: number;
+  /** Other computers may connect (it listens on every interface, still with its key). */
+  network: boolean;
 }
 
 export const DEFAULTS: Settings = {
@@ -34,11 +51,12 @@ export const DEFAULTS: Settings = {
   debounceMs: 200,
   font: "serif",
   device: "auto",
-  remote: null,
+  remotes: {},
   suggestionLength: "sentence",
   textAfterCursor: "auto",
   suppress: ALL_RULES_ON,
   subtle: false,
+  serve: { on: false, port: 8080, network: false },
 };
 
 const KEY = "penwright.settings";
@@ -69,10 +87,7 @@ export function parseSettings(raw: string | null): Settings {
   if (typeof o.debounceMs === "number" && o.debounceMs >= 0 && o.debounceMs <= 5000) s.debounceMs = o.debounceMs;
   if (o.font === "serif" || o.font === "sans" || o.font === "mono") s.font = o.font;
   if (o.device === "auto" || o.device === "gpu" || o.device === "cpu") s.device = o.device;
-  const r = o.remote as Record<string, unknown> | null | undefined;
-  if (r && typeof r === "object" && typeof r.baseUrl === "string" && typeof r.model === "string") {
-    s.remote = { baseUrl: r.baseUrl, model: r.model };
-  }
+  s.remotes = parseRemotes(o.remotes, o.remote);
   if (o.suggestionLength === "words" || o.suggestionLength === "sentence" || o.suggestionLength === "paragraph") s.suggestionLength = o.suggestionLength;
   if (o.textAfterCursor === "auto" || o.textAfterCursor === "on" || o.textAfterCursor === "off") s.textAfterCursor = o.textAfterCursor;
   const sup = o.suppress as Record<string, unknown> | null | undefined;
@@ -82,7 +97,45 @@ export function parseSettings(raw: string | null): Settings {
     s.suppress = rules;
   }
   if (typeof o.subtle === "boolean") s.subtle = o.subtle;
+  const sv = o.serve as Record<string, unknown> | null | undefined;
+  if (sv && typeof sv === "object") {
+    const port = typeof sv.port === "number" && Number.isInteger(sv.port) && sv.port >= 0 && sv.port <= 65535 ? sv.port : DEFAULTS.serve.port;
+    s.serve = { on: sv.on === true, port, network: sv.network === true };
+  }
   return s;
+}
+
+function remoteChoice(v: unknown): RemoteChoiceSetting | null {
+  const r = v as Record<string, unknown> | null | undefined;
+  return r && typeof r === "object" && typeof r.baseUrl === "string" && typeof r.model === "string" ? { baseUrl: r.baseUrl, model: r.model } : null;
+}
+
+/** The remote engines by task; `legacy`: the one remote of earlier versions, for every task. */
+function parseRemotes(v: unknown, legacy: unknown): RemoteSettings {
+  const out: RemoteSettings = {};
+  if (v && typeof v === "object") {
+    for (const task of TASK_KINDS) {
+      const c = remoteChoice((v as Record<string, unknown>)[task]);
+      if (c) out[task] = c;
+    }
+    return out;
+  }
+  const old = remoteChoice(legacy);
+  if (old) for (const task of TASK_KINDS) out[task] = { ...old };
+  return out;
+}
+
+/** The remembered remote engines, one entry per server and model, with the tasks each answers. */
+export function remoteGroups(remotes: RemoteSettings): (RemoteChoiceSetting & { tasks: TaskKind[] })[] {
+  const groups: (RemoteChoiceSetting & { tasks: TaskKind[] })[] = [];
+  for (const task of TASK_KINDS) {
+    const r = remotes[task];
+    if (!r) continue;
+    const g = groups.find((g) => g.baseUrl === r.baseUrl && g.model === r.model);
+    if (g) g.tasks.push(task);
+    else groups.push({ ...r, tasks: [task] });
+  }
+  return groups;
 }
 
 /** Whether suggestions see the text after the cursor, for a model with or without FIM tokens. */

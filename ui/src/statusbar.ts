@@ -5,7 +5,7 @@ import { busyChanged } from "./busy";
 import { h } from "./dom";
 import { formatCount, formatParameters } from "./format";
 import { icons } from "./icons";
-import { modelChanged, type ModelSnapshot } from "./model";
+import { modelChanged, remoteFor, remoteForAll, remoteTasks, type ModelSnapshot } from "./model";
 import { SUPPRESS_RULES } from "./ghost/suppress";
 import { toggleSwitch } from "./panes/ui";
 import { onSettings, settings, updateSettings, type EditorFont, type SuggestionLength, type TextAfterCursor, type Theme } from "./settings";
@@ -22,7 +22,7 @@ function select<T extends string>(testid: string, label: string, options: readon
 /** What the text-after-cursor setting does with the loaded model. */
 export function fimNote(snapshot: ModelSnapshot): string {
   const s = snapshot.status;
-  if (s.remote) return "Auto is off for a remote engine; On sends the text after the cursor as the suffix.";
+  if (remoteFor(s, "autocomplete")) return "Auto is off for a remote engine; On sends the text after the cursor as the suffix.";
   if (!s.model) return "";
   return s.model.fillInTheMiddle
     ? `${s.model.name} has fill-in-the-middle tokens: Auto uses the text after the cursor.`
@@ -43,9 +43,13 @@ export function modelLabel(s: ModelSnapshot): string {
     }
     case "none":
       return s.phase.error ? "No model loaded" : "No model";
-    case "ready":
-      if (s.status.remote) return `Remote · ${s.status.remote.model}`;
-      return s.status.model ? s.status.model.name : "No model";
+    case "ready": {
+      const all = remoteForAll(s.status);
+      if (all) return `Remote · ${all.model}`;
+      const local = s.status.model ? s.status.model.name : "No model";
+      const remote = remoteTasks(s.status);
+      return remote.length > 0 ? `${local} + remote: ${remote.join(", ")}` : local;
+    }
   }
 }
 
@@ -113,20 +117,19 @@ export class StatusBar {
     this.model.textContent = modelLabel(s);
     this.model.classList.toggle("muted", s.phase.kind !== "ready");
     this.model.classList.toggle("error", s.phase.kind === "unavailable" || (s.phase.kind === "none" && !!s.phase.error));
-    const r = s.status.remote;
+    const all = remoteForAll(s.status);
+    const served = (r: { model: string; baseUrl: string; context: number | null }) => `${r.model}, served by ${r.baseUrl}${r.context ? ` · context ${formatCount(r.context)}` : ""}`;
+    const local = m
+      ? [m.name, formatParameters(m.parameters) && `${formatParameters(m.parameters)} parameters`, m.architecture, m.quantization, `context ${formatCount(m.contextLength)}`].filter(Boolean).join(" · ")
+      : "";
+    const remote = remoteTasks(s.status).map((t) => `${t}: ${served(remoteFor(s.status, t)!)}`);
     this.model.title =
-      s.phase.kind === "none" && s.phase.error
-        ? s.phase.error
-        : r
-          ? `${r.model}, served by ${r.baseUrl}${r.context ? ` · context ${formatCount(r.context)}` : ""}`
-          : m
-          ? [m.name, formatParameters(m.parameters) && `${formatParameters(m.parameters)} parameters`, m.architecture, m.quantization, `context ${formatCount(m.contextLength)}`].filter(Boolean).join(" · ")
-          : "";
+      s.phase.kind === "none" && s.phase.error ? s.phase.error : all ? served(all) : [local, ...remote].filter(Boolean).join("\n");
     const a = s.status.adapter;
     this.adapter.hidden = !a;
     this.adapter.textContent = a ? `+ ${a}` : "";
     this.adapter.title = a ? `Fine-tuned adapter: ${a}` : "";
-    const d = r ? null : s.status.device;
+    const d = all ? null : s.status.device;
     this.device.hidden = !d;
     this.device.textContent = d ? (d.kind === "gpu" ? `GPU · ${d.name}` : "CPU") : "";
     this.device.title = d ? `${d.name}\n${d.reason}` : "";

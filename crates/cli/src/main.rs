@@ -21,7 +21,9 @@ use penwright_engine::sampler::SamplerConfig;
 use penwright_engine::tasks::autocomplete::{Alternatives, AutocompleteSettings, SuggestionLength};
 use penwright_engine::tasks::rewrite::{Instruction, Preset};
 use penwright_engine::tasks::summarize::SummaryLength;
-use penwright_engine::worker::{DeviceReport, EngineHandle, Event, Loaded, Prompt, request};
+use penwright_engine::worker::{
+    DeviceReport, EngineHandle, Event, Loaded, Prompt, TaskKind, request,
+};
 use penwright_kernels::GgmlType;
 use serde_json::json;
 
@@ -84,6 +86,26 @@ impl ModelArgs {
 
 #[derive(Subcommand)]
 enum FinetuneAction {
+    /// Held-out perplexity of the base model and of the base with an adapter (one trained
+    /// elsewhere, say), on held-out text: the export's heldout.jsonl or documents. Kept
+    /// beside the adapter (measured.json). Prints {"basePpl","tunedPpl","tokens"}
+    Measure {
+        /// A .gguf file, a Hugging Face model folder, or a catalog name (default: the default model)
+        #[arg(long)]
+        model: Option<String>,
+        /// auto, gpu or cpu
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        /// The adapter folder (PEFT format)
+        #[arg(long)]
+        adapter: PathBuf,
+        /// Held-out text: .jsonl files as `finetune export` writes them, documents, folders
+        #[arg(long, required = true, num_args = 1..)]
+        data: Vec<PathBuf>,
+        /// Score at most this many tokens (0: all)
+        #[arg(long, default_value_t = 8192)]
+        max_tokens: usize,
+    },
     /// Writes the documents, split by document as `finetune` splits them, as train.jsonl and
     /// heldout.jsonl, with an Axolotl config and a TRL + PEFT script for a GPU cluster; the
     /// adapter such a run writes imports back. Prints {"dir","trainDocuments",...}
@@ -691,6 +713,40 @@ fn main() -> Result<()> {
         }
         Command::Finetune {
             action:
+                Some(FinetuneAction::Measure {
+                    model,
+                    device,
+                    adapter,
+                    data,
+                    max_tokens,
+                }),
+            ..
+        } => {
+            use penwright_engine::finetune::measure;
+            let path = resolve_model(model.as_deref())?;
+            let device = select(device)?;
+            eprintln!("penwright: device {} ({})", device.name, device.reason);
+            let texts = measure::read_heldout(&data)?;
+            let measured = measure::measure_adapter(
+                &path,
+                &adapter,
+                device,
+                &texts,
+                max_tokens,
+                &AtomicBool::new(false),
+                &mut |p| {
+                    eprint!(
+                        "\rpenwright: {} model, window {}/{}",
+                        p.model, p.done, p.total
+                    )
+                },
+            )?;
+            eprintln!();
+            print_json(&serde_json::to_value(measured)?);
+            Ok(())
+        }
+        Command::Finetune {
+            action:
                 Some(FinetuneAction::Export {
                     data,
                     out,
@@ -958,7 +1014,10 @@ fn start_engine(
     let engine = EngineHandle::spawn();
     if let Some(endpoint) = model.remote() {
         let m = engine
-            .submit(request::UseRemote { endpoint })
+            .submit(request::UseRemote {
+                endpoint,
+                tasks: TaskKind::ALL.to_vec(),
+            })
             .finish_blocking(|_| {})?;
         eprintln!(
             "penwright: remote model {} at {} (context {})",

@@ -109,20 +109,59 @@ pub mod request {
         pub adapter: Option<std::path::PathBuf>,
     }
 
-    /// Uses a remote engine (an OpenAI-compatible server) for every task from now on.
+    /// Uses a remote engine (an OpenAI-compatible server) for these tasks from now on;
+    /// the others keep the engine they had.
     #[derive(Debug, Clone)]
     pub struct UseRemote {
         pub endpoint: crate::remote::RemoteEndpoint,
+        pub tasks: Vec<TaskKind>,
     }
 
-    /// Uses the local model again after a remote engine.
+    /// Uses the local model again for these tasks.
     #[derive(Debug, Clone)]
-    pub struct UseLocal;
+    pub struct UseLocal {
+        pub tasks: Vec<TaskKind>,
+    }
 
     /// Panics on the worker (tests of how a bug in one request is contained).
     #[cfg(test)]
     #[derive(Debug, Clone)]
     pub struct Panic;
+}
+
+/// The kinds of work an engine is chosen for: each can go to the local model or to a remote
+/// engine of its own.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Ghost text and its alternatives.
+    Autocomplete,
+    Summarize,
+    Translate,
+    Rewrite,
+    /// Plain generation from a prompt (`penwright generate`, the server's requests).
+    Generate,
+}
+
+impl TaskKind {
+    /// Every kind of work.
+    pub const ALL: [TaskKind; 5] = [
+        TaskKind::Autocomplete,
+        TaskKind::Summarize,
+        TaskKind::Translate,
+        TaskKind::Rewrite,
+        TaskKind::Generate,
+    ];
+    /// The writer's tasks in the app (plain generation stays with the local model there,
+    /// which is what the app serves when it serves).
+    pub const WRITING: [TaskKind; 4] = [
+        TaskKind::Autocomplete,
+        TaskKind::Summarize,
+        TaskKind::Translate,
+        TaskKind::Rewrite,
+    ];
 }
 
 /// A request and the type of its reply.
@@ -181,7 +220,7 @@ requests! {
     Translate => Translation,
     Rewrite => Rewrite,
     SetAdapter => AdapterSet,
-    /// The remote engine that answers from now on.
+    /// The remote engine that answers those tasks from now on.
     UseRemote => crate::remote::RemoteModel,
     UseLocal => (),
     #[cfg(test)]
@@ -345,8 +384,8 @@ impl EngineHandle {
 
 #[derive(Default)]
 struct Worker {
-    /// When set, every task goes to this server instead of the local model.
-    remote: Option<crate::remote::RemoteEngine>,
+    /// The tasks that go to a server instead of the local model, and their server.
+    remotes: std::collections::HashMap<TaskKind, Arc<crate::remote::RemoteEngine>>,
     loaded: Option<LoadedModel>,
     cache: Option<KvCache>,
     autocomplete: Option<AutocompleteSession>,
@@ -418,17 +457,26 @@ impl Worker {
                 self.loaded = Some(loaded);
                 Ok(outcome)
             }
-            Request::UseRemote(request::UseRemote { endpoint }) => {
-                let remote = crate::remote::RemoteEngine::connect(endpoint)?;
+            Request::UseRemote(request::UseRemote { endpoint, tasks }) => {
+                if tasks.is_empty() {
+                    return Err(EngineError::InvalidRequest(
+                        "no task named for the remote engine".into(),
+                    ));
+                }
+                let remote = Arc::new(crate::remote::RemoteEngine::connect(endpoint)?);
                 let model = crate::remote::RemoteModel {
                     id: remote.endpoint().model.clone(),
                     context: Some(remote.context()),
                 };
-                self.remote = Some(remote);
+                for task in tasks {
+                    self.remotes.insert(task, remote.clone());
+                }
                 Ok(Outcome::UseRemote(model))
             }
-            Request::UseLocal(request::UseLocal) => {
-                self.remote = None;
+            Request::UseLocal(request::UseLocal { tasks }) => {
+                for task in tasks {
+                    self.remotes.remove(&task);
+                }
                 Ok(Outcome::UseLocal(()))
             }
             Request::CompleteAlternatives(request::CompleteAlternatives {
@@ -437,8 +485,8 @@ impl Worker {
                 settings,
                 want,
                 exclude,
-            }) if self.remote.is_some() => {
-                let remote = self.remote.as_ref().expect("checked");
+            }) if self.remotes.contains_key(&TaskKind::Autocomplete) => {
+                let remote = &self.remotes[&TaskKind::Autocomplete];
                 Ok(Outcome::CompleteAlternatives(
                     crate::tasks::autocomplete::alternatives_remote(
                         remote, &prefix, &suffix, &settings, want, &exclude, &cancel,
@@ -450,8 +498,8 @@ impl Worker {
                 max_tokens,
                 sampler,
                 stop_strings,
-            }) if self.remote.is_some() => {
-                let remote = self.remote.as_ref().expect("checked");
+            }) if self.remotes.contains_key(&TaskKind::Generate) => {
+                let remote = &self.remotes[&TaskKind::Generate];
                 let limits = crate::remote::AnswerLimits {
                     max_tokens,
                     temperature: sampler.temperature,
@@ -469,8 +517,8 @@ impl Worker {
                 prefix,
                 suffix,
                 settings,
-            }) if self.remote.is_some() => {
-                let remote = self.remote.as_ref().expect("checked");
+            }) if self.remotes.contains_key(&TaskKind::Autocomplete) => {
+                let remote = &self.remotes[&TaskKind::Autocomplete];
                 Ok(Outcome::Complete(
                     crate::tasks::autocomplete::complete_remote(
                         remote, &prefix, &suffix, &settings, &cancel,
@@ -544,7 +592,7 @@ impl Worker {
                 length,
                 bullets,
             }) => {
-                let mut runner = self.runner(&cancel, None)?;
+                let mut runner = self.runner(TaskKind::Summarize, &cancel, None)?;
                 let summary = summarize(
                     runner.as_mut(),
                     &text,
@@ -592,7 +640,7 @@ impl Worker {
             #[cfg(test)]
             Request::Panic(request::Panic) => panic!("a test panic"),
             Request::Translate(request::Translate { text, to, from }) => {
-                let mut runner = self.runner(&cancel, None)?;
+                let mut runner = self.runner(TaskKind::Translate, &cancel, None)?;
                 let translation = translate(
                     runner.as_mut(),
                     &text,
@@ -608,7 +656,8 @@ impl Worker {
                 instruction,
                 attempt,
             }) => {
-                let mut runner = self.runner(&cancel, (attempt > 0).then_some(attempt))?;
+                let mut runner =
+                    self.runner(TaskKind::Rewrite, &cancel, (attempt > 0).then_some(attempt))?;
                 let rewritten = rewrite(
                     runner.as_mut(),
                     &text,
@@ -726,8 +775,6 @@ impl Worker {
             .map(|l| l.model.new_cache(SESSION_CONTEXT));
     }
 
-    /// The model the chat tasks talk to: the remote engine when one is set, else the
-    /// local model through its template.
     /// The loaded model and its autocomplete session (made on first use).
     fn autocomplete_session(
         &mut self,
@@ -740,14 +787,16 @@ impl Worker {
         Ok((loaded, session))
     }
 
-    /// The engine tasks talk to: the remote one when chosen, else the local model. `seed`:
-    /// sampled answers (a Retry), or the most likely ones without.
+    /// The engine `task` talks to: the remote one chosen for it, else the local model
+    /// through its chat template. `seed`: sampled answers (a Retry), or the most likely
+    /// ones without.
     fn runner<'a>(
         &'a mut self,
+        task: TaskKind,
         cancel: &'a AtomicBool,
         seed: Option<u64>,
     ) -> Result<Box<dyn ChatModel + 'a>> {
-        if let Some(remote) = &self.remote {
+        if let Some(remote) = self.remotes.get(&task) {
             return Ok(Box::new(RemoteChat {
                 remote,
                 cancel,

@@ -146,6 +146,72 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io
         .await
 }
 
+/// A server running inside a program that does other work (the app): it serves until
+/// [`Background::stop`], or until dropped.
+pub struct Background {
+    address: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Background {
+    /// Binds `host:port` (port 0: any free one) and serves `router` there on the current
+    /// tokio runtime.
+    pub async fn start(
+        host: std::net::IpAddr,
+        port: u16,
+        router: Router,
+    ) -> std::io::Result<Background> {
+        let listener = tokio::net::TcpListener::bind((host, port)).await?;
+        let address = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(Background {
+            address,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    /// Stops listening; answers still streaming get a second to end, then their
+    /// connections close (which cancels their generations).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(1), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
 /// A fresh random key: 32 hex digits after `pw-`.
 pub fn generate_key() -> String {
     let bytes: [u8; 16] = rand::random();

@@ -227,6 +227,52 @@ pub async fn import_adapter(state: State<'_, AppState>, path: String) -> Command
     })
 }
 
+/// Progress of a measurement: which model is scoring, windows done of total.
+pub type MeasureEvent = penwright_engine::finetune::measure::MeasureProgress;
+
+/// Held-out perplexity base → tuned of the adapter at `path` (one trained elsewhere, say) on
+/// the held-out text in `paths` (an export's heldout.jsonl, or documents), with the loaded
+/// model as the base; kept beside the adapter, so the list shows it from now on. Cancelled
+/// by `cancel_task`.
+#[tauri::command]
+pub async fn measure_adapter(
+    state: State<'_, AppState>,
+    path: String,
+    paths: Vec<String>,
+    on_event: Channel<MeasureEvent>,
+) -> CommandResult<penwright_engine::finetune::measure::AdapterPerplexity> {
+    use penwright_engine::finetune::measure;
+    let adapter = state.paths.check(Path::new(&path))?;
+    let paths = checked_paths(&state, &paths)?;
+    let model = active_model(&state)?;
+    // on the device the model runs on
+    let device = match state.status.lock().expect("status lock").device.as_ref() {
+        Some(d) if d.kind == penwright_engine::device::DeviceKind::Gpu => {
+            penwright_engine::device::DeviceChoice::Gpu
+        }
+        _ => penwright_engine::device::DeviceChoice::Cpu,
+    };
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(old) = state
+        .task_cancel
+        .lock()
+        .expect("cancel lock")
+        .replace(cancel.clone())
+    {
+        old.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    tauri::async_runtime::spawn_blocking(move || {
+        let texts = measure::read_heldout(&paths)?;
+        let device = penwright_engine::device::select(device)?;
+        measure::measure_adapter(&model, &adapter, device, &texts, 8192, &cancel, &mut |p| {
+            let _ = on_event.send(p);
+        })
+    })
+    .await
+    .map_err(|e| CommandError::new("engine", e.to_string()))?
+    .map_err(Into::into)
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdapterRow {
@@ -265,5 +311,6 @@ pub async fn set_adapter(state: State<'_, AppState>, path: Option<String>) -> Co
         });
     job.finish(|_| {}).await?;
     state.status.lock().expect("status lock").adapter = path;
+    crate::commands::serve::model_changed(&state).await;
     Ok(())
 }

@@ -6,4 +6,5 @@ pub mod finetune;
 pub mod library;
 pub mod model;
 pub mod remote;
+pub mod serve;
 pub mod tasks;

@@ -17,7 +17,8 @@ pub struct AppStatus {
     pub model: Option<ModelInfo>,
     pub device: Option<DeviceReport>,
     pub adapter: Option<String>,
-    pub remote: Option<crate::commands::remote::RemoteStatus>,
+    /// The tasks a remote engine answers, and which one; the others use the local model.
+    pub remotes: crate::state::RemoteChoice,
 }
 
 #[tauri::command]
@@ -27,7 +28,7 @@ pub fn app_status(state: State<'_, AppState>) -> AppStatus {
         model: s.model,
         device: s.device,
         adapter: s.adapter,
-        remote: s.remote,
+        remotes: s.remotes,
     }
 }
 
@@ -88,9 +89,12 @@ pub async fn load_model(
         device,
         seconds,
     } = loaded;
-    let mut status = state.status.lock().expect("status lock");
-    status.model = Some(info.clone());
-    status.device = Some(device.clone());
+    {
+        let mut status = state.status.lock().expect("status lock");
+        status.model = Some(info.clone());
+        status.device = Some(device.clone());
+    }
+    crate::commands::serve::model_changed(&state).await;
     Ok(Loaded {
         info,
         device,

@@ -1,11 +1,12 @@
 //! A remote engine (an OpenAI-compatible server) in place of the local model: list a
-//! server's models, use one for every task, go back to the local model. The server's key
+//! server's models, use one for every task or for some (autocomplete on the laptop,
+//! summaries on the workstation), go back to the local model. The server's key
 //! lives in the OS keyring (Secret Service, Keychain, Credential Manager), never in a file or
 //! a log; where no keyring answers, it is kept in memory until the app quits, and the
 //! status says so.
 
 use penwright_engine::remote::{RemoteEndpoint, RemoteModel, list_models};
-use penwright_engine::worker::request;
+use penwright_engine::worker::{TaskKind, request};
 use serde::Serialize;
 use tauri::State;
 
@@ -85,15 +86,26 @@ pub async fn remote_models(
     Ok(models)
 }
 
-/// Uses `model` on the server at `base_url` for every task from now on.
+/// The tasks a command names; none named: every writing task.
+fn tasks_or_all(tasks: Option<Vec<TaskKind>>) -> Vec<TaskKind> {
+    match tasks {
+        Some(tasks) if !tasks.is_empty() => tasks,
+        _ => TaskKind::WRITING.to_vec(),
+    }
+}
+
+/// Uses `model` on the server at `base_url` for `tasks` (every writing task when none are
+/// named) from now on; the other tasks keep their engine.
 #[tauri::command]
 pub async fn use_remote(
     state: State<'_, AppState>,
     base_url: String,
     model: String,
     api_key: Option<String>,
+    tasks: Option<Vec<TaskKind>>,
 ) -> CommandResult<RemoteStatus> {
     check_url(&base_url)?;
+    let tasks = tasks_or_all(tasks);
     let key = key_for(&state, &base_url, api_key);
     let job = state.engine.submit(request::UseRemote {
         endpoint: RemoteEndpoint {
@@ -101,6 +113,7 @@ pub async fn use_remote(
             model: model.clone(),
             api_key: key.as_ref().map(|(k, _)| k.clone()),
         },
+        tasks: tasks.clone(),
     });
     let m = job.finish(|_| {}).await?;
     // the key worked: keep it (only once it did)
@@ -115,18 +128,30 @@ pub async fn use_remote(
         context: m.context,
         key: where_key,
     };
-    state.status.lock().expect("status lock").remote = Some(status.clone());
+    let mut app = state.status.lock().expect("status lock");
+    for task in tasks {
+        app.remotes.insert(task, status.clone());
+    }
     Ok(status)
 }
 
-/// Goes back to the local model.
+/// Goes back to the local model for `tasks` (every task when none are named).
 #[tauri::command]
-pub async fn use_local(state: State<'_, AppState>) -> CommandResult<()> {
+pub async fn use_local(
+    state: State<'_, AppState>,
+    tasks: Option<Vec<TaskKind>>,
+) -> CommandResult<()> {
+    let tasks = tasks_or_all(tasks);
     state
         .engine
-        .submit(request::UseLocal)
+        .submit(request::UseLocal {
+            tasks: tasks.clone(),
+        })
         .finish(|_| {})
         .await?;
-    state.status.lock().expect("status lock").remote = None;
+    let mut app = state.status.lock().expect("status lock");
+    for task in tasks {
+        app.remotes.remove(&task);
+    }
     Ok(())
 }

@@ -446,6 +446,9 @@ export function finetunePane(ctx: AppContext): Pane {
                     a.basePpl !== null && a.tunedPpl !== null ? ` · ppl ${a.basePpl.toFixed(1)} → ${a.tunedPpl.toFixed(1)} (${relativeChange(a.basePpl, a.tunedPpl)})` : "",
                   ),
                 ),
+                a.basePpl === null || a.tunedPpl === null
+                  ? button("Measure…", "finetune-measure", () => void measure(a), "quiet")
+                  : null,
                 button(a.active ? "Deactivate" : "Activate", a.active ? "finetune-deactivate" : "finetune-activate", () => void activate(a.active ? null : a.path), a.active ? "quiet" : "secondary"),
               ),
             ),
@@ -463,10 +466,43 @@ export function finetunePane(ctx: AppContext): Pane {
     if (!dir) return;
     try {
       const added = await api.importAdapter(dir);
-      toast(`Adapter ${added.name} added: activate it to use it`, "success", 3000);
+      toast(`Adapter ${added.name} added: Measure it on held-out text, or activate it to use it`, "success", 4000);
       await refreshAdapters();
     } catch (e) {
       toastError(e, "Not an adapter Penwright can use");
+    }
+  }
+
+  /** Base → tuned held-out perplexity of an adapter trained elsewhere (it has no run of its own to say). */
+  const measureCancel = button("Cancel", "finetune-measure-cancel", () => void api.cancelTask().catch(() => {}), "quiet");
+  measureCancel.hidden = true;
+  async function measure(a: api.Adapter) {
+    const paths = await pickPaths({
+      directory: false,
+      multiple: true,
+      title: "Held-out text for this adapter: the export's heldout.jsonl, or documents it was not trained on",
+      filters: [{ name: "Held-out text", extensions: ["jsonl", "txt", "md", "markdown", "html", "htm", "docx", "pdf"] }],
+    });
+    if (paths.length === 0) return;
+    await measureOn(a, paths);
+  }
+  async function measureOn(a: api.Adapter, paths: string[]) {
+    const done = startBusy("Measuring the adapter");
+    error.show(null);
+    progress.indeterminate("Loading the model…");
+    measureCancel.hidden = false;
+    try {
+      const m = await api.measureAdapter(a.path, paths, (p) =>
+        progress.set(p.done + (p.model === "tuned" ? p.total : 0), p.total * 2, `${p.model === "base" ? "Base model" : "With the adapter"}: window ${p.done} of ${p.total}`),
+      );
+      toast(`${a.name}: held-out perplexity ${m.basePpl.toFixed(1)} → ${m.tunedPpl.toFixed(1)} on ${formatCount(m.tokens)} tokens`, "success", 5000);
+      await refreshAdapters();
+    } catch (e) {
+      if (!api.isCancelled(e)) error.show(`Could not measure ${a.name}: ${api.toApiError(e).message}`);
+    } finally {
+      progress.hide();
+      measureCancel.hidden = true;
+      done();
     }
   }
 
@@ -497,7 +533,7 @@ export function finetunePane(ctx: AppContext): Pane {
     error.element,
     chartBox,
     result,
-    section("Adapters", adapterList, h("div", { class: "actions" }, importButton)),
+    section("Adapters", adapterList, h("div", { class: "actions" }, importButton, measureCancel)),
   );
 
   return {

@@ -13,6 +13,7 @@ import { settings, updateSettings } from "../settings";
 import { toast, toastError } from "../toast";
 import type { Pane } from "./host";
 import { remoteSection } from "./remote";
+import { serveSection } from "./serve";
 import { button, inlineError, progressBar, section, segmented } from "./ui";
 
 const LANGUAGE_NAMES: Record<string, string> = {
@@ -393,6 +394,7 @@ export function modelsPane(_ctx: AppContext): Pane {
       offerBox,
     ),
     remoteSection(),
+    serveSection(),
     section(
       "Import",
       h("p", { class: "hint" }, "A .gguf file, or a Hugging Face folder (config.json, *.safetensors, tokenizer.json)."),

@@ -1,15 +1,23 @@
 // The Models pane's "Remote engine" section: an OpenAI-compatible server (vLLM, Ollama,
-// llama-server, LM Studio, another Penwright) in place of the local model for every task.
+// llama-server, LM Studio, another Penwright) in place of the local model, for every task or
+// for some (ghost text on the laptop's model, summaries on the workstation's).
 // The key goes to the OS keyring through the backend; the address and model are remembered
 // in the settings, the key never is. Requests are made by the Rust side: the webview's CSP
 // stays closed to the network.
 
 import * as api from "../api";
 import { h, setChildren } from "../dom";
-import { currentModel, modelChanged, useLocal, useRemote } from "../model";
-import { settings, updateSettings } from "../settings";
+import { currentModel, modelChanged, remoteFor, useLocal, useRemote } from "../model";
+import { settings, updateSettings, type RemoteSettings } from "../settings";
 import { toast, toastError } from "../toast";
 import { button, inlineError, section } from "./ui";
+
+const TASK_LABELS: Record<api.TaskKind, string> = {
+  autocomplete: "Autocomplete",
+  summarize: "Summarize",
+  translate: "Translate",
+  rewrite: "Rewrite",
+};
 
 export function remoteSection(): HTMLElement {
   const url = h("input", {
@@ -29,14 +37,19 @@ export function remoteSection(): HTMLElement {
     "data-testid": "remote-key",
   });
   const models = h("select", { class: "input", "aria-label": "Server model", "data-testid": "remote-model", hidden: true });
+  // which tasks the buttons act on: every task, or one
+  const scope = h("select", { class: "input", "aria-label": "For which tasks", "data-testid": "remote-tasks" });
+  scope.append(h("option", { value: "all" }, "For every task"));
+  for (const t of api.TASK_KINDS) scope.append(h("option", { value: t }, `For ${TASK_LABELS[t].toLowerCase()} only`));
+  const scoped = (): api.TaskKind[] => (scope.value === "all" ? [...api.TASK_KINDS] : [scope.value as api.TaskKind]);
   const error = inlineError("remote-error");
-  const now = h("p", { class: "hint", "data-testid": "remote-now" });
+  const now = h("div", { class: "hint", "data-testid": "remote-now" });
   const connect = button("Connect", "remote-connect", () => void listModels());
   const use = button("Use this model", "remote-use", () => void choose(), "primary");
   const local = button("Use the local model", "remote-local", () => void backToLocal());
   use.hidden = true;
 
-  const saved = settings().remote;
+  const saved = api.TASK_KINDS.map((t) => settings().remotes[t]).find((r) => !!r);
   if (saved) url.value = saved.baseUrl;
 
   function keyValue(): string | null {
@@ -56,7 +69,7 @@ export function remoteSection(): HTMLElement {
         models,
         ...found.map((m) => h("option", { value: m.id }, m.context ? `${m.id} · context ${m.context}` : m.id)),
       );
-      const remembered = settings().remote?.model;
+      const remembered = saved?.model;
       if (remembered && found.some((m) => m.id === remembered)) models.value = remembered;
       models.hidden = false;
       use.hidden = false;
@@ -70,11 +83,15 @@ export function remoteSection(): HTMLElement {
   async function choose() {
     error.show(null);
     use.disabled = true;
+    const tasks = scoped();
     try {
-      const remote = await useRemote(url.value.trim(), models.value, keyValue());
-      updateSettings({ remote: { baseUrl: remote.baseUrl, model: remote.model } });
+      const remote = await useRemote(url.value.trim(), models.value, keyValue(), tasks);
+      const remotes: RemoteSettings = { ...settings().remotes };
+      for (const t of tasks) remotes[t] = { baseUrl: remote.baseUrl, model: remote.model };
+      updateSettings({ remotes });
       key.value = "";
-      toast(`Every task now uses ${remote.model} on ${remote.baseUrl}`, "success");
+      const which = tasks.length === api.TASK_KINDS.length ? "Every task now uses" : `${TASK_LABELS[tasks[0]]} now uses`;
+      toast(`${which} ${remote.model} on ${remote.baseUrl}`, "success");
     } catch (e) {
       error.show(api.toApiError(e).message);
     } finally {
@@ -83,22 +100,40 @@ export function remoteSection(): HTMLElement {
   }
 
   async function backToLocal() {
+    const tasks = scoped();
     try {
-      await useLocal();
-      updateSettings({ remote: null });
+      await useLocal(tasks);
+      const remotes: RemoteSettings = { ...settings().remotes };
+      for (const t of tasks) delete remotes[t];
+      updateSettings({ remotes });
     } catch (e) {
       toastError(e, "Could not switch back");
     }
   }
 
   function show() {
-    const r = currentModel().status.remote;
-    local.hidden = !r;
-    now.textContent = r
-      ? `In use: ${r.model} on ${r.baseUrl}. ${
-          r.key === "keyring" ? "Its key is in the system keyring." : r.key === "memory" ? "No system keyring answered: its key is kept until Penwright quits." : ""
-        }`
-      : "Not in use: the local model answers.";
+    const status = currentModel().status;
+    const remotes = api.TASK_KINDS.map((t) => [t, remoteFor(status, t)] as const);
+    local.hidden = remotes.every(([, r]) => !r);
+    if (local.hidden) {
+      setChildren(now, "Not in use: the local model answers every task.");
+      return;
+    }
+    const keys = new Set(remotes.map(([, r]) => r?.key));
+    const keyNote = keys.has("memory")
+      ? "No system keyring answered: a server's key is kept until Penwright quits."
+      : keys.has("keyring")
+        ? "Server keys are in the system keyring."
+        : "";
+    setChildren(
+      now,
+      h(
+        "ul",
+        { class: "remote-tasks" },
+        ...remotes.map(([t, r]) => h("li", { "data-testid": `remote-now-${t}` }, `${TASK_LABELS[t]}: `, r ? `${r.model} on ${r.baseUrl}` : "the local model")),
+      ),
+      keyNote ? h("p", { class: "hint" }, keyNote) : null,
+    );
   }
   modelChanged.on(show);
   show();
@@ -112,7 +147,8 @@ export function remoteSection(): HTMLElement {
     ),
     h("div", { class: "actions repo-row" }, url),
     h("div", { class: "actions repo-row" }, key, connect),
-    h("div", { class: "actions repo-row" }, models, use),
+    h("div", { class: "actions repo-row" }, models),
+    h("div", { class: "actions repo-row" }, scope, use),
     error.element,
     now,
     h("div", { class: "actions" }, local),

@@ -7,7 +7,7 @@ import { startBusy } from "../busy";
 import type { AppContext } from "../context";
 import { h, setChildren } from "../dom";
 import { formatDuration } from "../format";
-import { currentModel, isEnglishOnlyDefault, modelChanged } from "../model";
+import { currentModel, isEnglishOnlyDefault, modelChanged, remoteFor } from "../model";
 import { toast, toastError } from "../toast";
 import type { Pane } from "./host";
 import { button, countLabel, inlineError, progressBar, section, sourceChoice } from "./ui";
@@ -82,7 +82,8 @@ export function translatePane(ctx: AppContext): Pane {
     h("button", { type: "button", class: "link-btn", "data-testid": "translate-open-models", onclick: () => ctx.panes.show("models") }, "Open Models"),
   );
   const updateNotice = () => {
-    notice.hidden = !isEnglishOnlyDefault(currentModel().status.model);
+    const status = currentModel().status;
+    notice.hidden = !!remoteFor(status, "translate") || !isEnglishOnlyDefault(status.model);
   };
   modelChanged.on(updateNotice);
   updateNotice();

@@ -359,6 +359,7 @@ pub fn list_adapters(adapters: &Path) -> Vec<AdapterEntry> {
                     _ => None,
                 })
             });
+            let measured = super::measure::measured(&p);
             let created_at = std::fs::metadata(p.join("adapter_config.json"))
                 .and_then(|m| m.modified())
                 .ok()
@@ -369,8 +370,16 @@ pub fn list_adapters(adapters: &Path) -> Vec<AdapterEntry> {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                base_ppl: summary.as_ref().map(|s| s.base_ppl),
-                tuned_ppl: summary.as_ref().map(|s| s.tuned_ppl),
+                // Penwright's own runs say in their log; adapters trained elsewhere, once
+                // measured, beside them
+                base_ppl: summary
+                    .as_ref()
+                    .map(|s| s.base_ppl)
+                    .or(measured.map(|m| m.base_ppl)),
+                tuned_ppl: summary
+                    .as_ref()
+                    .map(|s| s.tuned_ppl)
+                    .or(measured.map(|m| m.tuned_ppl)),
                 path: p,
                 created_at,
             }

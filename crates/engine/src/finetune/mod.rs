@@ -5,5 +5,6 @@ pub mod dataset;
 pub mod export;
 pub mod extract;
 pub mod job;
+pub mod measure;
 pub mod peft;
 pub mod train;
