@@ -9,7 +9,7 @@
 # Needs PyTorch for the system Python (as scripts/reference/peft_lora_bench.py says):
 #   apt-get install -y python3-torch libopenblas0-pthread
 #   /usr/bin/python3 -m pip install --break-system-packages transformers==4.46.3 gguf safetensors \
-#       datasets==3.1.0 rich "numpy<2" "pandas<2.3" "pyarrow<19"
+#       datasets==3.1.0 rich jinja2 "numpy<2" "pandas<2.3" "pyarrow<19"
 #   /usr/bin/python3 -m pip install --break-system-packages --no-deps peft==0.13.2 \
 #       accelerate==0.34.2 trl==0.12.2
 # (--no-deps: Debian's torch calls itself 1.13.0a0, which pip would "fix" with a CUDA torch;
@@ -37,12 +37,17 @@ if [ ! -f "$hf/config.json" ]; then
   echo "converting $model to a Hugging Face folder at $hf" >&2
   "$PY" - "$model" "$hf" <<'EOF'
 import pathlib, sys
+import gguf as gguf_py
 from transformers import AutoModelForCausalLM, AutoTokenizer
-gguf = pathlib.Path(sys.argv[1])
+path = pathlib.Path(sys.argv[1])
 out = pathlib.Path(sys.argv[2])
-kw = {"gguf_file": gguf.name}
-AutoTokenizer.from_pretrained(gguf.parent, **kw).save_pretrained(out)
-AutoModelForCausalLM.from_pretrained(gguf.parent, **kw).save_pretrained(out)
+kw = {"gguf_file": path.name}
+# SmolLM2 ties its head to the embedding (the file has no output.weight); transformers'
+# GGUF loader would leave the head untied and random
+if "output.weight" not in {t.name for t in gguf_py.GGUFReader(str(path)).tensors}:
+    kw["tie_word_embeddings"] = True
+AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(out)
+AutoModelForCausalLM.from_pretrained(path.parent, **kw).save_pretrained(out)
 EOF
 fi
 
