@@ -5,6 +5,7 @@
 # llama-cpp-python sdist on PyPI vendors (the registry this project may use), checked
 # against PyPI's sha256. It lands in ~/.cache/penwright/llama-server (nothing committed):
 #   bin/llama-server      the server, CPU features named as install-llama-cpp.sh names them
+#   bin/llama-bench       llama.cpp's own benchmark, same build (the side-by-side speed runs)
 #   smollm2-fim.gguf      the default model with fill-in-the-middle token ids in its
 #                         metadata, so that llama-server's /infill serves it (SmolLM2 has no
 #                         FIM tokens of its own: the ids are three of its unused special
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/penwright/target}"
 mkdir -p "$DEST"
 
-if [ ! -x "$DEST/bin/llama-server" ]; then
+if [ ! -x "$DEST/bin/llama-server" ] || [ ! -x "$DEST/bin/llama-bench" ]; then
   src="$DEST/src"
   if [ ! -d "$src/llama_cpp_python-$VERSION" ]; then
     mkdir -p "$src"
@@ -40,9 +41,9 @@ if [ ! -x "$DEST/bin/llama-server" ]; then
   cmake -S "$llama" -B "$DEST/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
     -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF $flags > "$DEST/cmake.log"
-  cmake --build "$DEST/build" --target llama-server -j "$(nproc)" > "$DEST/build.log"
+  cmake --build "$DEST/build" --target llama-server llama-bench -j "$(nproc)" > "$DEST/build.log"
   mkdir -p "$DEST/bin"
-  cp "$DEST/build/bin/llama-server" "$DEST/bin/llama-server"
+  cp "$DEST/build/bin/llama-server" "$DEST/build/bin/llama-bench" "$DEST/bin/"
 fi
 "$DEST/bin/llama-server" --version 2>&1 | head -2
 

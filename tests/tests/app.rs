@@ -968,6 +968,27 @@ fn a_remote_engine_answers_ghost_text_and_summaries() {
         "autocomplete left the server along with summarize"
     );
 
+    // the server goes away: ghost text shows nothing and the status bar says why
+    drop(server);
+    session.send_keys(&editor, " went away");
+    let reason = session.wait_until(
+        "the status bar to say why there are no suggestions",
+        "const s = document.querySelector('[data-testid=status-suggest]'); return s && s.textContent.startsWith('No suggestions:') && s.textContent;",
+        Duration::from_secs(60),
+    );
+    assert!(
+        reason
+            .as_str()
+            .unwrap_or_default()
+            .contains("connection refused"),
+        "{reason}"
+    );
+    assert!(
+        session.find("[data-testid=ghost-text]").is_none(),
+        "a suggestion showed although its server is gone"
+    );
+    screenshot(&session, "remote-engine-gone");
+
     // back to the local model for every task: the app forgets the server (the next start
     // uses no remote)
     session.click_css("[data-testid=open-models]", Duration::from_secs(10));
@@ -980,6 +1001,12 @@ fn a_remote_engine_answers_ghost_text_and_summaries() {
         "the status bar to name the local model",
         "const s = document.querySelector('[data-testid=status-model]'); return s && /smol/i.test(s.textContent) && !/^Remote/.test(s.textContent);",
         Duration::from_secs(30),
+    );
+    // the reason belonged to the server: the local model starts with a clean slate
+    session.wait_until(
+        "the status bar to drop the server's failure",
+        "const s = document.querySelector('[data-testid=status-suggest]'); return !!s && s.textContent === '';",
+        Duration::from_secs(10),
     );
 }
 

@@ -35,15 +35,13 @@ import { defaultModelBanner } from "./welcome";
 
 ensureUsableLanguage();
 
-/** Shows a failed suggestion at most once in a while (they fail on every pause otherwise). */
-function suggestionErrorReporter(): (e: unknown) => void {
-  let last = 0;
+/** A failed suggestion: ghost text shows nothing and the status bar says why (until the next
+ *  suggestion arrives). A cancelled request or a page outside the app is no failure. */
+function suggestionErrorReporter(showReason: (reason: string) => void): (e: unknown) => void {
   return (e) => {
     const err = api.toApiError(e);
     if (err.kind === "unavailable" || err.kind === "cancelled") return;
-    if (Date.now() - last < 30_000) return;
-    last = Date.now();
-    toast(`Suggestion failed: ${err.message}`, "error");
+    showReason(err.message);
   };
 }
 
@@ -109,8 +107,9 @@ async function start(): Promise<void> {
       cancel: () => void api.cancelComplete().catch(() => {}),
       debounceMs: () => settings().debounceMs,
       enabled: () => settings().autocomplete,
-      onError: suggestionErrorReporter(),
+      onError: suggestionErrorReporter((reason) => status.setSuggestionProblem(reason)),
       onReply: (reply) => {
+        status.setSuggestionProblem(null);
         const r = reply as api.CompletionReply;
         if (typeof r.totalMs === "number") status.setSpeed(`suggestion in ${Math.round(r.totalMs)} ms`);
       },

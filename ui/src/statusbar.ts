@@ -59,6 +59,8 @@ export class StatusBar {
   private readonly adapter = h("span", { class: "status-item", "data-testid": "status-adapter", hidden: true });
   private readonly device = h("span", { class: "status-item", "data-testid": "status-device" });
   private readonly speed = h("span", { class: "status-item", "data-testid": "status-speed", title: "Speed of the last generation" });
+  private suggestEngine = "";
+  private readonly suggestProblem = h("span", { class: "status-item status-problem", "data-testid": "status-suggest", role: "status" });
   private readonly words = h("span", { class: "status-item", "data-testid": "status-words" });
   private readonly busy = h("span", { class: "spinner", "data-testid": "status-busy", role: "img", "aria-label": "Working", hidden: true });
   private readonly autocomplete: HTMLButtonElement;
@@ -96,7 +98,7 @@ export class StatusBar {
     this.element = h(
       "footer",
       { class: "statusbar", "data-testid": "statusbar" },
-      h("div", { class: "status-left" }, this.busy, this.model, this.adapter, this.device, this.speed),
+      h("div", { class: "status-left" }, this.busy, this.model, this.adapter, this.device, this.speed, this.suggestProblem),
       h("div", { class: "status-right" }, this.words, this.autocomplete, this.settingsButton, this.popover),
     );
 
@@ -114,6 +116,11 @@ export class StatusBar {
 
   showModel(s: ModelSnapshot): void {
     const m = s.status.model;
+    // a failure reason belongs to the engine that failed: another one starts with a clean slate
+    const r = remoteFor(s.status, "autocomplete");
+    const engine = r ? `${r.baseUrl} ${r.model}` : `local ${m?.path ?? ""}`;
+    if (engine !== this.suggestEngine) this.setSuggestionProblem(null);
+    this.suggestEngine = engine;
     this.model.textContent = modelLabel(s);
     this.model.classList.toggle("muted", s.phase.kind !== "ready");
     this.model.classList.toggle("error", s.phase.kind === "unavailable" || (s.phase.kind === "none" && !!s.phase.error));
@@ -142,6 +149,12 @@ export class StatusBar {
 
   setSpeed(text: string): void {
     this.speed.textContent = text;
+  }
+
+  /** Why ghost text shows nothing (a failed suggestion), or null once suggestions work again. */
+  setSuggestionProblem(reason: string | null): void {
+    this.suggestProblem.textContent = reason ? `No suggestions: ${reason}` : "";
+    this.suggestProblem.title = reason ?? "";
   }
 
   private showAutocomplete(on: boolean): void {

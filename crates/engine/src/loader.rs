@@ -73,6 +73,21 @@ pub const RUNTIME_BYTES: u64 = 96 << 20;
 /// its header or config, without reading its weights; fails with the same specific error
 /// loading would (unknown architecture, truncated file, no weights).
 pub fn inspect_model(path: &Path) -> Result<ModelInfo> {
+    Ok(inspect(path, false)?.0)
+}
+
+/// [`inspect_model`], and the model's tokenizer and chat template checked as a load would
+/// check them (an import): a template that fails or runs past its limits is named in
+/// `template_note` now, not at the first summary, and ChatML stands in for it.
+pub fn inspect_model_for_import(path: &Path) -> Result<ModelInfo> {
+    let (mut info, tokenizer) = inspect(path, true)?;
+    info.template_note = tokenizer.as_ref().and_then(|t| read_chat_template(t).1);
+    Ok(info)
+}
+
+/// The model's header or config read once; its tokenizer too when `with_tokenizer` (a
+/// folder without tokenizer.json has none).
+fn inspect(path: &Path, with_tokenizer: bool) -> Result<(ModelInfo, Option<Tokenizer>)> {
     refuse_pickle(path)?;
     if path.is_dir() {
         let config_path = path.join("config.json");
@@ -85,11 +100,17 @@ pub fn inspect_model(path: &Path) -> Result<ModelInfo> {
         // reads the safetensors headers: no weights (or only pickles) is an error here
         let weights = WeightSource::Safetensors(SafetensorsWeights::open_dir(path)?);
         check_parameters_fit(&config, &weights)?;
-        Ok(hf_info(path, &config))
+        let tokenizer = (with_tokenizer && path.join("tokenizer.json").exists())
+            .then(|| Tokenizer::from_hf_dir(path))
+            .transpose()?;
+        Ok((hf_info(path, &config), tokenizer))
     } else if path.is_file() {
         let file = GgufFile::open(path)?;
         let config = ModelConfig::from_gguf(&file)?;
         let info = gguf_info(path, &file, &config);
+        let tokenizer = with_tokenizer
+            .then(|| Tokenizer::from_gguf_spec(&GgufTokenizerSpec::from_gguf(&file)?))
+            .transpose()?;
         let weights = WeightSource::Gguf(GgufWeights::new(
             file,
             config.architecture,
@@ -97,32 +118,12 @@ pub fn inspect_model(path: &Path) -> Result<ModelInfo> {
             config.num_kv_heads,
         ));
         check_parameters_fit(&config, &weights)?;
-        Ok(info)
+        Ok((info, tokenizer))
     } else {
         Err(EngineError::ModelNotFound {
             path: path.to_path_buf(),
         })
     }
-}
-
-/// [`inspect_model`], and the model's tokenizer and chat template checked as a load would
-/// check them (an import): a template that fails or runs past its limits is named in
-/// `template_note` now, not at the first summary, and ChatML stands in for it.
-pub fn inspect_model_for_import(path: &Path) -> Result<ModelInfo> {
-    let mut info = inspect_model(path)?;
-    let tokenizer = if path.is_dir() {
-        path.join("tokenizer.json")
-            .exists()
-            .then(|| Tokenizer::from_hf_dir(path))
-            .transpose()?
-    } else {
-        let file = GgufFile::open(path)?;
-        Some(Tokenizer::from_gguf_spec(&GgufTokenizerSpec::from_gguf(
-            &file,
-        )?)?)
-    };
-    info.template_note = tokenizer.as_ref().and_then(|t| read_chat_template(t).1);
-    Ok(info)
 }
 
 /// Loading progress: `stage` in reading → layers → ready.

@@ -172,20 +172,22 @@ pub fn import(paths: &[PathBuf]) -> (Vec<Document>, Vec<Skipped>, usize) {
         if batch.is_empty() {
             break;
         }
-        let texts = if total > MAX_IMPORT_TEXT_BYTES {
-            vec![Err(String::new()); batch.len()]
-        } else {
-            crate::isolated::extract_texts(&batch)
+        let full = || Skipped {
+            path: PathBuf::new(),
+            reason: format!(
+                "the import already holds {} MB of text, its limit",
+                MAX_IMPORT_TEXT_BYTES >> 20
+            ),
         };
+        if total > MAX_IMPORT_TEXT_BYTES {
+            // the limit is reached: the rest is not even read
+            skipped.extend(batch.into_iter().map(|path| Skipped { path, ..full() }));
+            continue;
+        }
+        let texts = crate::isolated::extract_texts(&batch);
         for (path, text) in batch.into_iter().zip(texts) {
             if total > MAX_IMPORT_TEXT_BYTES {
-                skipped.push(Skipped {
-                    path,
-                    reason: format!(
-                        "the import already holds {} MB of text, its limit",
-                        MAX_IMPORT_TEXT_BYTES >> 20
-                    ),
-                });
+                skipped.push(Skipped { path, ..full() });
                 continue;
             }
             let text = match text {

@@ -57,9 +57,7 @@ pub fn read_heldout(paths: &[PathBuf]) -> Result<Vec<String>> {
                 super::dataset::MAX_IMPORT_TEXT_BYTES >> 20
             )));
         }
-        let raw = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
-        let raw = String::from_utf8(raw)
-            .map_err(|_| EngineError::InvalidRequest(format!("{}: not UTF-8", path.display())))?;
+        let raw = crate::documents::read_document(path)?;
         for (n, line) in raw
             .lines()
             .enumerate()
