@@ -106,6 +106,41 @@ pub trait PackedOps: Backend {
         Self::packed_linear(x, blocks, layout)
     }
 
+    /// Two [`PackedOps::packed_linear`]s of one input (gate/up), as one product where the
+    /// backend has a fused one (the CPU, for a decode step's few rows).
+    #[fusion(default)]
+    fn packed_linear_pair(
+        x: FloatTensor<Self>,
+        blocks_a: IntTensor<Self>,
+        layout_a: PackedLayout,
+        blocks_b: IntTensor<Self>,
+        layout_b: PackedLayout,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        (
+            Self::packed_linear(x.clone(), blocks_a, layout_a),
+            Self::packed_linear(x, blocks_b, layout_b),
+        )
+    }
+
+    /// Three [`PackedOps::packed_linear`]s of one input (q/k/v), as
+    /// [`PackedOps::packed_linear_pair`].
+    #[fusion(default)]
+    fn packed_linear_triple(
+        x: FloatTensor<Self>,
+        blocks_a: IntTensor<Self>,
+        layout_a: PackedLayout,
+        blocks_b: IntTensor<Self>,
+        layout_b: PackedLayout,
+        blocks_c: IntTensor<Self>,
+        layout_c: PackedLayout,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        (
+            Self::packed_linear(x.clone(), blocks_a, layout_a),
+            Self::packed_linear(x.clone(), blocks_b, layout_b),
+            Self::packed_linear(x, blocks_c, layout_c),
+        )
+    }
+
     /// The mean negative log-likelihood of `targets` (`[n]`) under `logits` (`[n, v]`):
     /// `mean(logsumexp(row) − row[target])`, `[1]`. One pass a row on the CPU, where
     /// log-softmax and a gather would fill several `[n, v]` temporaries.
@@ -414,6 +449,50 @@ pub fn packed_linear<const D: usize>(
     ))
 }
 
+fn f32_input<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if x.dtype() == DType::F32 {
+        x
+    } else {
+        x.cast(FloatDType::F32)
+    }
+}
+
+/// `x · Wᵀ` for two packed weights of one input ([`PackedOps::packed_linear_pair`]).
+pub fn packed_linear_pair<const D: usize>(
+    x: Tensor<D>,
+    [(a, la), (b, lb)]: [(&Tensor<1, Int>, PackedLayout); 2],
+) -> [Tensor<D>; 2] {
+    let (ya, yb) = Dispatch::packed_linear_pair(
+        f32_input(x).into_dispatch(),
+        a.clone().into_dispatch(),
+        la,
+        b.clone().into_dispatch(),
+        lb,
+    );
+    [Tensor::from_dispatch(ya), Tensor::from_dispatch(yb)]
+}
+
+/// `x · Wᵀ` for three packed weights of one input ([`PackedOps::packed_linear_triple`]).
+pub fn packed_linear_triple<const D: usize>(
+    x: Tensor<D>,
+    [(a, la), (b, lb), (c, lc)]: [(&Tensor<1, Int>, PackedLayout); 3],
+) -> [Tensor<D>; 3] {
+    let (ya, yb, yc) = Dispatch::packed_linear_triple(
+        f32_input(x).into_dispatch(),
+        a.clone().into_dispatch(),
+        la,
+        b.clone().into_dispatch(),
+        lb,
+        c.clone().into_dispatch(),
+        lc,
+    );
+    [
+        Tensor::from_dispatch(ya),
+        Tensor::from_dispatch(yb),
+        Tensor::from_dispatch(yc),
+    ]
+}
+
 /// Rows `ids` (`[n]`) of a packed weight, dequantized to `[n, cols]`.
 pub fn packed_rows(
     ids: Tensor<1, Int>,
@@ -501,6 +580,34 @@ fn flex_token_ids(ids: FlexTensor, limit: usize) -> Vec<usize> {
     ids
 }
 
+/// Several packed products of one input on the CPU ([`cpu::matmul_many`]).
+fn flex_linear_many<const N: usize>(
+    x: FlexTensor,
+    weights: [(FlexTensor, PackedLayout); N],
+) -> [FlexTensor; N] {
+    let x = flex_f32(x);
+    let input = flex_slice(&x);
+    let cols = weights[0].1.cols;
+    let m = input.len() / cols.max(1);
+    let ws: Vec<PackedMatrix<'_>> = weights
+        .iter()
+        .map(|(blocks, layout)| {
+            assert_eq!(layout.cols, cols, "one input for every matrix");
+            flex_bytes(blocks, layout)
+        })
+        .collect();
+    let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0.0f32; m * w.rows]).collect();
+    let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
+    cpu::matmul_many(input, m, &ws, &mut outs);
+    let mut ys = ys.into_iter();
+    std::array::from_fn(|j| {
+        flex_out(
+            ys.next().expect("one output a matrix"),
+            linear_shape(&x.shape(), &weights[j].1),
+        )
+    })
+}
+
 impl PackedOps for Flex {
     fn packed_linear(x: FlexTensor, blocks: FlexTensor, layout: PackedLayout) -> FlexTensor {
         let x = flex_f32(x);
@@ -511,6 +618,37 @@ impl PackedOps for Flex {
         let mut y = vec![0.0f32; m * layout.rows];
         cpu::matmul(input, m, &w, &mut y);
         flex_out(y, shape)
+    }
+
+    fn packed_linear_pair(
+        x: FlexTensor,
+        blocks_a: FlexTensor,
+        layout_a: PackedLayout,
+        blocks_b: FlexTensor,
+        layout_b: PackedLayout,
+    ) -> (FlexTensor, FlexTensor) {
+        let [a, b] = flex_linear_many(x, [(blocks_a, layout_a), (blocks_b, layout_b)]);
+        (a, b)
+    }
+
+    fn packed_linear_triple(
+        x: FlexTensor,
+        blocks_a: FlexTensor,
+        layout_a: PackedLayout,
+        blocks_b: FlexTensor,
+        layout_b: PackedLayout,
+        blocks_c: FlexTensor,
+        layout_c: PackedLayout,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let [a, b, c] = flex_linear_many(
+            x,
+            [
+                (blocks_a, layout_a),
+                (blocks_b, layout_b),
+                (blocks_c, layout_c),
+            ],
+        );
+        (a, b, c)
     }
 
     fn packed_linear_transposed(

@@ -9,7 +9,8 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorCreationOptions, TensorData};
 use penwright_kernels::GgmlType;
 use penwright_kernels::ops::{
-    PackedLayout, packed_dequantize, packed_linear, packed_linear_with_transpose, packed_rows,
+    PackedLayout, packed_dequantize, packed_linear, packed_linear_pair, packed_linear_triple,
+    packed_linear_with_transpose, packed_rows,
 };
 
 use crate::Result;
@@ -51,6 +52,11 @@ impl PackedWeight {
     /// `[out, in]` as Hugging Face writes it.
     pub fn dims(&self) -> [usize; 2] {
         [self.layout.rows, self.layout.cols]
+    }
+
+    /// The blocks and what they hold.
+    pub fn packed(&self) -> (&Tensor<1, Int>, PackedLayout) {
+        (&self.blocks, self.layout)
     }
 
     /// `x[.., in] · Wᵀ`.
@@ -261,7 +267,12 @@ impl Linear {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let mut y = self.weight.forward(x.clone());
+        let y = self.weight.forward(x.clone());
+        self.finish(x, y)
+    }
+
+    /// Bias and low-rank branch on a product of the frozen weight.
+    fn finish<const D: usize>(&self, x: Tensor<D>, mut y: Tensor<D>) -> Tensor<D> {
         if let Some(b) = &self.bias {
             y = y + b.val().unsqueeze();
         }
@@ -269,6 +280,35 @@ impl Linear {
             Some(branch) => y + branch.forward(x),
             None => y,
         }
+    }
+
+    /// Two projections of one input (gate/up): one fused product of the frozen weights
+    /// (on the CPU), then each one's bias and branch. While training (a transposed copy
+    /// kept), each is its own [`Linear::forward`].
+    pub fn forward_pair<const D: usize>(pair: [&Linear; 2], x: Tensor<D>) -> [Tensor<D>; 2] {
+        let [a, b] = pair;
+        if pair.iter().any(|l| l.weight.transposed.is_some()) {
+            return [a.forward(x.clone()), b.forward(x)];
+        }
+        let [ya, yb] = packed_linear_pair(x.clone(), [a.weight.packed(), b.weight.packed()]);
+        [a.finish(x.clone(), ya), b.finish(x, yb)]
+    }
+
+    /// Three projections of one input (q/k/v), as [`Linear::forward_pair`].
+    pub fn forward_triple<const D: usize>(triple: [&Linear; 3], x: Tensor<D>) -> [Tensor<D>; 3] {
+        let [a, b, c] = triple;
+        if triple.iter().any(|l| l.weight.transposed.is_some()) {
+            return [a.forward(x.clone()), b.forward(x.clone()), c.forward(x)];
+        }
+        let [ya, yb, yc] = packed_linear_triple(
+            x.clone(),
+            [a.weight.packed(), b.weight.packed(), c.weight.packed()],
+        );
+        [
+            a.finish(x.clone(), ya),
+            b.finish(x.clone(), yb),
+            c.finish(x, yc),
+        ]
     }
 
     /// Keeps the (frozen) weight in `dtype` where it is f32 (see [`PackedWeight::store_as`]).

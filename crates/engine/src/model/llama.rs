@@ -161,13 +161,10 @@ impl Llama {
             let h = block.input_layernorm.forward(x.clone());
             let heads =
                 |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, a.head_dim]).swap_dims(1, 2);
-            let q = Rope::apply(heads(a.q_proj.forward(h.clone()), a.num_heads), &cos, &sin);
-            let k = Rope::apply(
-                heads(a.k_proj.forward(h.clone()), a.num_kv_heads),
-                &cos,
-                &sin,
-            );
-            let v = heads(a.v_proj.forward(h), a.num_kv_heads);
+            let [q, k, v] = Linear::forward_triple([&a.q_proj, &a.k_proj, &a.v_proj], h);
+            let q = Rope::apply(heads(q, a.num_heads), &cos, &sin);
+            let k = Rope::apply(heads(k, a.num_kv_heads), &cos, &sin);
+            let v = heads(v, a.num_kv_heads);
             let attended = match cache.as_deref_mut() {
                 Some(c) => c.attend(l, start, q, k, v),
                 None => grouped_attention(q, k, v),
@@ -178,10 +175,8 @@ impl Llama {
             x = x + a.o_proj.forward(out);
             let h = block.post_attention_layernorm.forward(x.clone());
             let m = &block.mlp;
-            let gated = penwright_kernels::ops::swiglu(
-                m.gate_proj.forward(h.clone()),
-                m.up_proj.forward(h),
-            );
+            let [gate, up] = Linear::forward_pair([&m.gate_proj, &m.up_proj], h);
+            let gated = penwright_kernels::ops::swiglu(gate, up);
             x = x + m.down_proj.forward(gated);
         }
         self.norm.forward(x)

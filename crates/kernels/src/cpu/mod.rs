@@ -297,6 +297,103 @@ pub fn matmul_with(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut 
     }
 }
 
+/// `ys[j][m, ws[j].rows] = x[m, cols] · ws[j]ᵀ` for several matrices over one input (a
+/// decode step's q/k/v, or gate/up). Where all of them take the 8-bit dot-product path,
+/// the input is quantized once per kind of activation block and every matrix's rows run in
+/// one parallel region: the threads wake once instead of once a matrix, and the results
+/// are those of [`matmul`] bit for bit. Otherwise each is a [`matmul`].
+pub fn matmul_many(x: &[f32], m: usize, ws: &[PackedMatrix<'_>], ys: &mut [&mut [f32]]) {
+    matmul_many_with(Isa::detect(), x, m, ws, ys)
+}
+
+/// Whether [`matmul_many`] fuses (`PENWRIGHT_FUSED=0` turns it off, for comparisons).
+fn fusing() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("PENWRIGHT_FUSED").as_deref() != Ok("0"))
+}
+
+/// [`matmul_many`] with a given instruction set (tests compare them).
+pub fn matmul_many_with(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    ws: &[PackedMatrix<'_>],
+    ys: &mut [&mut [f32]],
+) {
+    assert_eq!(ws.len(), ys.len(), "one output a matrix");
+    let Some(cols) = ws.first().map(|w| w.cols) else {
+        return;
+    };
+    let fused = m > 0
+        && fusing()
+        && ws.iter().all(|w| {
+            w.cols == cols
+                && path_for(isa, w.ty, m) == Path::Dot
+                && activation_blocks(w.ty).is_some()
+        });
+    if !fused {
+        for (w, y) in ws.iter().zip(ys.iter_mut()) {
+            matmul_with(isa, x, m, w, y);
+        }
+        return;
+    }
+    assert_eq!(x.len(), m * cols, "input is not [m, cols]");
+    // the input quantized once for each kind of block the matrices read
+    let mut kinds: Vec<(ActivationBlocks, QuantizedActivations)> = Vec::with_capacity(2);
+    let mut kind_of = Vec::with_capacity(ws.len());
+    for w in ws {
+        let blocks = activation_blocks(w.ty).expect("quantized");
+        let k = match kinds.iter().position(|(b, _)| *b == blocks) {
+            Some(k) => k,
+            None => {
+                let mut act = QuantizedActivations::new(blocks);
+                act.quantize(x, m, cols);
+                kinds.push((blocks, act));
+                kinds.len() - 1
+            }
+        };
+        kind_of.push(k);
+    }
+    let act_rows: Vec<Vec<ActivationRow<'_>>> = kinds
+        .iter()
+        .map(|(_, act)| (0..m).map(|i| act.row(i)).collect())
+        .collect();
+    let outs: Vec<SharedOut> = ws
+        .iter()
+        .zip(ys.iter_mut())
+        .map(|(w, y)| {
+            assert_eq!(y.len(), m * w.rows, "output is not [m, rows]");
+            SharedOut(y.as_mut_ptr())
+        })
+        .collect();
+    let total: usize = ws.iter().map(|w| w.rows).sum();
+    let per_task = total
+        .div_ceil(4 * rayon::current_num_threads())
+        .clamp(8, 512);
+    // (matrix, first row, end row) pieces of every matrix, in order
+    let tasks: Vec<(usize, usize, usize)> = ws
+        .iter()
+        .enumerate()
+        .flat_map(|(j, w)| {
+            (0..w.rows)
+                .step_by(per_task)
+                .map(move |r| (j, r, (r + per_task).min(w.rows)))
+        })
+        .collect();
+    let (act_rows, outs, kind_of) = (&act_rows, &outs, &kind_of);
+    tasks.into_par_iter().for_each(|(j, start, end)| {
+        let (w, out, act) = (&ws[j], outs[j], &act_rows[kind_of[j]]);
+        for r in start..end {
+            let wr = w.row(r);
+            for (i, a) in act.iter().enumerate() {
+                let v = dot(isa, w.ty, wr, *a);
+                // SAFETY: (i, r) of matrix j is written by this task only.
+                unsafe { *out.at(i * w.rows + r) = v };
+            }
+        }
+    });
+}
+
 /// The batched 8-bit path (see [`batched`]): weight rows unpacked four at a time per task,
 /// each group multiplied with every activation row.
 fn matmul_batched(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [f32]) {

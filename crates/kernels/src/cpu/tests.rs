@@ -143,6 +143,53 @@ fn matmul_takes_the_dot_and_gemm_paths_to_the_same_result() {
 }
 
 #[test]
+fn several_matrices_over_one_input_equal_their_products_one_by_one() {
+    // q/k/v of a Q4_K_M file: two K-quants and a Q6_K (one kind of activation block), then
+    // a mix of 32- and 256-element blocks, a float matrix (not fused) and a prompt's rows
+    let cols = 512;
+    let sets: [&[(GgmlType, usize)]; 3] = [
+        &[
+            (GgmlType::Q4_K, 64),
+            (GgmlType::Q4_K, 16),
+            (GgmlType::Q6_K, 16),
+        ],
+        &[
+            (GgmlType::Q8_0, 40),
+            (GgmlType::Q5_K, 9),
+            (GgmlType::Q4_1, 1),
+        ],
+        &[(GgmlType::Q4_0, 24), (GgmlType::F16, 8)],
+    ];
+    for set in sets {
+        let bytes: Vec<Vec<u8>> = set
+            .iter()
+            .enumerate()
+            .map(|(j, &(ty, rows))| random_matrix(ty, rows, cols, 5 + j as u64))
+            .collect();
+        let ws: Vec<PackedMatrix<'_>> = set
+            .iter()
+            .zip(&bytes)
+            .map(|(&(ty, rows), b)| PackedMatrix::new(ty, rows, cols, b).unwrap())
+            .collect();
+        for m in [1, 2, DOT_MAX_ROWS, DOT_MAX_ROWS + 1] {
+            let x = activations(m * cols, 40 + m as u64);
+            for isa in Isa::all_supported() {
+                let mut fused: Vec<Vec<f32>> =
+                    ws.iter().map(|w| vec![f32::NAN; m * w.rows]).collect();
+                let mut outs: Vec<&mut [f32]> =
+                    fused.iter_mut().map(|y| y.as_mut_slice()).collect();
+                matmul_many_with(isa, &x, m, &ws, &mut outs);
+                for (w, got) in ws.iter().zip(&fused) {
+                    let mut want = vec![f32::NAN; m * w.rows];
+                    matmul_with(isa, &x, m, w, &mut want);
+                    assert_eq!(got, &want, "{} m={m} {}", w.ty, isa.name());
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn transposed_product_and_row_gathers_match_the_dequantized_matrix() {
     let (rows, cols) = (70, 256);
     for ty in QUANTIZED.into_iter().chain(FLOATS) {
