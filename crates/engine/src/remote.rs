@@ -122,6 +122,9 @@ pub struct RemoteEngine {
     /// The server is llama.cpp's llama-server, whose `/infill` fills in the middle with the
     /// model's FIM tokens; cleared once it says the model has none.
     infill: AtomicBool,
+    /// `/completions` takes `suffix` (Ollama, Penwright, llama-server); cleared once the
+    /// server refuses it.
+    takes_suffix: AtomicBool,
 }
 
 impl std::fmt::Debug for RemoteEngine {
@@ -286,6 +289,7 @@ impl RemoteEngine {
             agent,
             context,
             infill: AtomicBool::new(infill),
+            takes_suffix: AtomicBool::new(true),
         })
     }
 
@@ -442,18 +446,34 @@ impl RemoteEngine {
                 None => self.infill.store(false, Ordering::Relaxed),
             }
         }
+        let suffix = suffix.filter(|s| !s.is_empty() && self.takes_suffix.load(Ordering::Relaxed));
         let mut body = json!({ "prompt": prompt });
         limits.apply(&mut body);
-        if let Some(suffix) = suffix.filter(|s| !s.is_empty()) {
+        if let Some(suffix) = suffix {
             body["suffix"] = json!(suffix);
         }
-        self.collect(
-            "completions",
-            body,
-            cancel,
-            &|choice| choice["text"].as_str().map(str::to_string),
-            on_text,
-        )
+        let text = |choice: &Value| choice["text"].as_str().map(str::to_string);
+        match self.collect("completions", body.clone(), cancel, &text, on_text) {
+            // a server that refuses `suffix` (vLLM: 400 "suffix is not currently supported")
+            // gets the prefix alone, from now on
+            Err(EngineError::Remote {
+                failure: RemoteFailure::Rejected,
+                ..
+            }) if suffix.is_some() => {
+                self.takes_suffix.store(false, Ordering::Relaxed);
+                body.as_object_mut()
+                    .expect("a JSON object")
+                    .remove("suffix");
+                self.collect("completions", body, cancel, &text, on_text)
+            }
+            answer => answer,
+        }
+    }
+
+    /// Whether `/completions` is sent the text after the cursor as `suffix`; cleared once
+    /// the server refuses it.
+    pub fn takes_suffix(&self) -> bool {
+        self.takes_suffix.load(Ordering::Relaxed)
     }
 
     /// Fills in between `prefix` and `suffix` through llama-server's `/infill`; `None` when
@@ -725,6 +745,106 @@ mod tests {
             );
             assert!(e.to_string().contains("oops"));
         }
+    }
+
+    /// A server that answers as vLLM does: `/models`, no `/props`, and `/completions` that
+    /// refuses `suffix` with 400 but streams an answer to a prompt alone. Serves `requests`
+    /// connections and returns the request bodies it saw.
+    fn refusing_suffix(requests: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}/v1", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut bodies = Vec::new();
+            for stream in listener.incoming().take(requests) {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body).unwrap();
+                let body = String::from_utf8(body).unwrap();
+                let (status, kind, answer) = if head.starts_with("GET /v1/models") {
+                    (
+                        "200 OK",
+                        "application/json",
+                        r#"{"data":[{"id":"m","max_model_len":2048}]}"#.to_string(),
+                    )
+                } else if head.starts_with("POST /v1/completions") && body.contains("\"suffix\"") {
+                    (
+                        "400 Bad Request",
+                        "application/json",
+                        r#"{"error":{"message":"suffix is not currently supported"}}"#.to_string(),
+                    )
+                } else if head.starts_with("POST /v1/completions") {
+                    let event = r#"{"choices":[{"text":" jumps","finish_reason":"length"}]}"#;
+                    (
+                        "200 OK",
+                        "text/event-stream",
+                        format!("data: {event}\n\ndata: [DONE]\n\n"),
+                    )
+                } else {
+                    ("404 Not Found", "text/plain", "no".to_string())
+                };
+                bodies.push(body);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+            bodies
+        });
+        (base, handle)
+    }
+
+    #[test]
+    fn a_server_that_refuses_the_suffix_gets_the_prefix_alone() {
+        // GET /models, GET /props, the refused POST, its retry, then one more POST
+        let (base_url, server) = refusing_suffix(5);
+        let remote = RemoteEngine::connect(RemoteEndpoint {
+            base_url,
+            model: "m".into(),
+            api_key: None,
+        })
+        .unwrap();
+        assert_eq!(remote.context(), 2048);
+        assert!(!remote.fills_in_through_infill());
+        let complete = || {
+            remote
+                .complete(
+                    "The fox",
+                    Some(" over the dog."),
+                    &AnswerLimits::greedy(4),
+                    &AtomicBool::new(false),
+                    &mut |_| true,
+                )
+                .unwrap()
+        };
+        assert_eq!(complete().text, " jumps");
+        assert!(!remote.takes_suffix());
+        // remembered: the next request goes without it at once
+        assert_eq!(complete().text, " jumps");
+        let bodies = server.join().unwrap();
+        let posts: Vec<&String> = bodies.iter().filter(|b| b.contains("prompt")).collect();
+        assert_eq!(posts.len(), 3, "{bodies:?}");
+        assert!(posts[0].contains("over the dog"));
+        assert!(
+            posts[1..]
+                .iter()
+                .all(|b| !b.contains("suffix") && b.contains("The fox"))
+        );
     }
 
     #[test]
