@@ -482,10 +482,12 @@ fn killed_app_offers_the_recovered_text() {
         let editor = session.wait_for("[data-testid=editor]", Duration::from_secs(10));
         session.click(&editor);
         session.send_keys(&editor, "Unsaved words that must survive a crash.");
-        // autosave runs every few seconds
+        // autosave runs every few seconds; it may have caught the words half typed, so wait
+        // for a copy of all of them
         let recovery = home.path().join("recovery/recovery.json");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string(&recovery).is_ok_and(|t| t.contains("must survive")) {
+        while !std::fs::read_to_string(&recovery).is_ok_and(|t| t.contains("must survive a crash."))
+        {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no autosave copy at {}",
