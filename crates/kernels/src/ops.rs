@@ -377,11 +377,7 @@ pub fn cached_attention(
 /// See [`PackedOps::cross_entropy`]: the mean negative log-likelihood of `targets` (`[n]`)
 /// under `logits` (`[n, v]`), differentiable with respect to the logits.
 pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    let logits = if logits.dtype() == DType::F32 {
-        logits
-    } else {
-        logits.cast(FloatDType::F32)
-    };
+    let logits = f32_input(logits);
     Tensor::from_dispatch(Dispatch::cross_entropy(
         logits.into_dispatch(),
         targets.into_dispatch(),
@@ -391,16 +387,9 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
 /// See [`PackedOps::swiglu`]: `silu(gate) · up`, differentiable in both.
 pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     assert_eq!(gate.dims(), up.dims(), "gate and up have one shape");
-    let f32 = |t: Tensor<D>| {
-        if t.dtype() == DType::F32 {
-            t
-        } else {
-            t.cast(FloatDType::F32)
-        }
-    };
     Tensor::from_dispatch(Dispatch::swiglu(
-        f32(gate).into_dispatch(),
-        f32(up).into_dispatch(),
+        f32_input(gate).into_dispatch(),
+        f32_input(up).into_dispatch(),
     ))
 }
 
@@ -417,11 +406,7 @@ pub fn packed_linear_with_transpose<const D: usize>(
         (layout.cols, layout.rows),
         "the transposed matrix is [cols, rows]"
     );
-    let x = if x.dtype() == DType::F32 {
-        x
-    } else {
-        x.cast(FloatDType::F32)
-    };
+    let x = f32_input(x);
     Tensor::from_dispatch(Dispatch::packed_linear_with_transpose(
         x.into_dispatch(),
         blocks.clone().into_dispatch(),
@@ -437,11 +422,7 @@ pub fn packed_linear<const D: usize>(
     blocks: &Tensor<1, Int>,
     layout: PackedLayout,
 ) -> Tensor<D> {
-    let x = if x.dtype() == DType::F32 {
-        x
-    } else {
-        x.cast(FloatDType::F32)
-    };
+    let x = f32_input(x);
     Tensor::from_dispatch(Dispatch::packed_linear(
         x.into_dispatch(),
         blocks.clone().into_dispatch(),
@@ -449,6 +430,7 @@ pub fn packed_linear<const D: usize>(
     ))
 }
 
+/// `x` in f32, the activations' dtype of every packed op.
 fn f32_input<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if x.dtype() == DType::F32 {
         x

@@ -172,22 +172,27 @@ pub fn import(paths: &[PathBuf]) -> (Vec<Document>, Vec<Skipped>, usize) {
         if batch.is_empty() {
             break;
         }
-        let full = || Skipped {
-            path: PathBuf::new(),
-            reason: format!(
+        let full = || {
+            format!(
                 "the import already holds {} MB of text, its limit",
                 MAX_IMPORT_TEXT_BYTES >> 20
-            ),
+            )
         };
         if total > MAX_IMPORT_TEXT_BYTES {
             // the limit is reached: the rest is not even read
-            skipped.extend(batch.into_iter().map(|path| Skipped { path, ..full() }));
+            skipped.extend(batch.into_iter().map(|path| Skipped {
+                path,
+                reason: full(),
+            }));
             continue;
         }
         let texts = crate::isolated::extract_texts(&batch);
         for (path, text) in batch.into_iter().zip(texts) {
             if total > MAX_IMPORT_TEXT_BYTES {
-                skipped.push(Skipped { path, ..full() });
+                skipped.push(Skipped {
+                    path,
+                    reason: full(),
+                });
                 continue;
             }
             let text = match text {

@@ -283,32 +283,28 @@ impl Linear {
     }
 
     /// Two projections of one input (gate/up): one fused product of the frozen weights
-    /// (on the CPU), then each one's bias and branch. While training (a transposed copy
-    /// kept), each is its own [`Linear::forward`].
+    /// (on the CPU), then each one's bias and branch.
     pub fn forward_pair<const D: usize>(pair: [&Linear; 2], x: Tensor<D>) -> [Tensor<D>; 2] {
-        let [a, b] = pair;
-        if pair.iter().any(|l| l.weight.transposed.is_some()) {
-            return [a.forward(x.clone()), b.forward(x)];
-        }
-        let [ya, yb] = packed_linear_pair(x.clone(), [a.weight.packed(), b.weight.packed()]);
-        [a.finish(x.clone(), ya), b.finish(x, yb)]
+        Self::forward_fused(pair, x, packed_linear_pair)
     }
 
     /// Three projections of one input (q/k/v), as [`Linear::forward_pair`].
     pub fn forward_triple<const D: usize>(triple: [&Linear; 3], x: Tensor<D>) -> [Tensor<D>; 3] {
-        let [a, b, c] = triple;
-        if triple.iter().any(|l| l.weight.transposed.is_some()) {
-            return [a.forward(x.clone()), b.forward(x.clone()), c.forward(x)];
+        Self::forward_fused(triple, x, packed_linear_triple)
+    }
+
+    /// `product` of the frozen weights, then each one's bias and branch; while training (a
+    /// transposed copy kept) each is its own [`Linear::forward`].
+    fn forward_fused<const N: usize, const D: usize>(
+        linears: [&Linear; N],
+        x: Tensor<D>,
+        product: impl FnOnce(Tensor<D>, [(&Tensor<1, Int>, PackedLayout); N]) -> [Tensor<D>; N],
+    ) -> [Tensor<D>; N] {
+        if linears.iter().any(|l| l.weight.transposed.is_some()) {
+            return linears.map(|l| l.forward(x.clone()));
         }
-        let [ya, yb, yc] = packed_linear_triple(
-            x.clone(),
-            [a.weight.packed(), b.weight.packed(), c.weight.packed()],
-        );
-        [
-            a.finish(x.clone(), ya),
-            b.finish(x.clone(), yb),
-            c.finish(x, yc),
-        ]
+        let mut ys = product(x.clone(), linears.map(|l| l.weight.packed())).into_iter();
+        linears.map(|l| l.finish(x.clone(), ys.next().expect("one output a weight")))
     }
 
     /// Keeps the (frozen) weight in `dtype` where it is f32 (see [`PackedWeight::store_as`]).
