@@ -51,8 +51,13 @@ if [ ! -f "$DEST/smollm2-fim.gguf" ]; then
   model=$("$CARGO_TARGET_DIR/debug/penwright" models --json |
     python3 -c 'import json,sys; print(next(m["path"] for m in json.load(sys.stdin) if m["isDefault"] and m["installed"]))')
   llama=$(ls -d "$DEST"/src/llama_cpp_python-*/vendor/llama.cpp | head -1)
+  # llama.cpp's gguf-py, with what it imports, in a virtual environment of its own
+  if [ ! -x "$DEST/venv/bin/python" ]; then
+    python3 -m venv "$DEST/venv"
+    "$DEST/venv/bin/pip" install -q "numpy<2" tqdm pyyaml
+  fi
   # <repo_name>, <reponame>, <file_sep>: special tokens of SmolLM2's vocabulary it never uses
-  PYTHONPATH="$llama/gguf-py" python3 "$llama/gguf-py/gguf/scripts/gguf_new_metadata.py" \
+  PYTHONPATH="$llama/gguf-py" "$DEST/venv/bin/python" "$llama/gguf-py/gguf/scripts/gguf_new_metadata.py" \
     "$model" "$DEST/smollm2-fim.gguf.part" --force \
     --special-token-by-id fim_pre 3 --special-token-by-id fim_suf 4 --special-token-by-id fim_mid 5 > /dev/null
   mv "$DEST/smollm2-fim.gguf.part" "$DEST/smollm2-fim.gguf"

@@ -8,12 +8,14 @@
 //! once), a server error, or an answer that is not what the API promises.
 
 use std::io::{BufRead, BufReader, Read};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::chat::ChatMessage;
+use crate::tokenizer::{FIM_SPELLINGS, FimSpelling};
 use crate::{EngineError, Result};
 
 /// Where a remote engine is and which of its models to use.
@@ -125,6 +127,9 @@ pub struct RemoteEngine {
     /// `/completions` takes `suffix` (Ollama, Penwright, llama-server); cleared once the
     /// server refuses it.
     takes_suffix: AtomicBool,
+    /// The model's fill-in-the-middle tokens, asked of the server's `/tokenize` once it has
+    /// refused `suffix` (vLLM): with them the text after the cursor goes in the prompt.
+    fim: OnceLock<Option<FimSpelling>>,
 }
 
 impl std::fmt::Debug for RemoteEngine {
@@ -290,6 +295,7 @@ impl RemoteEngine {
             context,
             infill: AtomicBool::new(infill),
             takes_suffix: AtomicBool::new(true),
+            fim: OnceLock::new(),
         })
     }
 
@@ -446,28 +452,79 @@ impl RemoteEngine {
                 None => self.infill.store(false, Ordering::Relaxed),
             }
         }
-        let suffix = suffix.filter(|s| !s.is_empty() && self.takes_suffix.load(Ordering::Relaxed));
+        let after = suffix.filter(|s| !s.is_empty());
+        let as_suffix = after.filter(|_| self.takes_suffix.load(Ordering::Relaxed));
         let mut body = json!({ "prompt": prompt });
         limits.apply(&mut body);
-        if let Some(suffix) = suffix {
-            body["suffix"] = json!(suffix);
+        // a server without `suffix` gets the text after the cursor between the model's
+        // FIM tokens, where it has them; else the prefix alone
+        let fill_in = |body: &mut Value| {
+            if let Some((after, fim)) = after.zip(self.fim_spelling()) {
+                body["prompt"] = json!(fim.prompt(prompt, after));
+            }
+        };
+        match as_suffix {
+            Some(after) => body["suffix"] = json!(after),
+            None => fill_in(&mut body),
         }
         let text = |choice: &Value| choice["text"].as_str().map(str::to_string);
         match self.collect("completions", body.clone(), cancel, &text, on_text) {
             // a server that refuses `suffix` (vLLM: 400 "suffix is not currently supported")
-            // gets the prefix alone, from now on
+            // goes without it from now on
             Err(EngineError::Remote {
                 failure: RemoteFailure::Rejected,
                 ..
-            }) if suffix.is_some() => {
+            }) if as_suffix.is_some() => {
                 self.takes_suffix.store(false, Ordering::Relaxed);
                 body.as_object_mut()
                     .expect("a JSON object")
                     .remove("suffix");
+                fill_in(&mut body);
                 self.collect("completions", body, cancel, &text, on_text)
             }
             answer => answer,
         }
+    }
+
+    /// The model's fill-in-the-middle spelling, asked of the server once: each spelling
+    /// llama.cpp knows goes to `/tokenize` (vLLM's, at the server's root) until one whose
+    /// three tokens are each a single token of the model's vocabulary. `None` when the
+    /// server has no `/tokenize` or the model none of them.
+    pub fn fim_spelling(&self) -> Option<FimSpelling> {
+        *self.fim.get_or_init(|| {
+            let url = format!("{}/tokenize", server_root(&self.endpoint.base_url));
+            let one_token = |text: &str| -> Option<bool> {
+                let body = json!({
+                    "model": self.endpoint.model,
+                    "prompt": text,
+                    "add_special_tokens": false,
+                });
+                let mut request = self
+                    .agent
+                    .post(&url)
+                    .config()
+                    .timeout_global(Some(Duration::from_secs(5)))
+                    .build()
+                    .header("Content-Type", "application/json");
+                if let Some(key) = &self.endpoint.api_key {
+                    request = request.header("Authorization", format!("Bearer {key}"));
+                }
+                let response = request.send(body.to_string()).ok()?;
+                let answer = read_ok(&self.endpoint.base_url, response).ok()?;
+                let tokens = serde_json::from_str::<Value>(&answer).ok()?;
+                Some(tokens["tokens"].as_array()?.len() == 1)
+            };
+            for spelling in FIM_SPELLINGS {
+                // no answer at all: the server cannot say, ask no more
+                if one_token(spelling.prefix)?
+                    && one_token(spelling.suffix)?
+                    && one_token(spelling.middle)?
+                {
+                    return Some(*spelling);
+                }
+            }
+            None
+        })
     }
 
     /// Whether `/completions` is sent the text after the cursor as `suffix`; cleared once
@@ -747,16 +804,20 @@ mod tests {
         }
     }
 
-    /// A server that answers as vLLM does: `/models`, no `/props`, and `/completions` that
-    /// refuses `suffix` with 400 but streams an answer to a prompt alone. Serves `requests`
-    /// connections and returns the request bodies it saw.
-    fn refusing_suffix(requests: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    /// A server that answers as vLLM does: `/models`, no `/props`, `/completions` that
+    /// refuses `suffix` with 400 but streams an answer to a prompt alone, and `/tokenize`
+    /// whose model has the fill-in-the-middle tokens `fim` (each text a token of its own;
+    /// any other text a token per character). Serves until `GET /done` and returns the
+    /// request bodies it saw.
+    fn refusing_suffix(
+        fim: &'static [&'static str],
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
         use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}/v1", listener.local_addr().unwrap());
         let handle = std::thread::spawn(move || {
             let mut bodies = Vec::new();
-            for stream in listener.incoming().take(requests) {
+            for stream in listener.incoming() {
                 let mut stream = stream.unwrap();
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut head = String::new();
@@ -775,6 +836,13 @@ mod tests {
                 let mut body = vec![0u8; length];
                 reader.read_exact(&mut body).unwrap();
                 let body = String::from_utf8(body).unwrap();
+                if head.starts_with("GET /done") {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+                    );
+                    break;
+                }
                 let (status, kind, answer) = if head.starts_with("GET /v1/models") {
                     (
                         "200 OK",
@@ -787,6 +855,18 @@ mod tests {
                         "application/json",
                         r#"{"error":{"message":"suffix is not currently supported"}}"#.to_string(),
                     )
+                } else if head.starts_with("POST /tokenize") {
+                    let prompt = serde_json::from_str::<Value>(&body).unwrap()["prompt"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    let tokens: Vec<u32> = if fim.contains(&prompt.as_str()) {
+                        vec![151659]
+                    } else {
+                        prompt.chars().map(|c| c as u32).collect()
+                    };
+                    let answer = json!({ "count": tokens.len(), "tokens": tokens });
+                    ("200 OK", "application/json", answer.to_string())
                 } else if head.starts_with("POST /v1/completions") {
                     let event = r#"{"choices":[{"text":" jumps","finish_reason":"length"}]}"#;
                     (
@@ -809,10 +889,12 @@ mod tests {
         (base, handle)
     }
 
-    #[test]
-    fn a_server_that_refuses_the_suffix_gets_the_prefix_alone() {
-        // GET /models, GET /props, the refused POST, its retry, then one more POST
-        let (base_url, server) = refusing_suffix(5);
+    /// Connects to a [`refusing_suffix`] server, completes "The fox" before " over the dog."
+    /// twice, and returns the engine, the completions it sent and how many texts it asked
+    /// `/tokenize` about.
+    fn complete_twice(fim: &'static [&'static str]) -> (RemoteEngine, Vec<Value>, usize) {
+        let (base_url, server) = refusing_suffix(fim);
+        let done = format!("{}/done", server_root(&base_url));
         let remote = RemoteEngine::connect(RemoteEndpoint {
             base_url,
             model: "m".into(),
@@ -821,8 +903,8 @@ mod tests {
         .unwrap();
         assert_eq!(remote.context(), 2048);
         assert!(!remote.fills_in_through_infill());
-        let complete = || {
-            remote
+        for _ in 0..2 {
+            let answer = remote
                 .complete(
                     "The fox",
                     Some(" over the dog."),
@@ -830,21 +912,58 @@ mod tests {
                     &AtomicBool::new(false),
                     &mut |_| true,
                 )
-                .unwrap()
-        };
-        assert_eq!(complete().text, " jumps");
-        assert!(!remote.takes_suffix());
-        // remembered: the next request goes without it at once
-        assert_eq!(complete().text, " jumps");
-        let bodies = server.join().unwrap();
-        let posts: Vec<&String> = bodies.iter().filter(|b| b.contains("prompt")).collect();
-        assert_eq!(posts.len(), 3, "{bodies:?}");
-        assert!(posts[0].contains("over the dog"));
-        assert!(
-            posts[1..]
-                .iter()
-                .all(|b| !b.contains("suffix") && b.contains("The fox"))
-        );
+                .unwrap();
+            assert_eq!(answer.text, " jumps");
+            assert!(!remote.takes_suffix());
+        }
+        agent().get(&done).call().unwrap();
+        let bodies: Vec<Value> = server
+            .join()
+            .unwrap()
+            .iter()
+            .filter_map(|b| serde_json::from_str(b).ok())
+            .collect();
+        let asked = bodies
+            .iter()
+            .filter(|b| b.get("add_special_tokens").is_some())
+            .count();
+        let completions = bodies
+            .into_iter()
+            .filter(|b| b.get("max_tokens").is_some())
+            .collect();
+        (remote, completions, asked)
+    }
+
+    #[test]
+    fn a_server_that_refuses_the_suffix_gets_the_prefix_alone() {
+        let (remote, posts, asked) = complete_twice(&[]);
+        // each spelling's prefix token, none of them a single token
+        assert_eq!(asked, FIM_SPELLINGS.len());
+        assert_eq!(remote.fim_spelling(), None);
+        assert_eq!(posts.len(), 3, "{posts:?}");
+        assert_eq!(posts[0]["suffix"], " over the dog.");
+        // remembered: the second completion goes without it at once
+        for post in &posts[1..] {
+            assert_eq!(post.get("suffix"), None, "{post}");
+            assert_eq!(post["prompt"], "The fox");
+        }
+    }
+
+    #[test]
+    fn a_server_that_refuses_the_suffix_gets_it_between_the_models_fim_tokens() {
+        let qwen = &["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"];
+        let (remote, posts, asked) = complete_twice(qwen);
+        // StarCoder's prefix, then Qwen2.5's three, asked once for both completions
+        assert_eq!(asked, 4);
+        assert_eq!(remote.fim_spelling(), Some(FIM_SPELLINGS[1]));
+        assert_eq!(posts.len(), 3, "{posts:?}");
+        for post in &posts[1..] {
+            assert_eq!(post.get("suffix"), None, "{post}");
+            assert_eq!(
+                post["prompt"],
+                "<|fim_prefix|>The fox<|fim_suffix|> over the dog.<|fim_middle|>"
+            );
+        }
     }
 
     #[test]

@@ -221,38 +221,53 @@ const EOT_TEXTS: &[&str] = &[
     "<end_of_utterance>",
 ];
 
-const FIM_PREFIX: &[&str] = &[
-    "<fim_prefix>",
-    "<|fim_prefix|>",
-    "<fim-prefix>",
-    "<｜fim▁begin｜>",
-    "<PRE>",
-    "▁<PRE>",
+/// How a model family spells its three fill-in-the-middle tokens (prefix, suffix, middle:
+/// the prompt is `prefix P suffix S middle`, and the model writes what goes between P and S).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FimSpelling {
+    pub prefix: &'static str,
+    pub suffix: &'static str,
+    pub middle: &'static str,
+}
+
+const fn fim(prefix: &'static str, suffix: &'static str, middle: &'static str) -> FimSpelling {
+    FimSpelling {
+        prefix,
+        suffix,
+        middle,
+    }
+}
+
+/// The spellings llama.cpp knows: StarCoder/SmolLM, Qwen2.5, Refact, DeepSeek Coder,
+/// CodeLlama (and its SentencePiece variant).
+pub const FIM_SPELLINGS: &[FimSpelling] = &[
+    fim("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+    fim("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+    fim("<fim-prefix>", "<fim-suffix>", "<fim-middle>"),
+    fim("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
+    fim("<PRE>", "<SUF>", "<MID>"),
+    fim("▁<PRE>", "▁<SUF>", "▁<MID>"),
 ];
-const FIM_SUFFIX: &[&str] = &[
-    "<fim_suffix>",
-    "<|fim_suffix|>",
-    "<fim-suffix>",
-    "<｜fim▁hole｜>",
-    "<SUF>",
-    "▁<SUF>",
-];
-const FIM_MIDDLE: &[&str] = &[
-    "<fim_middle>",
-    "<|fim_middle|>",
-    "<fim-middle>",
-    "<｜fim▁end｜>",
-    "<MID>",
-    "▁<MID>",
-];
+
+impl FimSpelling {
+    /// The fill-in-the-middle prompt for the text before and after the cursor.
+    pub fn prompt(&self, before: &str, after: &str) -> String {
+        format!(
+            "{}{before}{}{after}{}",
+            self.prefix, self.suffix, self.middle
+        )
+    }
+
+    fn contains(&self, text: &str) -> bool {
+        [self.prefix, self.suffix, self.middle].contains(&text)
+    }
+}
 
 /// Texts llama.cpp forces to "control" whatever the file says.
 fn looks_control(text: &str) -> bool {
     EOG_TEXTS.contains(&text)
         || EOT_TEXTS.contains(&text)
-        || FIM_PREFIX.contains(&text)
-        || FIM_SUFFIX.contains(&text)
-        || FIM_MIDDLE.contains(&text)
+        || FIM_SPELLINGS.iter().any(|f| f.contains(text))
 }
 
 /// A tokenizer with the special-token facts generation needs. Cheap to clone.
@@ -673,11 +688,13 @@ impl Tokenizer {
     /// Fill-in-the-middle tokens: `<fim_prefix>`/`<fim_suffix>`/`<fim_middle>` (StarCoder,
     /// SmolLM), `<|fim_prefix|>`... (Qwen2.5) and the other spellings llama.cpp knows.
     pub fn fim_tokens(&self) -> Option<FimTokens> {
-        let find = |texts: &[&str]| texts.iter().find_map(|t| self.inner.token_to_id(t));
-        Some(FimTokens {
-            prefix: find(FIM_PREFIX)?,
-            suffix: find(FIM_SUFFIX)?,
-            middle: find(FIM_MIDDLE)?,
+        let id = |text| self.inner.token_to_id(text);
+        FIM_SPELLINGS.iter().find_map(|f| {
+            Some(FimTokens {
+                prefix: id(f.prefix)?,
+                suffix: id(f.suffix)?,
+                middle: id(f.middle)?,
+            })
         })
     }
 
