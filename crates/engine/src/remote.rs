@@ -458,8 +458,11 @@ impl RemoteEngine {
         limits.apply(&mut body);
         // a server without `suffix` gets the text after the cursor between the model's
         // FIM tokens, where it has them; else the prefix alone
+        // (asked only once there is such text: a server that takes `suffix` is never asked)
         let fill_in = |body: &mut Value| {
-            if let Some((after, fim)) = after.zip(self.fim_spelling()) {
+            if let Some(after) = after
+                && let Some(fim) = self.fim_spelling()
+            {
                 body["prompt"] = json!(fim.prompt(prompt, after));
             }
         };
