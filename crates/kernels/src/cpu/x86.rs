@@ -113,35 +113,6 @@ impl BytePairs for Vnni {
     }
 }
 
-/// Eight f16 values, the low halves of the 32-bit lanes of `w`, as f32 (exact for finite
-/// values, zeros and subnormals included: the bits are placed as an f32 and rescaled).
-#[inline(always)]
-unsafe fn halves_low(w: __m256i) -> __m256 {
-    unsafe {
-        let mag = _mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x7fff)), 13);
-        let value = _mm256_mul_ps(_mm256_castsi256_ps(mag), _mm256_set1_ps(5.192_297e33)); // 2^112
-        let sign = _mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x8000)), 16);
-        _mm256_or_ps(value, _mm256_castsi256_ps(sign))
-    }
-}
-
-/// Eight 32-bit lanes of block sums → their eight totals (`p[k]` summed to lane `k`).
-#[inline(always)]
-unsafe fn lane_totals(p: [__m256i; 8]) -> __m256i {
-    unsafe {
-        let h01 = _mm256_hadd_epi32(p[0], p[1]);
-        let h23 = _mm256_hadd_epi32(p[2], p[3]);
-        let h45 = _mm256_hadd_epi32(p[4], p[5]);
-        let h67 = _mm256_hadd_epi32(p[6], p[7]);
-        let h0123 = _mm256_hadd_epi32(h01, h23);
-        let h4567 = _mm256_hadd_epi32(h45, h67);
-        _mm256_add_epi32(
-            _mm256_permute2x128_si256(h0123, h4567, 0x20),
-            _mm256_permute2x128_si256(h0123, h4567, 0x31),
-        )
-    }
-}
-
 /// How a 32-element block type's blocks multiply: the integer dot product of one block
 /// with 32 activation bytes, and where its f16 scale (and minimum) sit.
 #[derive(Clone, Copy)]
@@ -156,8 +127,9 @@ struct Block32 {
 }
 
 /// Σ over 32-element blocks of `scale · Σu·q + offset · Σq` (times each block's activation
-/// scale), eight blocks at a time: their integer sums are totalled into one vector and
-/// scaled with the eight blocks' scales at once; the rest one block at a time.
+/// scale): each block's eight lane sums are converted to f32 and added, times its two
+/// scales, into one vector accumulator (no horizontal sum per block, as llama.cpp's
+/// `ggml_vec_dot_q4_1_q8_1` does it); the minimum (or offset) terms in two scalar chains.
 #[inline(always)]
 unsafe fn blocks32<P: BytePairs>(
     w: &[u8],
@@ -170,53 +142,52 @@ unsafe fn blocks32<P: BytePairs>(
         let ts = kind.size;
         debug_assert!(w.len() >= n * ts && a.qs.len() >= 32 * n && a.dsum.len() >= n);
         let (wp, qp, dp, sp) = (w.as_ptr(), a.qs.as_ptr(), a.d.as_ptr(), a.dsum.as_ptr());
-        let at = _mm256_setr_epi32(
-            0,
-            ts as i32,
-            2 * ts as i32,
-            3 * ts as i32,
-            4 * ts as i32,
-            5 * ts as i32,
-            6 * ts as i32,
-            7 * ts as i32,
-        );
-        let mut acc = _mm256_setzero_ps();
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut min0, mut min1) = (0.0f32, 0.0f32);
         let mut b = 0;
-        while b + 8 <= n {
-            let base = wp.add(b * ts);
-            let mut p = [_mm256_setzero_si256(); 8];
-            for (k, pk) in p.iter_mut().enumerate() {
-                *pk = dot(base.add(k * ts), load_q(qp.add(32 * (b + k))));
-            }
-            let totals = _mm256_cvtepi32_ps(lane_totals(p));
-            // the eight blocks' leading f16 fields: scale, and minimum where there is one
-            let words = _mm256_i32gather_epi32::<1>(base as *const i32, at);
-            let d = halves_low(words);
-            let da = _mm256_loadu_ps(dp.add(b));
-            let ds = _mm256_loadu_ps(sp.add(b));
-            acc = _mm256_fmadd_ps(totals, _mm256_mul_ps(d, da), acc);
-            let m = if kind.has_min {
-                halves_low(_mm256_srli_epi32(words, 16))
-            } else {
-                _mm256_mul_ps(d, _mm256_set1_ps(kind.offset))
-            };
-            acc = _mm256_fmadd_ps(m, ds, acc);
-            b += 8;
+        while b + 2 <= n {
+            let (p0, m0) = block32_term(wp, qp, dp, sp, kind, &dot, b);
+            let (p1, m1) = block32_term(wp, qp, dp, sp, kind, &dot, b + 1);
+            acc0 = _mm256_add_ps(acc0, p0);
+            acc1 = _mm256_add_ps(acc1, p1);
+            min0 += m0;
+            min1 += m1;
+            b += 2;
         }
-        let mut sum = hsum_ps(acc);
-        while b < n {
-            let blk = wp.add(b * ts);
-            let p = hsum_epi32(dot(blk, load_q(qp.add(32 * b))));
-            let d = f16_at(blk);
-            let m = if kind.has_min {
-                f16_at(blk.add(2))
-            } else {
-                kind.offset * d
-            };
-            sum += d * *dp.add(b) * p as f32 + m * *sp.add(b);
-            b += 1;
+        if b < n {
+            let (p0, m0) = block32_term(wp, qp, dp, sp, kind, &dot, b);
+            acc0 = _mm256_add_ps(acc0, p0);
+            min0 += m0;
         }
-        sum
+        hsum_ps(_mm256_add_ps(acc0, acc1)) + (min0 + min1)
+    }
+}
+
+/// Block `b`'s eight lane sums times its two scales, and its minimum (or offset) term. A
+/// function, not a closure: a closure does not get its caller's target features.
+#[inline(always)]
+unsafe fn block32_term(
+    wp: *const u8,
+    qp: *const i8,
+    dp: *const f32,
+    sp: *const f32,
+    kind: Block32,
+    dot: &impl Fn(*const u8, __m256i) -> __m256i,
+    b: usize,
+) -> (__m256, f32) {
+    unsafe {
+        let blk = wp.add(b * kind.size);
+        let p = _mm256_cvtepi32_ps(dot(blk, load_q(qp.add(32 * b))));
+        let d = f16_at(blk);
+        let m = if kind.has_min {
+            f16_at(blk.add(2))
+        } else {
+            kind.offset * d
+        };
+        (
+            _mm256_mul_ps(p, _mm256_set1_ps(d * *dp.add(b))),
+            m * *sp.add(b),
+        )
     }
 }
 
