@@ -163,6 +163,14 @@ fn remote_error(server: &str, failure: RemoteFailure, message: impl Into<String>
 }
 
 /// The base URL without a trailing slash.
+/// `request` with the bearer `key`, where there is one.
+fn with_key<B>(request: ureq::RequestBuilder<B>, key: Option<&str>) -> ureq::RequestBuilder<B> {
+    match key {
+        Some(key) => request.header("Authorization", format!("Bearer {key}")),
+        None => request,
+    }
+}
+
 fn base(url: &str) -> &str {
     url.trim_end_matches('/')
 }
@@ -171,11 +179,9 @@ fn base(url: &str) -> &str {
 pub fn list_models(base_url: &str, api_key: Option<&str>) -> Result<Vec<RemoteModel>> {
     let agent = agent();
     let url = format!("{}/models", base(base_url));
-    let mut request = agent.get(&url);
-    if let Some(key) = api_key {
-        request = request.header("Authorization", format!("Bearer {key}"));
-    }
-    let response = request.call().map_err(|e| transport_error(base_url, e))?;
+    let response = with_key(agent.get(&url), api_key)
+        .call()
+        .map_err(|e| transport_error(base_url, e))?;
     let body = read_ok(base_url, response)?;
     let value: Value = serde_json::from_str(&body).map_err(|e| {
         remote_error(
@@ -332,15 +338,12 @@ impl RemoteEngine {
             if cancel.load(Ordering::Relaxed) {
                 return Err(EngineError::Cancelled);
             }
-            let mut request = self
+            let request = self
                 .agent
                 .post(url)
                 .header("Content-Type", "application/json")
                 .header("Accept", "text/event-stream");
-            if let Some(key) = &self.endpoint.api_key {
-                request = request.header("Authorization", format!("Bearer {key}"));
-            }
-            let response = request
+            let response = with_key(request, self.endpoint.api_key.as_deref())
                 .send(payload.as_str())
                 .map_err(|e| transport_error(server, e))?;
             if response.status().as_u16() == 429 && !retried {
@@ -443,16 +446,16 @@ impl RemoteEngine {
         cancel: &AtomicBool,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<RemoteAnswer> {
-        if let Some(suffix) = suffix.filter(|s| !s.is_empty())
+        let after = suffix.filter(|s| !s.is_empty());
+        if let Some(after) = after
             && self.fills_in_through_infill()
         {
-            match self.infill(prompt, suffix, limits, cancel, on_text)? {
+            match self.infill(prompt, after, limits, cancel, on_text)? {
                 Some(answer) => return Ok(answer),
                 // the model has no FIM tokens: the suffix goes as `/completions` has it
                 None => self.infill.store(false, Ordering::Relaxed),
             }
         }
-        let after = suffix.filter(|s| !s.is_empty());
         let as_suffix = after.filter(|_| self.takes_suffix.load(Ordering::Relaxed));
         let mut body = json!({ "prompt": prompt });
         limits.apply(&mut body);
@@ -502,17 +505,16 @@ impl RemoteEngine {
                     "prompt": text,
                     "add_special_tokens": false,
                 });
-                let mut request = self
+                let request = self
                     .agent
                     .post(&url)
                     .config()
                     .timeout_global(Some(Duration::from_secs(5)))
                     .build()
                     .header("Content-Type", "application/json");
-                if let Some(key) = &self.endpoint.api_key {
-                    request = request.header("Authorization", format!("Bearer {key}"));
-                }
-                let response = request.send(body.to_string()).ok()?;
+                let response = with_key(request, self.endpoint.api_key.as_deref())
+                    .send(body.to_string())
+                    .ok()?;
                 let answer = read_ok(&self.endpoint.base_url, response).ok()?;
                 let tokens = serde_json::from_str::<Value>(&answer).ok()?;
                 Some(tokens["tokens"].as_array()?.len() == 1)
@@ -672,10 +674,7 @@ fn server_root(base_url: &str) -> &str {
 /// `default_generation_settings` (other servers answer 404, or something else).
 fn is_llama_server(agent: &ureq::Agent, endpoint: &RemoteEndpoint) -> bool {
     let url = format!("{}/props", server_root(&endpoint.base_url));
-    let mut request = agent.get(&url);
-    if let Some(key) = &endpoint.api_key {
-        request = request.header("Authorization", format!("Bearer {key}"));
-    }
+    let request = with_key(agent.get(&url), endpoint.api_key.as_deref());
     let Ok(response) = request.call() else {
         return false;
     };

@@ -51,22 +51,7 @@ fn check(device: &Device) {
     let mut cache = model.new_cache(64);
     let rows =
         LanguageModel::to_rows(model.forward_cached(&ids, &mut cache, true).unwrap()).unwrap();
-    let prompt = compare(&reference, &rows, device, "prompt pass");
-    assert!(
-        prompt.clear_misses.is_empty(),
-        "prompt pass: disagrees where llama.cpp's winner is clear, at {:?}",
-        prompt.clear_misses
-    );
-    assert!(
-        prompt.agree >= 31,
-        "prompt pass: top-1 agreement {}/32",
-        prompt.agree
-    );
-    assert!(
-        prompt.max_diff < 1.6,
-        "prompt pass: logits differ by {}",
-        prompt.max_diff
-    );
+    compare(&reference, &rows, device, "prompt pass").require(31, 1.6);
     // token by token, as decoding runs: 8-bit activations
     let mut cache = model.new_cache(64);
     let rows: Vec<Vec<f32>> = ids
@@ -76,29 +61,16 @@ fn check(device: &Device) {
             LanguageModel::to_rows(out).unwrap().pop().unwrap()
         })
         .collect();
-    let decoding = compare(&reference, &rows, device, "decoding");
-    assert!(
-        decoding.clear_misses.is_empty(),
-        "decoding: disagrees where llama.cpp's winner is clear, at {:?}",
-        decoding.clear_misses
-    );
-    assert!(
-        decoding.agree >= 28,
-        "decoding: top-1 agreement {}/32",
-        decoding.agree
-    );
-    assert!(
-        decoding.max_diff < 2.0,
-        "decoding: logits differ by {}",
-        decoding.max_diff
-    );
+    compare(&reference, &rows, device, "decoding").require(28, 2.0);
 }
 
 /// Where llama.cpp's top-1 leads its second by at least this many logits, a disagreement is
 /// an error, not rounding (the near-ties that do flip all lead by 0.25 or less).
 const CLEAR_MARGIN: f64 = 0.3;
 
-struct Agreement {
+struct Agreement<'a> {
+    /// Which pass it is.
+    what: &'a str,
     /// Positions whose top-1 token is llama.cpp's.
     agree: usize,
     /// Positions with a clear winner (see [`CLEAR_MARGIN`]) where ours differs.
@@ -107,14 +79,37 @@ struct Agreement {
     max_diff: f64,
 }
 
+impl Agreement<'_> {
+    /// Every clear position agrees, at least `min_agree` of all do, and no logit on
+    /// llama.cpp's top-5 is `max_diff` or more away.
+    fn require(&self, min_agree: usize, max_diff: f64) {
+        let what = self.what;
+        assert!(
+            self.clear_misses.is_empty(),
+            "{what}: disagrees where llama.cpp's winner is clear, at {:?}",
+            self.clear_misses
+        );
+        assert!(
+            self.agree >= min_agree,
+            "{what}: top-1 agreement {}/32",
+            self.agree
+        );
+        assert!(
+            self.max_diff < max_diff,
+            "{what}: logits differ by {}",
+            self.max_diff
+        );
+    }
+}
+
 /// Top-1 agreement and the largest logit difference on llama.cpp's top-5, printed with the
 /// mean KL over them and each disagreement with llama.cpp's margin there.
-fn compare(
+fn compare<'a>(
     reference: &serde_json::Value,
     rows: &[Vec<f32>],
     device: &Device,
-    what: &str,
-) -> Agreement {
+    what: &'a str,
+) -> Agreement<'a> {
     let (mut agree, mut max_diff, mut kl_sum) = (0, 0.0f64, 0.0f64);
     let mut clear_misses = Vec::new();
     for (pos, row) in rows.iter().enumerate() {
@@ -156,6 +151,7 @@ fn compare(
         kl_sum / rows.len() as f64
     );
     Agreement {
+        what,
         agree,
         clear_misses,
         max_diff,
