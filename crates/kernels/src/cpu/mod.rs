@@ -284,14 +284,13 @@ pub fn matmul_with(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut 
             // one row at a time: each task streams its rows front to back, which the
             // hardware prefetcher follows at full memory bandwidth
             (0..rows.div_ceil(per_task)).into_par_iter().for_each(|t| {
-                for r in t * per_task..((t + 1) * per_task).min(rows) {
-                    let wr = w.row(r);
-                    for (i, a) in act_rows.iter().enumerate() {
-                        let v = dot(isa, w.ty, wr, *a);
-                        // SAFETY: (i, r) is written by this task only.
-                        unsafe { *out.at(i * rows + r) = v };
-                    }
-                }
+                dot_rows(
+                    isa,
+                    w,
+                    act_rows,
+                    out,
+                    t * per_task..((t + 1) * per_task).min(rows),
+                );
             });
         }
     }
@@ -382,16 +381,29 @@ pub fn matmul_many_with(
         .collect();
     let (act_rows, outs, kind_of) = (&act_rows, &outs, &kind_of);
     tasks.into_par_iter().for_each(|(j, start, end)| {
-        let (w, out, act) = (&ws[j], outs[j], &act_rows[kind_of[j]]);
-        for r in start..end {
-            let wr = w.row(r);
-            for (i, a) in act.iter().enumerate() {
-                let v = dot(isa, w.ty, wr, *a);
-                // SAFETY: (i, r) of matrix j is written by this task only.
-                unsafe { *out.at(i * w.rows + r) = v };
-            }
-        }
+        dot_rows(isa, &ws[j], &act_rows[kind_of[j]], outs[j], start..end);
     });
+}
+
+/// Rows `rows` of `w` times every activation row in `act`, written to `out` (`[m, w.rows]`)
+/// by the one task given those rows.
+#[inline]
+fn dot_rows(
+    isa: Isa,
+    w: &PackedMatrix<'_>,
+    act: &[ActivationRow<'_>],
+    out: SharedOut,
+    rows: std::ops::Range<usize>,
+) {
+    for r in rows {
+        let wr = w.row(r);
+        for (i, a) in act.iter().enumerate() {
+            let v = dot(isa, w.ty, wr, *a);
+            // SAFETY: (i, r) is written by this task only (the caller's tasks own disjoint
+            // rows of `out`).
+            unsafe { *out.at(i * w.rows + r) = v };
+        }
+    }
 }
 
 /// The batched 8-bit path (see [`batched`]): weight rows unpacked four at a time per task,
