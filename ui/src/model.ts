@@ -56,16 +56,21 @@ export async function refreshStatus(): Promise<api.AppStatus | null> {
 export async function loadModel(spec: string | null, device: api.DeviceChoice = settings().device): Promise<api.LoadedModel> {
   const done = startBusy("Loading model");
   set({ phase: { kind: "loading", progress: null, spec } });
+  // a progress event can be delivered after the command's answer: once answered, the load
+  // is over and a late one must not put the status back to "Loading model… 100%"
+  let answered = false;
   try {
     const info = await api.loadModel(spec, device, (e) => {
-      if (e.event === "progress") set({ phase: { kind: "loading", progress: e.data, spec } });
+      if (e.event === "progress" && !answered) set({ phase: { kind: "loading", progress: e.data, spec } });
     });
+    answered = true;
     const { device: report, seconds: _seconds, ...model } = info;
     set({ status: { ...snapshot.status, model, device: report ?? snapshot.status.device }, phase: { kind: "ready" } });
     // the backend knows best (device, adapter)
     await refreshStatus();
     return info;
   } catch (e) {
+    answered = true;
     const err = api.toApiError(e);
     set({ phase: err.kind === "unavailable" ? { kind: "unavailable" } : snapshot.status.model ? { kind: "ready" } : { kind: "none", error: err.message } });
     throw err;
