@@ -1,8 +1,9 @@
 //! Times the CPU kernels (a development aid; `penwright bench` measures the whole model):
 //! dot products on the shapes of the default model and of 1.5B models, one thread and all,
 //! cached attention (`attention`), and products on matrices far larger than the caches
-//! (`dram`); `dots Q4_K,Q6_K` times only those types. Build with `cargo build --workspace --examples`, run
-//! `$CARGO_TARGET_DIR/debug/examples/kernel_bench [attention|dram]`.
+//! (`dram`), a plain streaming read of DRAM (`bandwidth`); `dots Q4_K,Q6_K` times only those
+//! types. Build with `cargo build --workspace --examples`, run
+//! `$CARGO_TARGET_DIR/debug/examples/kernel_bench [attention|dram|bandwidth|dots TYPES]`.
 
 use std::time::Instant;
 
@@ -22,7 +23,35 @@ fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// GB/s of a plain streaming read (a sum of 1 GiB of u64 across rayon's threads): the
+/// ceiling for any product that reads its weights from DRAM once.
+fn read_bandwidth() {
+    use rayon::prelude::*;
+    let words: Vec<u64> = (0..(1u64 << 27)).collect();
+    let per = words.len().div_ceil(4 * rayon::current_num_threads());
+    let sum = || {
+        words
+            .par_chunks(per)
+            .map(|c| c.iter().fold(0u64, |a, &w| a.wrapping_add(w)))
+            .reduce(|| 0, u64::wrapping_add)
+    };
+    std::hint::black_box(sum());
+    let t = Instant::now();
+    for _ in 0..5 {
+        std::hint::black_box(sum());
+    }
+    let s = t.elapsed().as_secs_f64() / 5.0;
+    println!(
+        "read 1 GiB, {} threads: {:.1} GB/s",
+        rayon::current_num_threads(),
+        (words.len() * 8) as f64 / s / 1e9
+    );
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("bandwidth") {
+        return read_bandwidth();
+    }
     {
         use penwright_kernels::cpu::attention::{AttentionShape, attend};
         for len in [16usize, 256, 1500] {
@@ -90,10 +119,16 @@ fn main() {
     let types = [
         GgmlType::Q4_0,
         GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
         GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
         GgmlType::Q4_K,
+        GgmlType::Q5_K,
         GgmlType::Q6_K,
         GgmlType::F16,
+        GgmlType::BF16,
     ];
     // `kernel_bench dots Q4_K,Q6_K`: only those types
     let only: Option<Vec<String>> = (std::env::args().nth(1).as_deref() == Some("dots"))

@@ -50,9 +50,10 @@ pub struct QuantizedActivations {
     pub d: Vec<f32>,
     /// Sums of the quantized values, one per [`ActivationBlocks::sum_group`] elements.
     pub sums: Vec<i32>,
-    /// `d · Σq` of each 32-element block (what a weight block's offset multiplies);
-    /// empty for 256-element blocks.
-    pub dsum: Vec<f32>,
+    /// `(d, d · Σq)` of each 32-element block side by side (the second is what a weight
+    /// block's offset or minimum multiplies; one 8-byte load gives a block both); empty
+    /// for 256-element blocks.
+    pub factors: Vec<[f32; 2]>,
 }
 
 /// The quantized values, scales and sums of one row.
@@ -61,8 +62,8 @@ pub struct ActivationRow<'a> {
     pub qs: &'a [i8],
     pub d: &'a [f32],
     pub sums: &'a [i32],
-    /// `d · Σq` per 32-element block (empty for 256-element blocks).
-    pub dsum: &'a [f32],
+    /// `(d, d · Σq)` per 32-element block (empty for 256-element blocks).
+    pub factors: &'a [[f32; 2]],
 }
 
 impl QuantizedActivations {
@@ -75,7 +76,7 @@ impl QuantizedActivations {
             qs: Vec::new(),
             d: Vec::new(),
             sums: Vec::new(),
-            dsum: Vec::new(),
+            factors: Vec::new(),
         }
     }
 
@@ -104,7 +105,7 @@ impl QuantizedActivations {
                     &mut self.sums,
                 )
             };
-            self.fill_dsum();
+            self.fill_factors();
             return;
         }
         for ((src, q), (d, sums)) in x.chunks_exact(bl).zip(self.qs.chunks_exact_mut(bl)).zip(
@@ -117,14 +118,18 @@ impl QuantizedActivations {
                 *s = g.iter().map(|&v| v as i32).sum();
             }
         }
-        self.fill_dsum();
+        self.fill_factors();
     }
 
-    fn fill_dsum(&mut self) {
-        self.dsum.clear();
+    fn fill_factors(&mut self) {
+        self.factors.clear();
         if self.blocks == ActivationBlocks::B32 {
-            self.dsum
-                .extend(self.d.iter().zip(&self.sums).map(|(&d, &s)| d * s as f32));
+            self.factors.extend(
+                self.d
+                    .iter()
+                    .zip(&self.sums)
+                    .map(|(&d, &s)| [d, d * s as f32]),
+            );
         }
     }
 
@@ -136,10 +141,10 @@ impl QuantizedActivations {
             qs: &self.qs[r * c..(r + 1) * c],
             d: &self.d[r * c / bl..(r + 1) * c / bl],
             sums: &self.sums[r * c / group..(r + 1) * c / group],
-            dsum: if self.dsum.is_empty() {
+            factors: if self.factors.is_empty() {
                 &[]
             } else {
-                &self.dsum[r * c / bl..(r + 1) * c / bl]
+                &self.factors[r * c / bl..(r + 1) * c / bl]
             },
         }
     }

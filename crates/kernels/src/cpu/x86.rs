@@ -40,13 +40,14 @@ unsafe fn load_q(p: *const i8) -> __m256i {
     unsafe { _mm256_loadu_si256(p as *const __m256i) }
 }
 
-/// 16 bytes of nibbles → 32 bytes: the low nibbles (elements 0..16), then the high ones.
+/// 16 bytes of nibbles → 32 bytes: the low nibbles (elements 0..16), then the high ones
+/// (the bytes loaded into both 128-bit lanes, the high lane shifted right by four).
 #[inline(always)]
 unsafe fn nibbles32(p: *const u8) -> __m256i {
     unsafe {
-        let t = _mm_loadu_si128(p as *const __m128i);
-        let hi = _mm_srli_epi16(t, 4);
-        _mm256_and_si256(_mm256_set_m128i(hi, t), _mm256_set1_epi8(0x0F))
+        let t = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+        let hi = _mm256_srlv_epi32(t, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+        _mm256_and_si256(hi, _mm256_set1_epi8(0x0F))
     }
 }
 
@@ -113,80 +114,151 @@ impl BytePairs for Vnni {
     }
 }
 
-/// How a 32-element block type's blocks multiply: the integer dot product of one block
-/// with 32 activation bytes, and where its f16 scale (and minimum) sit.
-#[derive(Clone, Copy)]
-struct Block32 {
+/// A 32-element block type: where its f16 scale (and minimum) sit, and the integer dot
+/// product of one block with 32 activation bytes. A trait of functions, not closures: a
+/// closure does not get its caller's target features, and the intrinsics in one that is
+/// not inlined become calls (a Q5_0 row took ten times as long that way).
+trait Block32 {
     /// Bytes per block.
-    size: usize,
+    const SIZE: usize;
     /// The block has an f16 minimum right after its f16 scale (Q4_1, Q5_1).
-    has_min: bool,
+    const HAS_MIN: bool;
     /// The constant offset of the unsigned values in scale units (−8 for Q4_0, −16 for
     /// Q5_0, 0 otherwise).
-    offset: f32,
+    const OFFSET: f32;
+    /// The eight lane sums of the block's (unsigned) values times the activation bytes `q`.
+    unsafe fn dot<P: BytePairs>(blk: *const u8, q: __m256i) -> __m256i;
 }
 
-/// Σ over 32-element blocks of `scale · Σu·q + offset · Σq` (times each block's activation
-/// scale): each block's eight lane sums are converted to f32 and added, times its two
-/// scales, into one vector accumulator (no horizontal sum per block, as llama.cpp's
-/// `ggml_vec_dot_q4_1_q8_1` does it); the minimum (or offset) terms in two scalar chains.
-#[inline(always)]
-unsafe fn blocks32<P: BytePairs>(
-    w: &[u8],
-    a: ActivationRow<'_>,
-    kind: Block32,
-    dot: impl Fn(*const u8, __m256i) -> __m256i,
-) -> f32 {
-    unsafe {
-        let n = a.d.len();
-        let ts = kind.size;
-        debug_assert!(w.len() >= n * ts && a.qs.len() >= 32 * n && a.dsum.len() >= n);
-        let (wp, qp, dp, sp) = (w.as_ptr(), a.qs.as_ptr(), a.d.as_ptr(), a.dsum.as_ptr());
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let (mut min0, mut min1) = (0.0f32, 0.0f32);
-        let mut b = 0;
-        while b + 2 <= n {
-            let (p0, m0) = block32_term(wp, qp, dp, sp, kind, &dot, b);
-            let (p1, m1) = block32_term(wp, qp, dp, sp, kind, &dot, b + 1);
-            acc0 = _mm256_add_ps(acc0, p0);
-            acc1 = _mm256_add_ps(acc1, p1);
-            min0 += m0;
-            min1 += m1;
-            b += 2;
-        }
-        if b < n {
-            let (p0, m0) = block32_term(wp, qp, dp, sp, kind, &dot, b);
-            acc0 = _mm256_add_ps(acc0, p0);
-            min0 += m0;
-        }
-        hsum_ps(_mm256_add_ps(acc0, acc1)) + (min0 + min1)
+#[allow(non_camel_case_types)]
+struct Q4_0;
+impl Block32 for Q4_0 {
+    const SIZE: usize = 18;
+    const HAS_MIN: bool = false;
+    const OFFSET: f32 = -8.0;
+    #[inline(always)]
+    unsafe fn dot<P: BytePairs>(blk: *const u8, q: __m256i) -> __m256i {
+        unsafe { P::dot(nibbles32(blk.add(2)), q) }
     }
 }
 
-/// Block `b`'s eight lane sums times its two scales, and its minimum (or offset) term. A
-/// function, not a closure: a closure does not get its caller's target features.
+#[allow(non_camel_case_types)]
+struct Q4_1;
+impl Block32 for Q4_1 {
+    const SIZE: usize = 20;
+    const HAS_MIN: bool = true;
+    const OFFSET: f32 = 0.0;
+    #[inline(always)]
+    unsafe fn dot<P: BytePairs>(blk: *const u8, q: __m256i) -> __m256i {
+        unsafe { P::dot(nibbles32(blk.add(4)), q) }
+    }
+}
+
+#[allow(non_camel_case_types)]
+struct Q5_0;
+impl Block32 for Q5_0 {
+    const SIZE: usize = 22;
+    const HAS_MIN: bool = false;
+    const OFFSET: f32 = -16.0;
+    #[inline(always)]
+    unsafe fn dot<P: BytePairs>(blk: *const u8, q: __m256i) -> __m256i {
+        unsafe {
+            let qh = core::ptr::read_unaligned(blk.add(2) as *const u32);
+            P::dot(_mm256_or_si256(nibbles32(blk.add(6)), fifth_bits(qh)), q)
+        }
+    }
+}
+
+#[allow(non_camel_case_types)]
+struct Q5_1;
+impl Block32 for Q5_1 {
+    const SIZE: usize = 24;
+    const HAS_MIN: bool = true;
+    const OFFSET: f32 = 0.0;
+    #[inline(always)]
+    unsafe fn dot<P: BytePairs>(blk: *const u8, q: __m256i) -> __m256i {
+        unsafe {
+            let qh = core::ptr::read_unaligned(blk.add(4) as *const u32);
+            P::dot(_mm256_or_si256(nibbles32(blk.add(8)), fifth_bits(qh)), q)
+        }
+    }
+}
+
+#[allow(non_camel_case_types)]
+struct Q8_0;
+impl Block32 for Q8_0 {
+    const SIZE: usize = 34;
+    const HAS_MIN: bool = false;
+    const OFFSET: f32 = 0.0;
+    /// Signed weights: `|w| · (q · sign w)`.
+    #[inline(always)]
+    unsafe fn dot<P: BytePairs>(blk: *const u8, q: __m256i) -> __m256i {
+        unsafe {
+            let x = load(blk.add(2));
+            P::dot(_mm256_sign_epi8(x, x), _mm256_sign_epi8(q, x))
+        }
+    }
+}
+
+/// Σ over 32-element blocks of `scale · Σu·q + offset · Σq` (times each block's activation
+/// scale). Per block: the eight lane sums converted to f32 and fused-multiply-added, times
+/// `d · da` in every lane, into a vector accumulator (no horizontal sum per block, as
+/// llama.cpp's `ggml_vec_dot_q4_1_q8_1` does it); the block's two f16 numbers (scale and
+/// minimum, or the scale twice) converted by one `vcvtph2ps` and multiplied by the
+/// activation's `(da, da · Σq)` pair in one `vmulps`, whose second lane is the minimum
+/// (or offset) term, summed in a vector too. Two blocks an iteration, two sets of chains.
 #[inline(always)]
-unsafe fn block32_term(
+unsafe fn blocks32<P: BytePairs, T: Block32>(w: &[u8], a: ActivationRow<'_>) -> f32 {
+    unsafe {
+        let n = a.d.len();
+        debug_assert!(w.len() >= n * T::SIZE && a.qs.len() >= 32 * n && a.factors.len() >= n);
+        let (wp, qp, fp) = (w.as_ptr(), a.qs.as_ptr(), a.factors.as_ptr());
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut min0, mut min1) = (_mm_setzero_ps(), _mm_setzero_ps());
+        let mut b = 0;
+        while b + 2 <= n {
+            (acc0, min0) = block32_term::<P, T>(wp, qp, fp, b, acc0, min0);
+            (acc1, min1) = block32_term::<P, T>(wp, qp, fp, b + 1, acc1, min1);
+            b += 2;
+        }
+        if b < n {
+            (acc0, min0) = block32_term::<P, T>(wp, qp, fp, b, acc0, min0);
+        }
+        let sum = hsum_ps(_mm256_add_ps(acc0, acc1));
+        if !T::HAS_MIN && T::OFFSET == 0.0 {
+            return sum;
+        }
+        // lane 1: Σ m · da · Σq (or Σ d · da · Σq, times the offset: a power of two, exact)
+        let mins = _mm_cvtss_f32(_mm_movehdup_ps(_mm_add_ps(min0, min1)));
+        sum + if T::HAS_MIN { mins } else { T::OFFSET * mins }
+    }
+}
+
+/// Block `b` added to the accumulators: its lane sums times `d · da` into `acc`, its
+/// minimum (or scale) times `da · Σq` into lane 1 of `mins`.
+#[inline(always)]
+unsafe fn block32_term<P: BytePairs, T: Block32>(
     wp: *const u8,
     qp: *const i8,
-    dp: *const f32,
-    sp: *const f32,
-    kind: Block32,
-    dot: &impl Fn(*const u8, __m256i) -> __m256i,
+    fp: *const [f32; 2],
     b: usize,
-) -> (__m256, f32) {
+    acc: __m256,
+    mins: __m128,
+) -> (__m256, __m128) {
     unsafe {
-        let blk = wp.add(b * kind.size);
-        let p = _mm256_cvtepi32_ps(dot(blk, load_q(qp.add(32 * b))));
-        let d = f16_at(blk);
-        let m = if kind.has_min {
-            f16_at(blk.add(2))
+        let blk = wp.add(b * T::SIZE);
+        let p = _mm256_cvtepi32_ps(T::dot::<P>(blk, load_q(qp.add(32 * b))));
+        // [d, m] (or [d, d]) as f16 in the low 32 bits
+        let halves = if T::HAS_MIN {
+            _mm_cvtsi32_si128(core::ptr::read_unaligned(blk as *const i32))
         } else {
-            kind.offset * d
+            _mm_set1_epi16(core::ptr::read_unaligned(blk as *const i16))
         };
+        let factors = _mm_castsi128_ps(_mm_loadl_epi64(fp.add(b) as *const __m128i));
+        let s = _mm_mul_ps(_mm_cvtph_ps(halves), factors);
         (
-            _mm256_mul_ps(p, _mm256_set1_ps(d * *dp.add(b))),
-            m * *sp.add(b),
+            _mm256_fmadd_ps(p, _mm256_broadcastss_ps(s), acc),
+            _mm_add_ps(mins, s),
         )
     }
 }
@@ -224,21 +296,41 @@ unsafe fn srl16(v: __m256i, n: u32) -> __m256i {
     unsafe { _mm256_srl_epi16(v, _mm_cvtsi32_si128(n as i32)) }
 }
 
-/// Σ over super-blocks; `block(bytes, q, sums16)` returns the block's dot product in
-/// weight units.
+/// A super-block type of the scalar-scaled kind (Q2_K, Q3_K): its size and the dot product
+/// of one super-block in weight units. A trait, not a closure (see [`Block32`]).
+trait SuperBlock {
+    const SIZE: usize;
+    unsafe fn dot(b: *const u8, q: *const i8, sums: &[i32]) -> f32;
+}
+
+struct Q2K;
+impl SuperBlock for Q2K {
+    const SIZE: usize = 84;
+    #[inline(always)]
+    unsafe fn dot(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
+        unsafe { q2_k(b, q, sums) }
+    }
+}
+
+struct Q3K;
+impl SuperBlock for Q3K {
+    const SIZE: usize = 110;
+    #[inline(always)]
+    unsafe fn dot(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
+        unsafe { q3_k(b, q, sums) }
+    }
+}
+
+/// Σ over super-blocks, each times its activation scale.
 #[inline(always)]
-unsafe fn super_blocks<const TS: usize>(
-    w: &[u8],
-    a: ActivationRow<'_>,
-    block: impl Fn(*const u8, *const i8, &[i32]) -> f32,
-) -> f32 {
+unsafe fn super_blocks<T: SuperBlock>(w: &[u8], a: ActivationRow<'_>) -> f32 {
     unsafe {
         let n = a.d.len();
         let (wp, qp) = (w.as_ptr(), a.qs.as_ptr());
         let mut sum = 0.0f32;
         for b in 0..n {
             let sums = a.sums.get_unchecked(16 * b..16 * b + 16);
-            sum += *a.d.get_unchecked(b) * block(wp.add(b * TS), qp.add(256 * b), sums);
+            sum += *a.d.get_unchecked(b) * T::dot(wp.add(b * T::SIZE), qp.add(256 * b), sums);
         }
         sum
     }
@@ -551,33 +643,14 @@ unsafe fn q6_k_row<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
 #[inline(always)]
 unsafe fn dot_impl<P: BytePairs>(ty: GgmlType, w: &[u8], a: ActivationRow<'_>) -> f32 {
     unsafe {
-        let plain = |size, has_min, offset| Block32 {
-            size,
-            has_min,
-            offset,
-        };
         match ty {
-            GgmlType::Q4_0 => blocks32::<P>(w, a, plain(18, false, -8.0), |b, q| {
-                P::dot(nibbles32(b.add(2)), q)
-            }),
-            GgmlType::Q4_1 => blocks32::<P>(w, a, plain(20, true, 0.0), |b, q| {
-                P::dot(nibbles32(b.add(4)), q)
-            }),
-            GgmlType::Q5_0 => blocks32::<P>(w, a, plain(22, false, -16.0), |b, q| {
-                let qh = core::ptr::read_unaligned(b.add(2) as *const u32);
-                P::dot(_mm256_or_si256(nibbles32(b.add(6)), fifth_bits(qh)), q)
-            }),
-            GgmlType::Q5_1 => blocks32::<P>(w, a, plain(24, true, 0.0), |b, q| {
-                let qh = core::ptr::read_unaligned(b.add(4) as *const u32);
-                P::dot(_mm256_or_si256(nibbles32(b.add(8)), fifth_bits(qh)), q)
-            }),
-            // signed weights: |w| · (q · sign w)
-            GgmlType::Q8_0 => blocks32::<P>(w, a, plain(34, false, 0.0), |b, q| {
-                let x = load(b.add(2));
-                P::dot(_mm256_sign_epi8(x, x), _mm256_sign_epi8(q, x))
-            }),
-            GgmlType::Q2_K => super_blocks::<84>(w, a, |b, q, s| q2_k(b, q, s)),
-            GgmlType::Q3_K => super_blocks::<110>(w, a, |b, q, s| q3_k(b, q, s)),
+            GgmlType::Q4_0 => blocks32::<P, Q4_0>(w, a),
+            GgmlType::Q4_1 => blocks32::<P, Q4_1>(w, a),
+            GgmlType::Q5_0 => blocks32::<P, Q5_0>(w, a),
+            GgmlType::Q5_1 => blocks32::<P, Q5_1>(w, a),
+            GgmlType::Q8_0 => blocks32::<P, Q8_0>(w, a),
+            GgmlType::Q2_K => super_blocks::<Q2K>(w, a),
+            GgmlType::Q3_K => super_blocks::<Q3K>(w, a),
             GgmlType::Q4_K => q45_k_row::<false, P>(w, a),
             GgmlType::Q5_K => q45_k_row::<true, P>(w, a),
             GgmlType::Q6_K => q6_k_row::<P>(w, a),
@@ -600,6 +673,22 @@ pub(super) unsafe fn dot_vnni(ty: GgmlType, w: &[u8], a: ActivationRow<'_>) -> f
     unsafe { dot_impl::<Vnni>(ty, w, a) }
 }
 
+/// Eight unquantized weights from element `i` of the row at `wp`, as f32. A function, not
+/// a closure: a closure does not get its caller's target features (see [`Block32`]).
+#[inline(always)]
+unsafe fn floats8(ty: GgmlType, wp: *const u8, i: usize) -> __m256 {
+    unsafe {
+        match ty {
+            GgmlType::F32 => _mm256_loadu_ps(wp.add(4 * i) as *const f32),
+            GgmlType::F16 => _mm256_cvtph_ps(_mm_loadu_si128(wp.add(2 * i) as *const __m128i)),
+            _ => {
+                let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(wp.add(2 * i) as *const __m128i));
+                _mm256_castsi256_ps(_mm256_slli_epi32(h, 16))
+            }
+        }
+    }
+}
+
 /// An unquantized weight row times an f32 row (lengths checked by the caller).
 ///
 /// # Safety
@@ -609,27 +698,17 @@ pub(super) unsafe fn dot_float_avx2(ty: GgmlType, w: &[u8], x: &[f32]) -> f32 {
     unsafe {
         let n = x.len();
         let (wp, xp) = (w.as_ptr(), x.as_ptr());
-        let load_w = |i: usize| -> __m256 {
-            match ty {
-                GgmlType::F32 => _mm256_loadu_ps(wp.add(4 * i) as *const f32),
-                GgmlType::F16 => _mm256_cvtph_ps(_mm_loadu_si128(wp.add(2 * i) as *const __m128i)),
-                _ => {
-                    let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(wp.add(2 * i) as *const __m128i));
-                    _mm256_castsi256_ps(_mm256_slli_epi32(h, 16))
-                }
-            }
-        };
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut i = 0;
         while i + 32 <= n {
             for (k, a) in acc.iter_mut().enumerate() {
                 let j = i + 8 * k;
-                *a = _mm256_fmadd_ps(load_w(j), _mm256_loadu_ps(xp.add(j)), *a);
+                *a = _mm256_fmadd_ps(floats8(ty, wp, j), _mm256_loadu_ps(xp.add(j)), *a);
             }
             i += 32;
         }
         while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(load_w(i), _mm256_loadu_ps(xp.add(i)), acc[0]);
+            acc[0] = _mm256_fmadd_ps(floats8(ty, wp, i), _mm256_loadu_ps(xp.add(i)), acc[0]);
             i += 8;
         }
         let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
