@@ -177,6 +177,27 @@ pub trait PackedOps: Backend {
         swiglu_backward_generic::<Self>(gate, up, grad)
     }
 
+    /// `x / sqrt(mean(x²) + eps) · weight` over the last axis (RMSNorm; `weight` is
+    /// `[last]`). One pass a row on the CPU; elsewhere (and under autodiff, which
+    /// differentiates the composition) the backend's own ops.
+    #[fusion(default)]
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        rms_norm_generic::<Self>(x, weight, eps)
+    }
+
+    /// The rotary position embedding of `x` (`[b, heads, seq, d]`) with `cos` and `sin`
+    /// (`[1, 1, seq, d]`): `x · cos + rotate_half(x) · sin`, where `rotate_half(x)` is
+    /// `[-x₂, x₁]` of the two halves of the last axis. One pass on the CPU; elsewhere the
+    /// backend's own ops.
+    #[fusion(default)]
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        rope_generic::<Self>(x, cos, sin)
+    }
+
     /// Rows `ids` of `W`, dequantized: `[n] → [n, cols]` (an embedding lookup).
     #[fusion(dtype = DType::F32, shape = rows_shape(ids, layout))]
     fn packed_rows(
@@ -282,6 +303,51 @@ fn swiglu_backward_generic<B: Backend>(
     );
     let d_gate = B::float_mul(B::float_mul(grad, up), slope);
     (d_gate, d_up)
+}
+
+/// [`PackedOps::rms_norm`] from the backend's own ops.
+fn rms_norm_generic<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    eps: f64,
+) -> FloatTensor<B> {
+    let shape = x.shape();
+    let last = shape.num_dims() - 1;
+    let mean = B::float_mean_dim(B::float_mul(x.clone(), x.clone()), last);
+    let rms = B::float_sqrt(B::float_add_scalar(mean, Scalar::Float(eps)));
+    let normed = B::float_div(x, B::float_expand(rms, shape.clone()));
+    let weight_shape: Shape = (0..=last)
+        .map(|i| if i == last { shape[last] } else { 1 })
+        .collect();
+    let weight = B::float_expand(B::float_reshape(weight, weight_shape), shape);
+    B::float_mul(normed, weight)
+}
+
+/// [`PackedOps::rope`] from the backend's own ops.
+fn rope_generic<B: Backend>(
+    x: FloatTensor<B>,
+    cos: FloatTensor<B>,
+    sin: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let shape = x.shape();
+    let [b, h, s, d] = dims4(&shape);
+    let half = d / 2;
+    let part = |x: FloatTensor<B>, lo: usize, hi: usize| {
+        B::float_slice(
+            x,
+            &[
+                Slice::from(0..b),
+                Slice::from(0..h),
+                Slice::from(0..s),
+                Slice::from(lo..hi),
+            ],
+        )
+    };
+    let x2 = B::float_neg(part(x.clone(), half, d));
+    let rotated = B::float_cat(vec![x2, part(x.clone(), 0, half)], 3);
+    let cos = B::float_expand(cos, shape.clone());
+    let sin = B::float_expand(sin, shape);
+    B::float_add(B::float_mul(x, cos), B::float_mul(rotated, sin))
 }
 
 /// [`PackedOps::cached_attention`] from the backend's own slice-assign, slice and
@@ -390,6 +456,28 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(Dispatch::swiglu(
         f32_input(gate).into_dispatch(),
         f32_input(up).into_dispatch(),
+    ))
+}
+
+/// See [`PackedOps::rms_norm`]: RMSNorm over the last axis, differentiable in `x`.
+pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+    assert_eq!(x.dims()[D - 1], weight.dims()[0], "one weight a feature");
+    Tensor::from_dispatch(Dispatch::rms_norm(
+        f32_input(x).into_dispatch(),
+        f32_input(weight).into_dispatch(),
+        eps,
+    ))
+}
+
+/// See [`PackedOps::rope`]: `x` is `[b, heads, seq, d]`, `cos`/`sin` `[1, 1, seq, d]`.
+pub fn rope(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
+    let [_, _, s, d] = x.dims();
+    assert_eq!(cos.dims(), [1, 1, s, d], "cos is [1, 1, seq, head_dim]");
+    assert_eq!(sin.dims(), [1, 1, s, d], "sin is [1, 1, seq, head_dim]");
+    Tensor::from_dispatch(Dispatch::rope(
+        f32_input(x).into_dispatch(),
+        f32_input(cos).into_dispatch(),
+        f32_input(sin).into_dispatch(),
     ))
 }
 
@@ -673,6 +761,29 @@ impl PackedOps for Flex {
             &mut d_up,
         );
         (flex_out(d_gate, shape.clone()), flex_out(d_up, shape))
+    }
+
+    fn rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
+        let (x, weight) = (flex_f32(x), flex_f32(weight));
+        let shape = x.shape();
+        let mut out = vec![0.0f32; shape.num_elements()];
+        cpu::norm::rms_norm(flex_slice(&x), flex_slice(&weight), eps as f32, &mut out);
+        flex_out(out, shape)
+    }
+
+    fn rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor) -> FlexTensor {
+        let (x, cos, sin) = (flex_f32(x), flex_f32(cos), flex_f32(sin));
+        let shape = x.shape();
+        let seq = dims4(&shape)[2];
+        let mut out = vec![0.0f32; shape.num_elements()];
+        cpu::norm::rope(
+            flex_slice(&x),
+            seq,
+            flex_slice(&cos),
+            flex_slice(&sin),
+            &mut out,
+        );
+        flex_out(out, shape)
     }
 
     fn cross_entropy(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {

@@ -231,3 +231,51 @@ fn fused_swiglu_matches_silu_times_up_on_the_cpu_and_wgpu() {
     check_swiglu(&Device::flex().autodiff(), "flex");
     check_swiglu(&wgpu().autodiff(), "wgpu");
 }
+
+/// RMSNorm and RoPE (one pass a row on flex; the backend's own ops on wgpu and under
+/// autodiff) against their definitions in burn's tensor ops, on `device`.
+fn check_norm_and_rope(device: &Device, name: &str) {
+    let (b, h, s, d) = (1, 3, 5, 64);
+    let n = b * h * s * d;
+    let x = Tensor::<4>::from_data(TensorData::new(floats(n, 7), [b, h, s, d]), device) * 3.0;
+    let weight = Tensor::<1>::from_data(TensorData::new(floats(d, 8), [d]), device);
+    let eps = 1e-5;
+    let normed = penwright_kernels::ops::rms_norm(x.clone(), weight.clone(), eps);
+    let rms = (x.clone().square().mean_dim(3) + eps).sqrt();
+    let want = (x.clone() / rms) * weight.unsqueeze::<4>();
+    let flat = |t: Tensor<4>| host(t.reshape([1, n]));
+    assert_close(
+        &format!("{name} rms_norm"),
+        &flat(normed),
+        &flat(want),
+        1e-5,
+    );
+
+    let angles: Vec<f32> = (0..s * d)
+        .map(|k| (k / d) as f32 * 0.3 / (1 + k % (d / 2)) as f32)
+        .collect();
+    let table = |f: fn(f32) -> f32| {
+        let v: Vec<f32> = angles.iter().map(|&a| f(a)).collect();
+        Tensor::<4>::from_data(TensorData::new(v, [1, 1, s, d]), device)
+    };
+    let (cos, sin) = (table(f32::cos), table(f32::sin));
+    // the rotation of a strided view (heads split out of [b, s, heads · d]), as a model does
+    let split = x
+        .clone()
+        .swap_dims(1, 2)
+        .reshape([b, s, h * d])
+        .reshape([b, s, h, d])
+        .swap_dims(1, 2);
+    let rotated = penwright_kernels::ops::rope(split.clone(), cos.clone(), sin.clone());
+    let x1 = split.clone().narrow(3, 0, d / 2);
+    let x2 = split.clone().narrow(3, d / 2, d / 2);
+    let want = split * cos + Tensor::cat(vec![x2.neg(), x1], 3) * sin;
+    assert_close(&format!("{name} rope"), &flat(rotated), &flat(want), 1e-5);
+}
+
+#[test]
+fn fused_rms_norm_and_rope_match_their_definitions_on_the_cpu_and_wgpu() {
+    check_norm_and_rope(&Device::flex(), "flex");
+    check_norm_and_rope(&Device::flex().autodiff(), "flex autodiff");
+    check_norm_and_rope(&wgpu(), "wgpu");
+}

@@ -336,8 +336,7 @@ impl RmsNorm {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let rms = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt();
-        (x / rms) * self.weight.val().unsqueeze()
+        penwright_kernels::ops::rms_norm(x, self.weight.val(), self.eps)
     }
 }
 
@@ -498,12 +497,7 @@ impl Rope {
 
     /// Applies the rotation to `[batch, heads, seq, head_dim]`.
     pub fn apply(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
-        let dim = x.dims()[3];
-        let half = dim / 2;
-        let x1 = x.clone().narrow(3, 0, half);
-        let x2 = x.clone().narrow(3, half, half);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * cos.clone() + rotated * sin.clone()
+        penwright_kernels::ops::rope(x, cos.clone(), sin.clone())
     }
 }
 

@@ -14,6 +14,7 @@ pub mod attention;
 pub mod batched;
 pub mod gated;
 pub mod loss;
+pub mod norm;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
