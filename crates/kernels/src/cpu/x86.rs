@@ -9,7 +9,6 @@
 use core::arch::x86_64::*;
 
 use super::activation::ActivationRow;
-use crate::dequant::q3_k_scales;
 use crate::format::GgmlType;
 
 #[inline(always)]
@@ -66,13 +65,6 @@ unsafe fn fifth_bits(bits: u32) -> __m256i {
         let set = _mm256_cmpeq_epi8(_mm256_or_si256(bytes, mask), _mm256_set1_epi64x(-1));
         _mm256_and_si256(set, _mm256_set1_epi8(0x10))
     }
-}
-
-/// Two 16-element scales as the multiplier of `maddubs` pairs: lanes 0..8 (elements 0..16)
-/// get `lo`, lanes 8..16 get `hi`.
-#[inline(always)]
-unsafe fn scale_pair(lo: i32, hi: i32) -> __m256i {
-    unsafe { _mm256_set_m128i(_mm_set1_epi16(hi as i16), _mm_set1_epi16(lo as i16)) }
 }
 
 /// How the unsigned × signed byte products of 32-element blocks are summed to 8 × i32.
@@ -296,89 +288,6 @@ unsafe fn srl16(v: __m256i, n: u32) -> __m256i {
     unsafe { _mm256_srl_epi16(v, _mm_cvtsi32_si128(n as i32)) }
 }
 
-/// A super-block type of the scalar-scaled kind (Q2_K, Q3_K): its size and the dot product
-/// of one super-block in weight units. A trait, not a closure (see [`Block32`]).
-trait SuperBlock {
-    const SIZE: usize;
-    unsafe fn dot(b: *const u8, q: *const i8, sums: &[i32]) -> f32;
-}
-
-struct Q2K;
-impl SuperBlock for Q2K {
-    const SIZE: usize = 84;
-    #[inline(always)]
-    unsafe fn dot(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
-        unsafe { q2_k(b, q, sums) }
-    }
-}
-
-struct Q3K;
-impl SuperBlock for Q3K {
-    const SIZE: usize = 110;
-    #[inline(always)]
-    unsafe fn dot(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
-        unsafe { q3_k(b, q, sums) }
-    }
-}
-
-/// Σ over super-blocks, each times its activation scale.
-#[inline(always)]
-unsafe fn super_blocks<T: SuperBlock>(w: &[u8], a: ActivationRow<'_>) -> f32 {
-    unsafe {
-        let n = a.d.len();
-        let (wp, qp) = (w.as_ptr(), a.qs.as_ptr());
-        let mut sum = 0.0f32;
-        for b in 0..n {
-            let sums = a.sums.get_unchecked(16 * b..16 * b + 16);
-            sum += *a.d.get_unchecked(b) * T::dot(wp.add(b * T::SIZE), qp.add(256 * b), sums);
-        }
-        sum
-    }
-}
-
-#[inline(always)]
-unsafe fn q2_k(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
-    unsafe {
-        let sc = core::slice::from_raw_parts(b, 16);
-        let mask = _mm256_set1_epi8(3);
-        let mut acc = _mm256_setzero_si256();
-        for n in 0..2 {
-            let bits = load(b.add(16 + 32 * n));
-            for j in 0..4 {
-                let u = _mm256_and_si256(srl16(bits, 2 * j as u32), mask);
-                let k = 8 * n + 2 * j;
-                let s = scale_pair((sc[k] & 0xF) as i32, (sc[k + 1] & 0xF) as i32);
-                acc = _mm256_add_epi32(acc, scaled(u, q.add(16 * k), s));
-            }
-        }
-        let msum: i32 = (0..16).map(|k| (sc[k] >> 4) as i32 * sums[k]).sum();
-        f16_at(b.add(80)) * hsum_epi32(acc) as f32 - f16_at(b.add(82)) * msum as f32
-    }
-}
-
-#[inline(always)]
-unsafe fn q3_k(b: *const u8, q: *const i8, sums: &[i32]) -> f32 {
-    unsafe {
-        let scales = q3_k_scales(core::slice::from_raw_parts(b.add(96), 12));
-        let hm = load(b);
-        let (three, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
-        let mut acc = _mm256_setzero_si256();
-        for n in 0..2 {
-            let bits = load(b.add(32 + 32 * n));
-            for j in 0..4 {
-                let lo = _mm256_and_si256(srl16(bits, 2 * j as u32), three);
-                let hbit = _mm256_and_si256(srl16(hm, (4 * n + j) as u32), one);
-                let u = _mm256_or_si256(lo, _mm256_slli_epi16(hbit, 2));
-                let k = 8 * n + 2 * j;
-                let s = scale_pair(scales[k] as i32 - 32, scales[k + 1] as i32 - 32);
-                acc = _mm256_add_epi32(acc, scaled(u, q.add(16 * k), s));
-            }
-        }
-        let offset: i32 = (0..16).map(|k| (scales[k] as i32 - 32) * sums[k]).sum();
-        f16_at(b.add(108)) * (hsum_epi32(acc) - 4 * offset) as f32
-    }
-}
-
 /// The eight 6-bit scales and eight 6-bit minimums of a Q4_K/Q5_K block from its 12 packed
 /// bytes, one byte each (scale `j` in byte `j`), with four 32-bit word operations (what
 /// `get_scale_min_k4` gives one at a time).
@@ -555,6 +464,159 @@ unsafe fn q45_k_row<const FIVE: bool, P: BytePairs>(w: &[u8], a: ActivationRow<'
     }
 }
 
+/// Byte shuffles of a 256-bit vector holding the same eight 16-bit scales in both 128-bit
+/// lanes: pick `p` puts scale `2p` in every 16-bit lane of the low half and scale `2p + 1`
+/// in the high half (the scales of the two 16-element sub-blocks whose values one 32-byte
+/// vector holds, in Q2_K, Q3_K and Q6_K).
+#[inline(always)]
+unsafe fn scale_pair_picks() -> [__m256i; 4] {
+    // bytes 4p, 4p + 1 (scale 2p) and 4p + 2, 4p + 3 (scale 2p + 1), four times in 64 bits
+    let rep = |first: i64| {
+        let v = first | ((first + 1) << 8);
+        v | (v << 16) | (v << 32) | (v << 48)
+    };
+    let mut out = [0i64; 8];
+    for p in 0..4 {
+        out[2 * p] = rep(4 * p as i64);
+        out[2 * p + 1] = rep(4 * p as i64 + 2);
+    }
+    unsafe {
+        [
+            _mm256_setr_epi64x(out[0], out[0], out[1], out[1]),
+            _mm256_setr_epi64x(out[2], out[2], out[3], out[3]),
+            _mm256_setr_epi64x(out[4], out[4], out[5], out[5]),
+            _mm256_setr_epi64x(out[6], out[6], out[7], out[7]),
+        ]
+    }
+}
+
+/// Sixteen signed byte scales as i16 in [`sums16`]'s order, to `madd` against the sums.
+#[inline(always)]
+unsafe fn sums_order_i8(raw: __m128i) -> __m256i {
+    unsafe {
+        let order = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);
+        _mm256_cvtepi8_epi16(_mm_shuffle_epi8(raw, order))
+    }
+}
+
+/// The sixteen 16-bit scales of a super-block from 16 signed bytes: both halves, each in
+/// both 128-bit lanes (for [`scale_pair_picks`]).
+#[inline(always)]
+unsafe fn scale_halves(raw: __m128i) -> [__m256i; 2] {
+    unsafe {
+        let sc = _mm256_cvtepi8_epi16(raw);
+        [
+            _mm256_permute2x128_si256(sc, sc, 0x00),
+            _mm256_permute2x128_si256(sc, sc, 0x11),
+        ]
+    }
+}
+
+/// A Q3_K block's sixteen 6-bit scales minus 32, as signed bytes (the packing
+/// `dequant::q3_k_scales` undoes, in four 32-bit words straight into a vector).
+#[inline(always)]
+unsafe fn q3_k_scales_vec(p: *const u8) -> __m128i {
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const LOW2: u32 = 0x0303_0303;
+    unsafe {
+        let word = |i: usize| core::ptr::read_unaligned(p.add(4 * i) as *const u32);
+        let (a0, a1, hi) = (word(0), word(1), word(2));
+        let s0 = (a0 & LOW4) | ((hi & LOW2) << 4);
+        let s1 = (a1 & LOW4) | (((hi >> 2) & LOW2) << 4);
+        let s2 = ((a0 >> 4) & LOW4) | (((hi >> 4) & LOW2) << 4);
+        let s3 = ((a1 >> 4) & LOW4) | (((hi >> 6) & LOW2) << 4);
+        let v = _mm_setr_epi32(s0 as i32, s1 as i32, s2 as i32, s3 as i32);
+        _mm_sub_epi8(v, _mm_set1_epi8(32))
+    }
+}
+
+/// A Q2_K row: sixteen 16-element sub-blocks of 2-bit values with 4-bit scales and 4-bit
+/// minimums (the low and high nibbles of 16 bytes), scales shuffled out in pairs as in
+/// Q6_K, the minimums against the activation sums in one `madd`; sums in vectors across
+/// super-blocks.
+#[inline(always)]
+unsafe fn q2_k_row<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
+    unsafe {
+        const TS: usize = 84;
+        let n = a.d.len();
+        debug_assert!(w.len() >= n * TS && a.qs.len() >= 256 * n && a.sums.len() >= 16 * n);
+        let (wp, qp, sp) = (w.as_ptr(), a.qs.as_ptr(), a.sums.as_ptr());
+        let pairs = scale_pair_picks();
+        let (three, low) = (_mm256_set1_epi8(3), _mm_set1_epi8(0x0F));
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_min = _mm256_setzero_ps();
+        for b in 0..n {
+            let blk = wp.add(b * TS);
+            let q = qp.add(256 * b);
+            let raw = _mm_loadu_si128(blk as *const __m128i);
+            let halves = scale_halves(_mm_and_si128(raw, low));
+            let mins = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
+            let mut sum = [_mm256_setzero_si256(); 4];
+            for (nn, half) in halves.into_iter().enumerate() {
+                let bits = load(blk.add(16 + 32 * nn));
+                for (j, pick) in pairs.iter().enumerate() {
+                    let u = _mm256_and_si256(srl16(bits, 2 * j as u32), three);
+                    let s = _mm256_shuffle_epi8(half, *pick);
+                    sum[j] = P::scaled_acc(sum[j], u, q.add(16 * (8 * nn + 2 * j)), s);
+                }
+            }
+            let sum = sum4(sum);
+            let min_sum = _mm256_madd_epi16(sums16(sp.add(16 * b)), sums_order_i8(mins));
+            let da = *a.d.get_unchecked(b);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale_times(blk.add(80), da), acc);
+            acc_min = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(min_sum),
+                scale_times(blk.add(82), da),
+                acc_min,
+            );
+        }
+        hsum_ps(_mm256_sub_ps(acc, acc_min))
+    }
+}
+
+/// A Q3_K row: sixteen 16-element sub-blocks of 3-bit values (two low bits, a high bit
+/// from the 32-byte mask) with signed 6-bit scales, stored as `u = value + 4`; the offset
+/// of 4 against the activation sums in one `madd`, as Q6_K's 32.
+#[inline(always)]
+unsafe fn q3_k_row<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
+    unsafe {
+        const TS: usize = 110;
+        let n = a.d.len();
+        debug_assert!(w.len() >= n * TS && a.qs.len() >= 256 * n && a.sums.len() >= 16 * n);
+        let (wp, qp, sp) = (w.as_ptr(), a.qs.as_ptr(), a.sums.as_ptr());
+        let pairs = scale_pair_picks();
+        let (three, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
+        let mut acc = _mm256_setzero_ps();
+        for b in 0..n {
+            let blk = wp.add(b * TS);
+            let q = qp.add(256 * b);
+            let raw = q3_k_scales_vec(blk.add(96));
+            let halves = scale_halves(raw);
+            let hm = load(blk);
+            let mut sum = [_mm256_setzero_si256(); 4];
+            for (nn, half) in halves.into_iter().enumerate() {
+                let bits = load(blk.add(32 + 32 * nn));
+                for (j, pick) in pairs.iter().enumerate() {
+                    let lo = _mm256_and_si256(srl16(bits, 2 * j as u32), three);
+                    let hbit = _mm256_and_si256(srl16(hm, (4 * nn + j) as u32), one);
+                    let u = _mm256_or_si256(lo, _mm256_slli_epi16(hbit, 2));
+                    let s = _mm256_shuffle_epi8(half, *pick);
+                    sum[j] = P::scaled_acc(sum[j], u, q.add(16 * (8 * nn + 2 * j)), s);
+                }
+            }
+            let sum = sum4(sum);
+            let offset = _mm256_madd_epi16(sums16(sp.add(16 * b)), sums_order_i8(raw));
+            let total = _mm256_sub_epi32(sum, _mm256_slli_epi32(offset, 2));
+            acc = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(total),
+                scale_times(blk.add(108), *a.d.get_unchecked(b)),
+                acc,
+            );
+        }
+        hsum_ps(acc)
+    }
+}
+
 /// A Q6_K row: sixteen 16-element sub-blocks with signed 8-bit scales (shuffled out of
 /// the broadcast scales in pairs), the constant offset of 32 against the activation sums
 /// in one `madd`; sums in vectors across super-blocks.
@@ -565,57 +627,13 @@ unsafe fn q6_k_row<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
         let n = a.d.len();
         debug_assert!(w.len() >= n * TS && a.qs.len() >= 256 * n && a.sums.len() >= 16 * n);
         let (wp, qp, sp) = (w.as_ptr(), a.qs.as_ptr(), a.sums.as_ptr());
-        // scales 2p (low 128-bit lane) and 2p + 1 (high lane) of eight 16-bit scales
-        let pair = |p: i8| {
-            let (a, b) = (4 * p, 4 * p + 2);
-            _mm256_setr_epi8(
-                a,
-                a + 1,
-                a,
-                a + 1,
-                a,
-                a + 1,
-                a,
-                a + 1,
-                a,
-                a + 1,
-                a,
-                a + 1,
-                a,
-                a + 1,
-                a,
-                a + 1,
-                b,
-                b + 1,
-                b,
-                b + 1,
-                b,
-                b + 1,
-                b,
-                b + 1,
-                b,
-                b + 1,
-                b,
-                b + 1,
-                b,
-                b + 1,
-                b,
-                b + 1,
-            )
-        };
-        let pairs = [pair(0), pair(1), pair(2), pair(3)];
-        // the scale bytes in `sums16`'s order
-        let sums_order = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);
+        let pairs = scale_pair_picks();
         let mut acc = _mm256_setzero_ps();
         for b in 0..n {
             let blk = wp.add(b * TS);
             let q = qp.add(256 * b);
             let raw = _mm_loadu_si128(blk.add(192) as *const __m128i);
-            let sc = _mm256_cvtepi8_epi16(raw);
-            let halves = [
-                _mm256_permute2x128_si256(sc, sc, 0x00),
-                _mm256_permute2x128_si256(sc, sc, 0x11),
-            ];
+            let halves = scale_halves(raw);
             let mut sum = [_mm256_setzero_si256(); 4];
             for (nn, half) in halves.into_iter().enumerate() {
                 for (p, u) in q6_k_quarters(blk, nn).into_iter().enumerate() {
@@ -625,10 +643,7 @@ unsafe fn q6_k_row<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
                 }
             }
             let sum = sum4(sum);
-            let offset = _mm256_madd_epi16(
-                sums16(sp.add(16 * b)),
-                _mm256_cvtepi8_epi16(_mm_shuffle_epi8(raw, sums_order)),
-            );
+            let offset = _mm256_madd_epi16(sums16(sp.add(16 * b)), sums_order_i8(raw));
             let total = _mm256_sub_epi32(sum, _mm256_slli_epi32(offset, 5));
             acc = _mm256_fmadd_ps(
                 _mm256_cvtepi32_ps(total),
@@ -649,8 +664,8 @@ unsafe fn dot_impl<P: BytePairs>(ty: GgmlType, w: &[u8], a: ActivationRow<'_>) -
             GgmlType::Q5_0 => blocks32::<P, Q5_0>(w, a),
             GgmlType::Q5_1 => blocks32::<P, Q5_1>(w, a),
             GgmlType::Q8_0 => blocks32::<P, Q8_0>(w, a),
-            GgmlType::Q2_K => super_blocks::<Q2K>(w, a),
-            GgmlType::Q3_K => super_blocks::<Q3K>(w, a),
+            GgmlType::Q2_K => q2_k_row::<P>(w, a),
+            GgmlType::Q3_K => q3_k_row::<P>(w, a),
             GgmlType::Q4_K => q45_k_row::<false, P>(w, a),
             GgmlType::Q5_K => q45_k_row::<true, P>(w, a),
             GgmlType::Q6_K => q6_k_row::<P>(w, a),
