@@ -12,9 +12,9 @@
 //! scales and offsets on both sides), so every block takes the SIMD loop: rows 960 or 576
 //! wide (SmolLM2-360M, -135M) would otherwise leave a fifth of their blocks to scalar code.
 //!
-//! Every quantized type takes this path; Q8_0 only where the CPU has VNNI (its bytes need
-//! the full u8 range, which AVX2's saturating pair sums cannot hold). Float weights use the
-//! f32 GEMM path.
+//! Every quantized type takes this path (Q8_0's bytes need the full u8 range, which AVX2's
+//! saturating pair sums cannot hold: there they are multiplied a nibble at a time). Float
+//! weights use the f32 GEMM path.
 
 use super::activation::QuantizedActivations;
 use super::scalar::f16_at;
@@ -26,8 +26,7 @@ use crate::format::GgmlType;
 pub fn supports(isa: Isa, ty: GgmlType) -> bool {
     use GgmlType::*;
     match ty {
-        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => isa != Isa::Scalar,
-        Q8_0 => isa == Isa::Avx512Vnni,
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => isa != Isa::Scalar,
         _ => false,
     }
 }

@@ -412,6 +412,8 @@ fn dot_rows(
 fn matmul_batched(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [f32]) {
     let rows = w.rows;
     let len = batched::block_len(w.ty);
+    // Q8_0's bytes span the whole u8 range (see `x86::rows4_interleaved`)
+    let wide = w.ty == GgmlType::Q8_0;
     let mut quantized = QuantizedActivations::new(ActivationBlocks::B32);
     quantized.quantize(x, m, w.cols);
     let act = batched::InterleavedActivations::build(&quantized, len);
@@ -459,7 +461,9 @@ fn matmul_batched(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [
                             x86::rows4_interleaved_vnni::<1>(len, ws, [act.row(i)])[0]
                         },
                         #[cfg(target_arch = "x86_64")]
-                        Isa::Avx2 => unsafe { x86::rows4_interleaved_avx2(len, ws, act.row(i)) },
+                        Isa::Avx2 => unsafe {
+                            x86::rows4_interleaved_avx2(len, wide, ws, act.row(i))
+                        },
                         _ => batched::rows4_scalar(ws, act, i),
                     };
                     store(i, v);

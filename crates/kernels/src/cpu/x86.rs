@@ -976,9 +976,12 @@ pub(super) type InterleavedRow<'a> = (&'a [i8], &'a [f32], &'a [f32]);
 /// [`super::batched`]), blocks of `L` (16 or 32): each 32-byte weight load feeds `N`
 /// activation rows and each activation load four weight rows, and the eight lanes of each
 /// product are eight blocks. `N = 3` holds 12 integer and 12 float accumulators: AVX-512's
-/// 32 vector registers (with VL); AVX2's 16 take `N = 1`.
+/// 32 vector registers (with VL); AVX2's 16 take `N = 1`. `WIDE`: the bytes use the whole
+/// `u8` range (Q8_0), whose products AVX2's saturating `maddubs` pair sums cannot hold
+/// (255 · 127 · 2 > 32767): each byte is split into nibbles, multiplied apart and summed
+/// as `16 · high + low`, exact.
 #[inline(always)]
-unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize>(
+unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize, const WIDE: bool>(
     w: [&super::batched::UnpackedRow; 4],
     acts: [InterleavedRow<'_>; N],
 ) -> [[f32; 4]; N] {
@@ -999,17 +1002,35 @@ unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize>(
             let base = 8 * L * g;
             // the sums of every (activation, weight) row pair are independent chains
             let mut p = [[_mm256_setzero_si256(); 4]; N];
+            // WIDE: the high nibbles' products, times 16 at the end of the group
+            let mut p_high = [[_mm256_setzero_si256(); 4]; N];
             for j in 0..L / 4 {
                 // plain loops, not `array::map`: a closure does not inherit this function's
                 // target features, and the intrinsics in one not inlined become calls
                 let mut wv = [_mm256_setzero_si256(); 4];
+                let mut wh = [_mm256_setzero_si256(); 4];
                 for r in 0..4 {
                     wv[r] = load(up[r].add(base + 32 * j));
+                    if WIDE {
+                        let low = _mm256_set1_epi8(0x0F);
+                        wh[r] = _mm256_and_si256(_mm256_srli_epi16(wv[r], 4), low);
+                        wv[r] = _mm256_and_si256(wv[r], low);
+                    }
                 }
                 for i in 0..N {
                     let q = load_q(qp[i].add(base + 32 * j));
                     for r in 0..4 {
                         p[i][r] = P::dot_acc(p[i][r], wv[r], q);
+                        if WIDE {
+                            p_high[i][r] = P::dot_acc(p_high[i][r], wh[r], q);
+                        }
+                    }
+                }
+            }
+            if WIDE {
+                for i in 0..N {
+                    for r in 0..4 {
+                        p[i][r] = _mm256_add_epi32(p[i][r], _mm256_slli_epi32(p_high[i][r], 4));
                     }
                 }
             }
@@ -1041,13 +1062,15 @@ unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize>(
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn rows4_interleaved_avx2(
     len: usize,
+    wide: bool,
     w: [&super::batched::UnpackedRow; 4],
     a: InterleavedRow<'_>,
 ) -> [f32; 4] {
     unsafe {
-        let [out] = match len {
-            16 => rows4_interleaved::<Avx2, 16, 1>(w, [a]),
-            _ => rows4_interleaved::<Avx2, 32, 1>(w, [a]),
+        let [out] = match (len, wide) {
+            (16, _) => rows4_interleaved::<Avx2, 16, 1, false>(w, [a]),
+            (_, false) => rows4_interleaved::<Avx2, 32, 1, false>(w, [a]),
+            (_, true) => rows4_interleaved::<Avx2, 32, 1, true>(w, [a]),
         };
         out
     }
@@ -1069,8 +1092,8 @@ pub(super) unsafe fn rows4_interleaved_vnni<const N: usize>(
 ) -> [[f32; 4]; N] {
     unsafe {
         match len {
-            16 => rows4_interleaved::<Vnni, 16, N>(w, a),
-            _ => rows4_interleaved::<Vnni, 32, N>(w, a),
+            16 => rows4_interleaved::<Vnni, 16, N, false>(w, a),
+            _ => rows4_interleaved::<Vnni, 32, N, false>(w, a),
         }
     }
 }
