@@ -574,80 +574,96 @@ unsafe fn q2_k_row<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
     }
 }
 
-/// A Q3_K row: sixteen 16-element sub-blocks of 3-bit values (two low bits, a high bit
-/// from the 32-byte mask) with signed 6-bit scales, stored as `u = value + 4`; the offset
-/// of 4 against the activation sums in one `madd`, as Q6_K's 32.
-#[inline(always)]
-unsafe fn q3_k_row<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
-    unsafe {
-        const TS: usize = 110;
-        let n = a.d.len();
-        debug_assert!(w.len() >= n * TS && a.qs.len() >= 256 * n && a.sums.len() >= 16 * n);
-        let (wp, qp, sp) = (w.as_ptr(), a.qs.as_ptr(), a.sums.as_ptr());
-        let pairs = scale_pair_picks();
-        let (three, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
-        let mut acc = _mm256_setzero_ps();
-        for b in 0..n {
-            let blk = wp.add(b * TS);
-            let q = qp.add(256 * b);
-            let raw = q3_k_scales_vec(blk.add(96));
-            let halves = scale_halves(raw);
-            let hm = load(blk);
-            let mut sum = [_mm256_setzero_si256(); 4];
-            for (nn, half) in halves.into_iter().enumerate() {
-                let bits = load(blk.add(32 + 32 * nn));
-                for (j, pick) in pairs.iter().enumerate() {
-                    let lo = _mm256_and_si256(srl16(bits, 2 * j as u32), three);
-                    let hbit = _mm256_and_si256(srl16(hm, (4 * nn + j) as u32), one);
-                    let u = _mm256_or_si256(lo, _mm256_slli_epi16(hbit, 2));
-                    let s = _mm256_shuffle_epi8(half, *pick);
-                    sum[j] = P::scaled_acc(sum[j], u, q.add(16 * (8 * nn + 2 * j)), s);
-                }
+/// A super-block type of sixteen 16-element sub-blocks with signed 8-bit scales, whose
+/// unsigned values carry a constant offset (Q3_K: value + 4, Q6_K: value + 32).
+trait SignedScales16 {
+    /// Bytes per super-block.
+    const SIZE: usize;
+    /// Where the f16 super-block scale sits.
+    const D_AT: usize;
+    /// The offset as a power of two (2 for Q3_K's 4, 5 for Q6_K's 32).
+    const OFFSET_SHIFT: i32;
+    /// The sixteen scales as signed bytes.
+    unsafe fn scales(blk: *const u8) -> __m128i;
+    /// Half `n` (0 or 1) of the values as four 32-byte quarters: quarter `p` holds
+    /// sub-blocks `8n + 2p` (low 128-bit lane) and `8n + 2p + 1` (high lane).
+    unsafe fn quarters(blk: *const u8, n: usize) -> [__m256i; 4];
+}
+
+struct Q3K;
+impl SignedScales16 for Q3K {
+    const SIZE: usize = 110;
+    const D_AT: usize = 108;
+    const OFFSET_SHIFT: i32 = 2;
+    #[inline(always)]
+    unsafe fn scales(blk: *const u8) -> __m128i {
+        unsafe { q3_k_scales_vec(blk.add(96)) }
+    }
+    /// Two low bits from `qs`, the high bit from the 32-byte mask.
+    #[inline(always)]
+    unsafe fn quarters(blk: *const u8, n: usize) -> [__m256i; 4] {
+        unsafe {
+            let (three, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
+            let (hm, bits) = (load(blk), load(blk.add(32 + 32 * n)));
+            let mut out = [_mm256_setzero_si256(); 4];
+            for (j, u) in out.iter_mut().enumerate() {
+                let lo = _mm256_and_si256(srl16(bits, 2 * j as u32), three);
+                let hbit = _mm256_and_si256(srl16(hm, (4 * n + j) as u32), one);
+                *u = _mm256_or_si256(lo, _mm256_slli_epi16(hbit, 2));
             }
-            let sum = sum4(sum);
-            let offset = _mm256_madd_epi16(sums16(sp.add(16 * b)), sums_order_i8(raw));
-            let total = _mm256_sub_epi32(sum, _mm256_slli_epi32(offset, 2));
-            acc = _mm256_fmadd_ps(
-                _mm256_cvtepi32_ps(total),
-                scale_times(blk.add(108), *a.d.get_unchecked(b)),
-                acc,
-            );
+            out
         }
-        hsum_ps(acc)
     }
 }
 
-/// A Q6_K row: sixteen 16-element sub-blocks with signed 8-bit scales (shuffled out of
-/// the broadcast scales in pairs), the constant offset of 32 against the activation sums
-/// in one `madd`; sums in vectors across super-blocks.
+struct Q6K;
+impl SignedScales16 for Q6K {
+    const SIZE: usize = 210;
+    const D_AT: usize = 208;
+    const OFFSET_SHIFT: i32 = 5;
+    #[inline(always)]
+    unsafe fn scales(blk: *const u8) -> __m128i {
+        unsafe { _mm_loadu_si128(blk.add(192) as *const __m128i) }
+    }
+    #[inline(always)]
+    unsafe fn quarters(blk: *const u8, n: usize) -> [__m256i; 4] {
+        unsafe { q6_k_quarters(blk, n) }
+    }
+}
+
+/// A Q3_K or Q6_K row: each sub-block's `maddubs` pair sums times its scale (shuffled out
+/// of the broadcast scales in pairs), the constant offset against the activation sums in
+/// one `madd`; sums in vectors across super-blocks.
 #[inline(always)]
-unsafe fn q6_k_row<P: BytePairs>(w: &[u8], a: ActivationRow<'_>) -> f32 {
+unsafe fn signed_scales_row<P: BytePairs, T: SignedScales16>(
+    w: &[u8],
+    a: ActivationRow<'_>,
+) -> f32 {
     unsafe {
-        const TS: usize = 210;
         let n = a.d.len();
-        debug_assert!(w.len() >= n * TS && a.qs.len() >= 256 * n && a.sums.len() >= 16 * n);
+        debug_assert!(w.len() >= n * T::SIZE && a.qs.len() >= 256 * n && a.sums.len() >= 16 * n);
         let (wp, qp, sp) = (w.as_ptr(), a.qs.as_ptr(), a.sums.as_ptr());
         let pairs = scale_pair_picks();
+        let shift = _mm_cvtsi32_si128(T::OFFSET_SHIFT);
         let mut acc = _mm256_setzero_ps();
         for b in 0..n {
-            let blk = wp.add(b * TS);
+            let blk = wp.add(b * T::SIZE);
             let q = qp.add(256 * b);
-            let raw = _mm_loadu_si128(blk.add(192) as *const __m128i);
+            let raw = T::scales(blk);
             let halves = scale_halves(raw);
             let mut sum = [_mm256_setzero_si256(); 4];
             for (nn, half) in halves.into_iter().enumerate() {
-                for (p, u) in q6_k_quarters(blk, nn).into_iter().enumerate() {
-                    let k = 8 * nn + 2 * p;
+                for (p, u) in T::quarters(blk, nn).into_iter().enumerate() {
                     let s = _mm256_shuffle_epi8(half, pairs[p]);
-                    sum[p] = P::scaled_acc(sum[p], u, q.add(16 * k), s);
+                    sum[p] = P::scaled_acc(sum[p], u, q.add(16 * (8 * nn + 2 * p)), s);
                 }
             }
             let sum = sum4(sum);
             let offset = _mm256_madd_epi16(sums16(sp.add(16 * b)), sums_order_i8(raw));
-            let total = _mm256_sub_epi32(sum, _mm256_slli_epi32(offset, 5));
+            let total = _mm256_sub_epi32(sum, _mm256_sll_epi32(offset, shift));
             acc = _mm256_fmadd_ps(
                 _mm256_cvtepi32_ps(total),
-                scale_times(blk.add(208), *a.d.get_unchecked(b)),
+                scale_times(blk.add(T::D_AT), *a.d.get_unchecked(b)),
                 acc,
             );
         }
@@ -665,10 +681,10 @@ unsafe fn dot_impl<P: BytePairs>(ty: GgmlType, w: &[u8], a: ActivationRow<'_>) -
             GgmlType::Q5_1 => blocks32::<P, Q5_1>(w, a),
             GgmlType::Q8_0 => blocks32::<P, Q8_0>(w, a),
             GgmlType::Q2_K => q2_k_row::<P>(w, a),
-            GgmlType::Q3_K => q3_k_row::<P>(w, a),
+            GgmlType::Q3_K => signed_scales_row::<P, Q3K>(w, a),
             GgmlType::Q4_K => q45_k_row::<false, P>(w, a),
             GgmlType::Q5_K => q45_k_row::<true, P>(w, a),
-            GgmlType::Q6_K => q6_k_row::<P>(w, a),
+            GgmlType::Q6_K => signed_scales_row::<P, Q6K>(w, a),
             other => panic!("{other} has no quantized dot product"),
         }
     }
