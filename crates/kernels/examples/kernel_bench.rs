@@ -193,7 +193,13 @@ fn main() {
                     t.elapsed().as_secs_f64() / reps as f64 * 1e6
                 );
             }
-            for m in [1usize, 64] {
+            // a prompt's chunk too where only some types are timed
+            let ms: &[usize] = if only.is_some() {
+                &[1, 64, 512]
+            } else {
+                &[1, 64]
+            };
+            for &m in ms {
                 let x: Vec<f32> = (0..m * cols)
                     .map(|i| ((i % 13) as f32 - 6.0) * 0.1)
                     .collect();

@@ -12,9 +12,10 @@
 //! scales and offsets on both sides), so every block takes the SIMD loop: rows 960 or 576
 //! wide (SmolLM2-360M, -135M) would otherwise leave a fifth of their blocks to scalar code.
 //!
-//! Every quantized type takes this path (Q8_0's bytes need the full u8 range, which AVX2's
-//! saturating pair sums cannot hold: there they are multiplied a nibble at a time). Float
-//! weights use the f32 GEMM path.
+//! Every quantized type takes this path. Q8_0's values span the whole byte range, which
+//! AVX2's saturating pair sums cannot hold as `q + 128`: on AVX2 its row keeps the signed
+//! bytes (offset zero) and the kernel moves each weight's sign onto the activation byte
+//! (see [`signed_values`]). Float weights use the f32 GEMM path.
 
 use super::activation::QuantizedActivations;
 use super::scalar::f16_at;
@@ -29,6 +30,14 @@ pub fn supports(isa: Isa, ty: GgmlType) -> bool {
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => isa != Isa::Scalar,
         _ => false,
     }
+}
+
+/// Whether the unpacked row of `ty` on `isa` holds signed bytes (`w = scale · q`, offset
+/// zero) rather than unsigned ones: Q8_0 on AVX2, whose `vpmaddubsw` multiplies `|q|` by the
+/// activation byte carrying `q`'s sign (`vpsignb`), pair sums at most 2 · 128 · 127, exact.
+/// As `q + 128` the pair sums (up to 2 · 255 · 127) would saturate.
+pub fn signed_values(isa: Isa, ty: GgmlType) -> bool {
+    ty == GgmlType::Q8_0 && isa == Isa::Avx2
 }
 
 /// Elements per scale of `ty` in the unpacked form.
@@ -69,8 +78,10 @@ pub fn place_block(row: &mut [u8], b: usize, values: &[u8]) {
 /// A weight row as the batched kernel reads it.
 #[derive(Debug, Default, Clone)]
 pub struct UnpackedRow {
-    /// The unsigned values, interleaved.
+    /// The values, interleaved: unsigned, or two's-complement signed where `signed`.
     pub u: Vec<u8>,
+    /// See [`signed_values`].
+    pub signed: bool,
     /// Per block: `w = scale · u + offset`.
     pub scale: Vec<f32>,
     pub offset: Vec<f32>,
@@ -89,6 +100,8 @@ pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRo
         false
     };
     let cols = w.cols;
+    let signed = signed_values(isa, w.ty);
+    out.signed = signed;
     let len = block_len(w.ty);
     let nb = cols / len;
     let padded = padded_blocks(nb);
@@ -113,6 +126,7 @@ pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRo
                 let (scale, offset) = match w.ty {
                     GgmlType::Q4_0 => (d, -8.0 * d),
                     GgmlType::Q5_0 => (d, -16.0 * d),
+                    GgmlType::Q8_0 if signed => (d, 0.0),
                     GgmlType::Q8_0 => (d, -128.0 * d),
                     _ => (d, f16_at(blk, 2)),
                 };
@@ -134,8 +148,9 @@ pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRo
                         }
                     }
                     _ => {
+                        let flip = if signed { 0 } else { 0x80 }; // i8, or i8 + 128
                         for (v, &q) in values.iter_mut().zip(&blk[2..34]) {
-                            *v = q ^ 0x80; // i8 + 128
+                            *v = q ^ flip;
                         }
                     }
                 }
@@ -298,6 +313,16 @@ impl InterleavedActivations {
     }
 }
 
+/// Value `at` (an interleaved position) of `row`.
+#[inline(always)]
+pub fn value(row: &UnpackedRow, at: usize) -> i32 {
+    if row.signed {
+        row.u[at] as i8 as i32
+    } else {
+        row.u[at] as i32
+    }
+}
+
 /// Four weight rows times activation row `i` on the portable path (the definition the
 /// SIMD kernels are tested against).
 pub fn rows4_scalar(w: [&UnpackedRow; 4], a: &InterleavedActivations, i: usize) -> [f32; 4] {
@@ -309,7 +334,7 @@ pub fn rows4_scalar(w: [&UnpackedRow; 4], a: &InterleavedActivations, i: usize) 
             let dot: i32 = (0..len)
                 .map(|t| {
                     let at = interleaved_index(len * b + t, len);
-                    row.u[at] as i32 * q[at] as i32
+                    value(row, at) * q[at] as i32
                 })
                 .sum();
             sum += row.scale[b] * d[b] * dot as f32 + row.offset[b] * ds[b];
@@ -342,7 +367,7 @@ mod tests {
                 unpack_row(isa, &w, r, &mut row);
                 for e in 0..cols {
                     let b = e / len;
-                    let u = row.u[interleaved_index(e, len)] as f32;
+                    let u = value(&row, interleaved_index(e, len)) as f32;
                     let v = row.scale[b] * u + row.offset[b];
                     let x = want[r * cols + e];
                     assert!(

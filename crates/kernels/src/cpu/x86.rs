@@ -19,6 +19,16 @@ unsafe fn f16_at(p: *const u8) -> f32 {
     }
 }
 
+/// The sums of four vectors' lanes, as one vector: three horizontal adds in place of four
+/// [`hsum_ps`].
+#[inline(always)]
+unsafe fn hsum4_ps(v: [__m256; 4]) -> __m128 {
+    unsafe {
+        let s = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+        _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1))
+    }
+}
+
 #[inline(always)]
 unsafe fn hsum_ps(v: __m256) -> f32 {
     unsafe {
@@ -992,12 +1002,12 @@ pub(super) type InterleavedRow<'a> = (&'a [i8], &'a [f32], &'a [f32]);
 /// [`super::batched`]), blocks of `L` (16 or 32): each 32-byte weight load feeds `N`
 /// activation rows and each activation load four weight rows, and the eight lanes of each
 /// product are eight blocks. `N = 3` holds 12 integer and 12 float accumulators: AVX-512's
-/// 32 vector registers (with VL); AVX2's 16 take `N = 1`. `WIDE`: the bytes use the whole
-/// `u8` range (Q8_0), whose products AVX2's saturating `maddubs` pair sums cannot hold
-/// (255 · 127 · 2 > 32767): each byte is split into nibbles, multiplied apart and summed
-/// as `16 · high + low`, exact.
+/// 32 vector registers (with VL); AVX2's 16 take `N = 1`. `SIGNED`: the weight bytes are
+/// signed (Q8_0 on AVX2, see [`super::batched::signed_values`]) and the offsets zero: each
+/// product is `|w| · (q · sign w)` (`vpabsb`, `vpsignb`), pair sums at most 2 · 128 · 127,
+/// which `maddubs` holds exactly.
 #[inline(always)]
-unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize, const WIDE: bool>(
+unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize, const SIGNED: bool>(
     w: [&super::batched::UnpackedRow; 4],
     acts: [InterleavedRow<'_>; N],
 ) -> [[f32; 4]; N] {
@@ -1018,35 +1028,23 @@ unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize, const 
             let base = 8 * L * g;
             // the sums of every (activation, weight) row pair are independent chains
             let mut p = [[_mm256_setzero_si256(); 4]; N];
-            // WIDE: the high nibbles' products, times 16 at the end of the group
-            let mut p_high = [[_mm256_setzero_si256(); 4]; N];
             for j in 0..L / 4 {
                 // plain loops, not `array::map`: a closure does not inherit this function's
                 // target features, and the intrinsics in one not inlined become calls
                 let mut wv = [_mm256_setzero_si256(); 4];
-                let mut wh = [_mm256_setzero_si256(); 4];
                 for r in 0..4 {
                     wv[r] = load(up[r].add(base + 32 * j));
-                    if WIDE {
-                        let low = _mm256_set1_epi8(0x0F);
-                        wh[r] = _mm256_and_si256(_mm256_srli_epi16(wv[r], 4), low);
-                        wv[r] = _mm256_and_si256(wv[r], low);
-                    }
                 }
                 for i in 0..N {
                     let q = load_q(qp[i].add(base + 32 * j));
                     for r in 0..4 {
-                        p[i][r] = P::dot_acc(p[i][r], wv[r], q);
-                        if WIDE {
-                            p_high[i][r] = P::dot_acc(p_high[i][r], wh[r], q);
+                        if SIGNED {
+                            // |w| · (q · sign w)
+                            let m = _mm256_abs_epi8(wv[r]);
+                            p[i][r] = P::dot_acc(p[i][r], m, _mm256_sign_epi8(q, wv[r]));
+                        } else {
+                            p[i][r] = P::dot_acc(p[i][r], wv[r], q);
                         }
-                    }
-                }
-            }
-            if WIDE {
-                for i in 0..N {
-                    for r in 0..4 {
-                        p[i][r] = _mm256_add_epi32(p[i][r], _mm256_slli_epi32(p_high[i][r], 4));
                     }
                 }
             }
@@ -1055,40 +1053,44 @@ unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize, const 
                 let ds = _mm256_loadu_ps(dsp[i].add(8 * g));
                 for r in 0..4 {
                     let scale = _mm256_loadu_ps(sp[r].add(8 * g));
-                    let offset = _mm256_loadu_ps(op[r].add(8 * g));
                     let s = _mm256_mul_ps(scale, da);
                     acc[i][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[i][r]), s, acc[i][r]);
-                    acc[i][r] = _mm256_fmadd_ps(offset, ds, acc[i][r]);
+                    if !SIGNED {
+                        let offset = _mm256_loadu_ps(op[r].add(8 * g));
+                        acc[i][r] = _mm256_fmadd_ps(offset, ds, acc[i][r]);
+                    }
                 }
             }
         }
         let mut out = [[0.0f32; 4]; N];
         for i in 0..N {
-            for r in 0..4 {
-                out[i][r] = hsum_ps(acc[i][r]);
-            }
+            _mm_storeu_ps(out[i].as_mut_ptr(), hsum4_ps(acc[i]));
         }
         out
     }
 }
 
+/// Four unpacked weight rows times every row of `a`, into `out` (one entry per row): the
+/// loop is here, not in the caller, so a narrow row's few groups do not pay a call each.
+///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C; the rows and the activation hold `d.len()` blocks of
-/// `len` (16 or 32).
+/// The CPU has AVX2, FMA and F16C; the rows hold as many blocks of `a.len` as `a`'s rows.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn rows4_interleaved_avx2(
-    len: usize,
-    wide: bool,
+    signed: bool,
     w: [&super::batched::UnpackedRow; 4],
-    a: InterleavedRow<'_>,
-) -> [f32; 4] {
+    a: &super::batched::InterleavedActivations,
+    out: &mut [[f32; 4]],
+) {
     unsafe {
-        let [out] = match (len, wide) {
-            (16, _) => rows4_interleaved::<Avx2, 16, 1, false>(w, [a]),
-            (_, false) => rows4_interleaved::<Avx2, 32, 1, false>(w, [a]),
-            (_, true) => rows4_interleaved::<Avx2, 32, 1, true>(w, [a]),
-        };
-        out
+        for (i, o) in out.iter_mut().enumerate() {
+            let [v] = match (a.len, signed) {
+                (16, _) => rows4_interleaved::<Avx2, 16, 1, false>(w, [a.row(i)]),
+                (_, false) => rows4_interleaved::<Avx2, 32, 1, false>(w, [a.row(i)]),
+                (_, true) => rows4_interleaved::<Avx2, 32, 1, true>(w, [a.row(i)]),
+            };
+            *o = v;
+        }
     }
 }
 
