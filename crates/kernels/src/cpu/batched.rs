@@ -33,9 +33,9 @@ pub fn supports(isa: Isa, ty: GgmlType) -> bool {
 }
 
 /// Whether the unpacked row of `ty` on `isa` holds signed bytes (`w = scale · q`, offset
-/// zero) rather than unsigned ones: Q8_0 on AVX2, whose `vpmaddubsw` multiplies `|q|` by the
-/// activation byte carrying `q`'s sign (`vpsignb`), pair sums at most 2 · 128 · 127, exact.
-/// As `q + 128` the pair sums (up to 2 · 255 · 127) would saturate.
+/// zero) rather than unsigned ones: Q8_0 on AVX2, whose `vpmaddubsw` multiplies `|w|` by the
+/// activation byte carrying `w`'s sign (`vpsignb`), pair sums at most 2 · 128 · 127, exact.
+/// As `w + 128` the pair sums (up to 2 · 255 · 127) would saturate.
 pub fn signed_values(isa: Isa, ty: GgmlType) -> bool {
     ty == GgmlType::Q8_0 && isa == Isa::Avx2
 }
@@ -258,6 +258,7 @@ pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRo
 #[derive(Debug, Default)]
 pub struct InterleavedActivations {
     pub len: usize,
+    pub rows: usize,
     pub cols: usize,
     /// `rows × padded · len` interleaved bytes.
     pub q: Vec<i8>,
@@ -295,6 +296,7 @@ impl InterleavedActivations {
         }
         InterleavedActivations {
             len,
+            rows,
             cols,
             q,
             d,
@@ -302,6 +304,7 @@ impl InterleavedActivations {
         }
     }
 
+    #[inline]
     pub fn row(&self, i: usize) -> (&[i8], &[f32], &[f32]) {
         let padded = padded_blocks(self.cols / self.len);
         let bytes = padded * self.len;

@@ -412,7 +412,6 @@ fn dot_rows(
 fn matmul_batched(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [f32]) {
     let rows = w.rows;
     let len = batched::block_len(w.ty);
-    let signed = batched::signed_values(isa, w.ty);
     let mut quantized = QuantizedActivations::new(ActivationBlocks::B32);
     quantized.quantize(x, m, w.cols);
     let act = batched::InterleavedActivations::build(&quantized, len);
@@ -422,11 +421,8 @@ fn matmul_batched(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [
         .div_ceil(4 * rayon::current_num_threads())
         .clamp(16, 256);
     (0..rows.div_ceil(per_task)).into_par_iter().for_each_init(
-        || {
-            let rows: [batched::UnpackedRow; 4] = std::array::from_fn(|_| Default::default());
-            (rows, Vec::<[f32; 4]>::new())
-        },
-        |(unpacked, results), t| {
+        || std::array::from_fn::<batched::UnpackedRow, 4, _>(|_| Default::default()),
+        |unpacked, t| {
             let (start, end) = (t * per_task, ((t + 1) * per_task).min(rows));
             for r0 in (start..end).step_by(4) {
                 let n = (end - r0).min(4);
@@ -457,16 +453,10 @@ fn matmul_batched(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [
                 }
                 #[cfg(target_arch = "x86_64")]
                 if isa == Isa::Avx2 {
-                    results.resize(m, [0.0; 4]);
                     // SAFETY: as above.
-                    unsafe { x86::rows4_interleaved_avx2(signed, ws, act, results) };
-                    for (i, &v) in results.iter().enumerate() {
-                        store(i, v);
-                    }
+                    unsafe { x86::rows4_interleaved_avx2(ws, act, store) };
                     i = m;
                 }
-                #[cfg(not(target_arch = "x86_64"))]
-                let _ = results;
                 for i in i..m {
                     let v = match isa {
                         #[cfg(target_arch = "x86_64")]

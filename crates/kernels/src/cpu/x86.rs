@@ -1070,27 +1070,38 @@ unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize, const 
     }
 }
 
-/// Four unpacked weight rows times every row of `a`, into `out` (one entry per row): the
-/// loop is here, not in the caller, so a narrow row's few groups do not pay a call each.
+/// Four unpacked weight rows times every row of `a`, each result handed to `store` with
+/// its row: the loop is here, not in the caller, so a narrow row's few groups do not pay a
+/// call each. Signed rows (see [`super::batched::signed_values`]) take the `SIGNED` kernel.
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; the rows hold as many blocks of `a.len` as `a`'s rows.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn rows4_interleaved_avx2(
-    signed: bool,
     w: [&super::batched::UnpackedRow; 4],
     a: &super::batched::InterleavedActivations,
-    out: &mut [[f32; 4]],
+    store: impl FnMut(usize, [f32; 4]),
 ) {
     unsafe {
-        for (i, o) in out.iter_mut().enumerate() {
-            let [v] = match (a.len, signed) {
-                (16, _) => rows4_interleaved::<Avx2, 16, 1, false>(w, [a.row(i)]),
-                (_, false) => rows4_interleaved::<Avx2, 32, 1, false>(w, [a.row(i)]),
-                (_, true) => rows4_interleaved::<Avx2, 32, 1, true>(w, [a.row(i)]),
-            };
-            *o = v;
+        match (a.len, w[0].signed) {
+            (16, _) => each_row::<16, false>(w, a, store),
+            (_, false) => each_row::<32, false>(w, a, store),
+            (_, true) => each_row::<32, true>(w, a, store),
         }
+    }
+}
+
+/// [`rows4_interleaved_avx2`]'s loop for one kind of row.
+#[inline(always)]
+unsafe fn each_row<const L: usize, const SIGNED: bool>(
+    w: [&super::batched::UnpackedRow; 4],
+    a: &super::batched::InterleavedActivations,
+    mut store: impl FnMut(usize, [f32; 4]),
+) {
+    for i in 0..a.rows {
+        // SAFETY: the caller's contract.
+        let [v] = unsafe { rows4_interleaved::<Avx2, L, 1, SIGNED>(w, [a.row(i)]) };
+        store(i, v);
     }
 }
 
