@@ -13,7 +13,7 @@ use crate::weights::WeightSource;
 use crate::{EngineError, Result};
 pub use kv_cache::KvCache;
 use layers::Rope;
-use penwright_kernels::cpu::on_compute_threads;
+use penwright_kernels::cpu::{on_compute_threads, on_warm_compute_threads};
 
 /// The network of one of the supported architectures.
 #[derive(Debug)]
@@ -195,16 +195,23 @@ impl LanguageModel {
         )
     }
 
+    /// Runs a pass on the compute threads, which the kernels' parallel parts then share
+    /// with it instead of competing with a caller that only waits; on the CPU the other
+    /// threads stay awake between its products (see [`on_warm_compute_threads`]).
+    fn compute<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        if self.device == Device::flex() {
+            on_warm_compute_threads(f)
+        } else {
+            on_compute_threads(f)
+        }
+    }
+
     fn hidden(&self, ids: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
-        // the pass runs on one of the compute threads, which the kernels' parallel parts then
-        // share with it instead of competing with a caller that only waits
-        on_compute_threads(
-            || with_network!(&self.network, m => m.hidden(ids, self.rope.as_ref(), cache)),
-        )
+        self.compute(|| with_network!(&self.network, m => m.hidden(ids, self.rope.as_ref(), cache)))
     }
 
     fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
-        on_compute_threads(|| with_network!(&self.network, m => m.head(hidden)))
+        self.compute(|| with_network!(&self.network, m => m.head(hidden)))
     }
 
     /// Logits `[batch, seq, vocab]` of a batch of sequences starting at position 0, no cache

@@ -282,3 +282,36 @@ fn the_batched_path_is_exact_on_its_quantized_activations() {
         }
     }
 }
+
+/// Passes kept warm from several caller threads at once, nested inside each other and
+/// around parallel products, all finish with their own results (a spinner that waited
+/// under its own pass, or for another caller's, would hang here).
+#[test]
+fn warm_passes_finish_from_many_callers_and_nested() {
+    use rayon::prelude::*;
+    let callers: Vec<_> = (0..4u64)
+        .map(|c| {
+            std::thread::spawn(move || {
+                (0..20u64)
+                    .map(|i| {
+                        on_warm_compute_threads(|| {
+                            let inner = on_warm_compute_threads(|| {
+                                (0..10_000u64).into_par_iter().map(|v| v ^ c).sum::<u64>()
+                            });
+                            inner + (0..1000u64).into_par_iter().map(|v| v * i).sum::<u64>()
+                        })
+                    })
+                    .sum::<u64>()
+            })
+        })
+        .collect();
+    for (c, caller) in callers.into_iter().enumerate() {
+        let want: u64 = (0..20u64)
+            .map(|i| {
+                (0..10_000u64).map(|v| v ^ c as u64).sum::<u64>()
+                    + (0..1000u64).map(|v| v * i).sum::<u64>()
+            })
+            .sum();
+        assert_eq!(caller.join().unwrap(), want, "caller {c}");
+    }
+}
