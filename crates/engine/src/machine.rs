@@ -5,6 +5,26 @@
 
 use serde::Serialize;
 
+/// Lets the C allocator (glibc's) keep freed blocks for reuse instead of giving them back to
+/// the kernel: a CPU forward pass allocates each product's and each elementwise op's output,
+/// megabytes apiece in a prompt's pass, and glibc returns blocks that large on free (an
+/// `mmap` of its own, or a trim of the heap's top), so the next one is page-faulted and
+/// zeroed afresh. Measured on a 1.7B-shape model's 600-token prefill, 2 threads: the kernel
+/// clearing pages was 8% of the samples, and gone after this. Blocks up to glibc's limit
+/// (32 MB) come from the heap, of which up to 512 MB may stay free before it is trimmed.
+/// Once per process, on the first CPU model; other allocators are left alone.
+pub fn keep_freed_buffers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only sets the allocator's parameters (both values are in range).
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+        }
+    });
+}
+
 /// The machine's RAM, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -162,6 +162,9 @@ impl LanguageModel {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
         check_parameters_fit(&config, weights)?;
+        if *device == Device::flex() {
+            crate::machine::keep_freed_buffers();
+        }
         let network = match config.architecture {
             Architecture::Llama | Architecture::Qwen2 => {
                 Network::Llama(llama::Llama::load(&config, weights, device, progress)?)
