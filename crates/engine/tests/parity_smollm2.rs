@@ -1,16 +1,19 @@
 //! The default model (SmolLM2-135M-Instruct, Q4_1 GGUF) against llama.cpp's logits on the same
 //! file and tokens. llama.cpp quantizes activations to 8 bits in its Q4_1 matmuls, and so do
-//! we where it pays (decoding, long prompts) but with our own rounding, so the comparison is
-//! on top-1 tokens and logit distance, not float32 bits (HF transformers' f32 pass agrees with
+//! we (every quantized product) but with our own rounding, so the comparison is on top-1
+//! tokens and logit distance, not float32 bits (HF transformers' f32 pass agrees with
 //! llama.cpp at 31 of 32 positions, KL 0.005; several positions are near-ties).
 //!
-//! Decoding's 8-bit activations make its near-ties a coin toss: a relative change of 1e-6 in
-//! the hidden state (float rounding, e.g. another summation order) moves some values across
-//! a rounding boundary of the 8-bit grid, and the logits move by that grid's noise. Measured
-//! on the scalar and AVX2 paths under eleven such perturbations each: 28 to 32 of 32 agree,
-//! the same spread on both, and every position that changed had llama.cpp's top two within
-//! 0.25 logits of each other (7 of the 32). So the test holds every position with a clear
-//! winner to agreement, and the near-ties only to a floor.
+//! 8-bit activations make near-ties a coin toss: a relative change of 1e-6 in the hidden
+//! state (float rounding, e.g. another summation order) moves some values across a rounding
+//! boundary of the 8-bit grid, and the logits move by that grid's noise. Measured on the
+//! scalar and AVX2 paths under eleven such perturbations each: 28 to 32 of 32 agree, the same
+//! spread on both, and every position that changed had llama.cpp's top two within 0.25
+//! logits of each other (7 of the 32). So the 32-position test holds every position with a
+//! clear winner to agreement, and the near-ties only to a floor; the agreement rate itself is
+//! measured on 768 positions of real text, where that noise averages out
+//! (`scripts/reference/llama_cpp_agreement.py` made the fixture; the f32 path of earlier
+//! versions agreed at 727 of them, the 8-bit path at 722, within the noise of each other).
 
 mod common;
 
@@ -47,11 +50,12 @@ fn check(device: &Device) {
         .map(|v| v.as_u64().unwrap() as u32)
         .collect();
     let model = load(device);
-    // the prompt in one pass: 32 rows, f32 activations
+    // the prompt in one pass: 32 rows, 8-bit activations (the f32 path of earlier versions
+    // agreed at 31 of these; its two flips here lead by 0.07 and 0.10 in llama.cpp)
     let mut cache = model.new_cache(64);
     let rows =
         LanguageModel::to_rows(model.forward_cached(&ids, &mut cache, true).unwrap()).unwrap();
-    compare(&reference, &rows, device, "prompt pass").require(31, 1.6);
+    compare(&reference, &rows, device, "prompt pass").require(30, 1.6);
     // token by token, as decoding runs: 8-bit activations
     let mut cache = model.new_cache(64);
     let rows: Vec<Vec<f32>> = ids
@@ -161,4 +165,47 @@ fn compare<'a>(
 #[test]
 fn default_model_agrees_with_llama_cpp_on_cpu() {
     check(&Device::flex());
+}
+
+/// Top-1 agreement with llama.cpp on 24 windows of 32 tokens of Moby-Dick, each one batch
+/// from an empty cache: at least 712 of the 768 (measured: 722; the f32 path of earlier
+/// versions 727), and at most five misses where llama.cpp's winner leads by
+/// [`CLEAR_MARGIN`] or more (measured: three, leads 0.37–0.48; the f32 path two).
+#[test]
+fn default_model_agrees_with_llama_cpp_on_768_positions_of_real_text() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2-llamacpp-top1-768.json");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let model = load(&Device::flex());
+    let numbers = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let (mut positions, mut agree, mut clear_misses) = (0, 0, Vec::new());
+    for (w, window) in reference["windows"].as_array().unwrap().iter().enumerate() {
+        let ids: Vec<u32> = numbers(&window["ids"]).iter().map(|&v| v as u32).collect();
+        let (top1, margin) = (numbers(&window["top1"]), numbers(&window["margin"]));
+        let mut cache = model.new_cache(ids.len());
+        let rows =
+            LanguageModel::to_rows(model.forward_cached(&ids, &mut cache, true).unwrap()).unwrap();
+        for (pos, row) in rows.iter().enumerate() {
+            positions += 1;
+            if penwright_engine::sampler::argmax(row) == top1[pos] as u32 {
+                agree += 1;
+            } else if margin[pos] >= CLEAR_MARGIN {
+                clear_misses.push((w, pos, margin[pos]));
+            }
+        }
+    }
+    eprintln!("768 positions: top-1 agreement {agree}/{positions}, clear misses {clear_misses:?}");
+    assert_eq!(positions, 768);
+    assert!(agree >= 712, "top-1 agreement {agree}/768");
+    assert!(
+        clear_misses.len() <= 5,
+        "disagrees where llama.cpp's winner is clear: {clear_misses:?}"
+    );
 }
