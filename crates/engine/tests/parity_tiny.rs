@@ -128,10 +128,12 @@ fn tiny_llama_matches_transformers_on_cpu() {
     check_parity("tiny-llama", &Device::flex(), 1e-4);
 }
 
+/// The CPU's cache keeps keys and values in f16 (as llama.cpp's does): the cached logits
+/// move by its rounding (5e-3 at most here; an indexing mistake moves them by whole units).
 #[test]
 fn kv_cache_decode_matches_full_pass_on_cpu() {
-    check_cache("tiny-llama", &Device::flex(), 1e-4);
-    check_cache("tiny-gpt2", &Device::flex(), 1e-4);
+    check_cache("tiny-llama", &Device::flex(), 1e-2);
+    check_cache("tiny-gpt2", &Device::flex(), 1e-2);
 }
 
 #[test]

@@ -64,7 +64,10 @@ fn main() {
                 start: len - 1,
             };
             let q = vec![0.01f32; 9 * 64];
-            let k: Vec<f32> = (0..3 * 2048 * 64).map(|i| (i % 7) as f32 * 0.01).collect();
+            // the caches hold f16, as the model's do
+            let k: Vec<half::f16> = (0..3 * 2048 * 64)
+                .map(|i| half::f16::from_f32((i % 7) as f32 * 0.01))
+                .collect();
             let v = k.clone();
             let mut out = vec![0.0f32; 9 * 64];
             let reps = 300;

@@ -371,10 +371,30 @@ fn cached_attention_generic<B: Backend>(
             Slice::from(0..d),
         ]
     };
-    let k_cache = B::float_slice_assign(k_cache, &at(Slice::from(start..end)), k);
-    let v_cache = B::float_slice_assign(v_cache, &at(Slice::from(start..end)), v);
-    let k_all = B::float_slice(k_cache.clone(), &at(Slice::from(0..end)));
-    let v_all = B::float_slice(v_cache.clone(), &at(Slice::from(0..end)));
+    // a cache kept in f16 (see `kv_cache_dtype`) takes the new rows rounded, and is read
+    // back widened to the queries' f32
+    let half = k_cache.dtype() == DType::F16;
+    let to = |t: FloatTensor<B>, dtype: FloatDType| {
+        if half { B::float_cast(t, dtype) } else { t }
+    };
+    let k_cache = B::float_slice_assign(
+        k_cache,
+        &at(Slice::from(start..end)),
+        to(k, FloatDType::F16),
+    );
+    let v_cache = B::float_slice_assign(
+        v_cache,
+        &at(Slice::from(start..end)),
+        to(v, FloatDType::F16),
+    );
+    let k_all = to(
+        B::float_slice(k_cache.clone(), &at(Slice::from(0..end))),
+        FloatDType::F32,
+    );
+    let v_all = to(
+        B::float_slice(v_cache.clone(), &at(Slice::from(0..end))),
+        FloatDType::F32,
+    );
     let group = heads / kv_heads;
     let out = if s == 1 {
         // one query per head: the group folds into the query axis, K/V are not repeated
@@ -438,6 +458,17 @@ pub fn cached_attention(
         Tensor::from_dispatch(k_cache),
         Tensor::from_dispatch(v_cache),
     )
+}
+
+/// The dtype a KV cache on `device` is kept in, for [`cached_attention`]: f16 on the CPU,
+/// whose attention reads it in place, widening as it goes (see [`cpu::attention`]); f32 on
+/// other devices, whose attention is the generic one.
+pub fn kv_cache_dtype(device: &burn::tensor::Device) -> DType {
+    if *device == burn::tensor::Device::flex() {
+        DType::F16
+    } else {
+        DType::F32
+    }
 }
 
 /// See [`PackedOps::cross_entropy`]: the mean negative log-likelihood of `targets` (`[n]`)
@@ -835,8 +866,10 @@ impl PackedOps for Flex {
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let [_, heads, s, d] = dims4(&q.shape());
         let [_, kv_heads, capacity, _] = dims4(&k_cache.shape());
+        // the caches are whole f16 tensors (see `kv_cache_dtype`); anything else takes the
+        // generic path
         let whole = |t: &FlexTensor| {
-            t.dtype() == DType::F32
+            t.dtype() == DType::F16
                 && t.layout().contiguous_offsets() == Some((0, t.layout().num_elements()))
         };
         if !whole(&k_cache) || !whole(&v_cache) {
@@ -844,13 +877,16 @@ impl PackedOps for Flex {
         }
         let (q, k, v) = (flex_f32(q), flex_f32(k), flex_f32(v));
         let (mut k_cache, mut v_cache) = (k_cache, v_cache);
-        // written in place (a copy only if someone else still holds the cache)
+        // written in place, rounded to f16 (a copy only if someone else still holds the cache)
         for (cache, new) in [(&mut k_cache, &k), (&mut v_cache, &v)] {
             let new = flex_slice(new);
-            let dst = cache.storage_mut::<f32>();
+            let dst = cache.storage_mut::<half::f16>();
             for g in 0..kv_heads {
                 let at = (g * capacity + start) * d;
-                dst[at..at + s * d].copy_from_slice(&new[g * s * d..(g + 1) * s * d]);
+                half::slice::HalfFloatSliceExt::convert_from_f32_slice(
+                    &mut dst[at..at + s * d],
+                    &new[g * s * d..(g + 1) * s * d],
+                );
             }
         }
         let shape = cpu::attention::AttentionShape {
@@ -866,8 +902,8 @@ impl PackedOps for Flex {
             cpu::Isa::detect(),
             shape,
             flex_slice(&q),
-            k_cache.storage::<f32>(),
-            v_cache.storage::<f32>(),
+            k_cache.storage::<half::f16>(),
+            v_cache.storage::<half::f16>(),
             1.0 / (d as f32).sqrt(),
             &mut out,
         );

@@ -758,17 +758,24 @@ pub(super) unsafe fn dot_float_avx2(ty: GgmlType, w: &[u8], x: &[f32]) -> f32 {
     }
 }
 
+/// Eight f16 values at `p` as f32 (`vcvtph2ps`).
+#[inline(always)]
+unsafe fn halves8(p: *const u16) -> __m256 {
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+}
+
 /// One attention query over `len` cached positions (see [`super::attention`]): `d` a
-/// multiple of 8 up to 128, the query and output rows held in registers.
+/// multiple of 8 up to 128, the query and output rows held in registers, the f16 keys and
+/// values widened as they are read.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `keys`/`values` hold `len` rows of `d`, `query`/`out` one.
-#[target_feature(enable = "avx2,fma")]
+/// The CPU has AVX2, FMA and F16C; `keys`/`values` hold `len` rows of `d`, `query`/`out` one.
+#[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn attend_head_avx2(
     query: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    keys: &[half::f16],
+    values: &[half::f16],
     len: usize,
     d: usize,
     scale: f32,
@@ -785,7 +792,7 @@ pub(super) unsafe fn attend_head_avx2(
         }
         scores.clear();
         scores.resize(len.div_ceil(8) * 8, f32::NEG_INFINITY);
-        let kp = keys.as_ptr();
+        let kp = keys.as_ptr() as *const u16;
         let sp = scores.as_mut_ptr();
         // scores, eight keys at a time: eight independent accumulator chains
         let mut j = 0;
@@ -793,7 +800,7 @@ pub(super) unsafe fn attend_head_avx2(
             let mut acc = [_mm256_setzero_ps(); 8];
             for (c, qc) in q.iter().enumerate().take(chunks) {
                 for (t, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(*qc, _mm256_loadu_ps(kp.add((j + t) * d + 8 * c)), *a);
+                    *a = _mm256_fmadd_ps(*qc, halves8(kp.add((j + t) * d + 8 * c)), *a);
                 }
             }
             // (a0 … a7) → their eight sums, in order
@@ -813,7 +820,7 @@ pub(super) unsafe fn attend_head_avx2(
             let key = kp.add(j * d);
             let mut a = _mm256_setzero_ps();
             for (c, qc) in q.iter().enumerate().take(chunks) {
-                a = _mm256_fmadd_ps(*qc, _mm256_loadu_ps(key.add(8 * c)), a);
+                a = _mm256_fmadd_ps(*qc, halves8(key.add(8 * c)), a);
             }
             *sp.add(j) = hsum_ps(a) * scale;
             j += 1;
@@ -836,12 +843,12 @@ pub(super) unsafe fn attend_head_avx2(
         let inv = _mm256_set1_ps(1.0 / hsum_ps(total));
         // the weighted sum of values, the output row in registers
         let mut o = [_mm256_setzero_ps(); 16];
-        let vp = values.as_ptr();
+        let vp = values.as_ptr() as *const u16;
         for jj in 0..len {
             let p = _mm256_set1_ps(*sp.add(jj));
             let value = vp.add(jj * d);
             for (c, oc) in o.iter_mut().enumerate().take(chunks) {
-                *oc = _mm256_fmadd_ps(p, _mm256_loadu_ps(value.add(8 * c)), *oc);
+                *oc = _mm256_fmadd_ps(p, halves8(value.add(8 * c)), *oc);
             }
         }
         for (c, oc) in o.iter().enumerate().take(chunks) {
