@@ -239,8 +239,8 @@ pub fn dot_float(isa: Isa, ty: GgmlType, w: &[u8], x: &[f32]) -> f32 {
 /// size. Short prompts (7–63 rows) used to take the f32 path to keep their activations exact,
 /// at four to five times the cost on big models (1.7B Q4_K_M, 31 rows: 6.2 s against 1.35 s);
 /// measured on 768 positions of real text against llama.cpp
-/// (`scripts/reference/llama_cpp_agreement.py`), the two agree with it equally often (727 and
-/// 722 top-1 tokens, 597 and 596 of the 603 clear ones).
+/// (`scripts/reference/llama_cpp_agreement.py`, both with an f32 KV cache), the two agree
+/// with it equally often (727 and 722 top-1 tokens, 597 and 596 of the 603 clear ones).
 pub const DOT_MAX_ROWS: usize = 6;
 
 /// How a product of `m` activation rows with a `ty` matrix is computed.
