@@ -373,9 +373,13 @@ fn cached_attention_generic<B: Backend>(
     };
     // a cache kept in f16 (see `kv_cache_dtype`) takes the new rows rounded, and is read
     // back widened to the queries' f32
-    let half = k_cache.dtype() == DType::F16;
+    let f16_cache = k_cache.dtype() == DType::F16;
     let to = |t: FloatTensor<B>, dtype: FloatDType| {
-        if half { B::float_cast(t, dtype) } else { t }
+        if f16_cache {
+            B::float_cast(t, dtype)
+        } else {
+            t
+        }
     };
     let k_cache = B::float_slice_assign(
         k_cache,
@@ -460,11 +464,17 @@ pub fn cached_attention(
     )
 }
 
+/// Whether `device` is the CPU (burn's flex backend), whose ops here run this crate's
+/// [`cpu`] kernels.
+pub fn on_cpu(device: &burn::tensor::Device) -> bool {
+    *device == burn::tensor::Device::flex()
+}
+
 /// The dtype a KV cache on `device` is kept in, for [`cached_attention`]: f16 on the CPU,
 /// whose attention reads it in place, widening as it goes (see [`cpu::attention`]); f32 on
 /// other devices, whose attention is the generic one.
 pub fn kv_cache_dtype(device: &burn::tensor::Device) -> DType {
-    if *device == burn::tensor::Device::flex() {
+    if on_cpu(device) {
         DType::F16
     } else {
         DType::F32

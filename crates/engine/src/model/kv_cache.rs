@@ -166,11 +166,11 @@ mod tests {
             Tensor::<4>::random([1, h, n, d], Distribution::Normal(0.0, 1.0), &device)
         };
         let (mut keys, mut values) = (Vec::new(), Vec::new());
+        // what the cache keeps of the keys and values it is given (f16 on the CPU)
+        let kept = |t: &Tensor<4>| t.clone().cast(kv_cache_dtype(&device)).cast(DType::F32);
         let mut start = 0;
         for (step, s) in [1usize, 200, 1, 90, 300, 7, 400].into_iter().enumerate() {
             let (q, k, v) = (random(heads, s), random(kv_heads, s), random(kv_heads, s));
-            // what the cache keeps of them (f16 on the CPU)
-            let kept = |t: &Tensor<4>| t.clone().cast(kv_cache_dtype(&device)).cast(DType::F32);
             keys.push(kept(&k));
             values.push(kept(&v));
             let got = cache.attend(0, start, q.clone(), k, v);

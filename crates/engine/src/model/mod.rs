@@ -14,6 +14,7 @@ use crate::{EngineError, Result};
 pub use kv_cache::KvCache;
 use layers::Rope;
 use penwright_kernels::cpu::{on_compute_threads, on_warm_compute_threads};
+use penwright_kernels::ops::on_cpu;
 
 /// The network of one of the supported architectures.
 #[derive(Debug)]
@@ -162,7 +163,7 @@ impl LanguageModel {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
         check_parameters_fit(&config, weights)?;
-        if *device == Device::flex() {
+        if on_cpu(device) {
             crate::machine::keep_freed_buffers();
         }
         let network = match config.architecture {
@@ -202,7 +203,7 @@ impl LanguageModel {
     /// with it instead of competing with a caller that only waits; on the CPU the other
     /// threads stay awake between its products (see [`on_warm_compute_threads`]).
     fn compute<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        if self.device == Device::flex() {
+        if on_cpu(&self.device) {
             on_warm_compute_threads(f)
         } else {
             on_compute_threads(f)
