@@ -15,16 +15,21 @@ The prompt is the same text `penwright bench` uses, tokenized by llama.cpp (the 
 tokenizers agree on it; see crates/engine/tests/tokenizer_smollm2.rs). Threads: llama.cpp
 gets --threads for both batch and decode, Penwright the same count of rayon threads.
 
+With --rounds N the two run alternately N times: on a shared, noisy machine one run of each
+can be 15% off, so the table shows the median of each side, the ratio of the medians, and
+the lowest and highest ratio of the rounds (each round's two runs are neighbours in time).
+
 Usage:
   scripts/reference/install-llama-cpp.sh
   ~/.cache/penwright/llama-cpp/bin/python scripts/reference/llama_cpp_bench.py \
-      [--threads 2] [--synthetic smollm2-360m:q4_k_m --synthetic smollm2-1.7b:q4_k_m ...]
+      [--threads 2] [--rounds 3] [--synthetic smollm2-360m:q4_k_m --synthetic smollm2-1.7b:q4_k_m ...]
 """
 
 import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -148,30 +153,53 @@ def main() -> None:
     p.add_argument("--synthetic", action="append", default=[], help="SHAPE:MIX, repeatable")
     p.add_argument("--no-default", action="store_true", help="skip the default model")
     p.add_argument("--json", action="store_true", help="print one JSON object per model")
+    p.add_argument("--rounds", type=int, default=1, help="alternate runs of each, N times")
     args = p.parse_args()
     specs = ([] if args.no_default else [[]]) + [["--synthetic", s] for s in args.synthetic]
     for spec in specs:
-        ours = penwright_run(args.penwright, spec, args.threads)  # writes a synthetic file first
         path = model_path(spec)
-        child = subprocess.run(
-            [sys.executable, __file__, "--llama-child", path, str(args.threads)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        theirs = json.loads(child.stdout.strip().splitlines()[-1])
-        name = spec[1] if spec else ours["model"]
+        ours_runs, theirs_runs = [], []
+        for _ in range(max(1, args.rounds)):
+            # the first run writes a synthetic file
+            ours_runs.append(penwright_run(args.penwright, spec, args.threads))
+            child = subprocess.run(
+                [sys.executable, __file__, "--llama-child", path, str(args.threads)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            theirs_runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
+        name = spec[1] if spec else ours_runs[0]["model"]
         size = os.path.getsize(path) / 1e6
         if args.json:
-            print(json.dumps({"model": name, "file_mb": size, "penwright": ours, "llama_cpp": theirs}))
+            print(
+                json.dumps(
+                    {
+                        "model": name,
+                        "file_mb": size,
+                        "penwright": ours_runs if args.rounds > 1 else ours_runs[0],
+                        "llama_cpp": theirs_runs if args.rounds > 1 else theirs_runs[0],
+                    }
+                )
+            )
             continue
-        print(f"\n{name}  ({size:.0f} MB file, {args.threads} threads)")
-        print(f"  {'':24} {'Penwright':>10} {'llama.cpp':>10} {'ratio':>8}")
+        rounds = len(ours_runs)
+        print(f"\n{name}  ({size:.0f} MB file, {args.threads} threads, {rounds} rounds)")
+        spread = f" {'low':>6} {'high':>6}" if rounds > 1 else ""
+        print(f"  {'':24} {'Penwright':>10} {'llama.cpp':>10} {'ratio':>8}{spread}")
         for label, key, higher_better in ROWS:
-            a, b = ours[key], theirs[key]
-            ratio = a / b if higher_better else b / a
-            print(f"  {label:24} {a:10.1f} {b:10.1f} {ratio:7.2f}x")
-        print("  (ratio > 1: Penwright better)")
+
+            def ratio(a, b):
+                return a / b if higher_better else b / a
+
+            a = statistics.median(r[key] for r in ours_runs)
+            b = statistics.median(r[key] for r in theirs_runs)
+            line = f"  {label:24} {a:10.1f} {b:10.1f} {ratio(a, b):7.2f}x"
+            if rounds > 1:
+                each = [ratio(o[key], t[key]) for o, t in zip(ours_runs, theirs_runs)]
+                line += f" {min(each):5.2f}x {max(each):5.2f}x"
+            print(line)
+        print("  (ratio > 1: Penwright better" + ("; medians, and each round's ratios" if rounds > 1 else "") + ")")
 
 
 if __name__ == "__main__":
