@@ -36,7 +36,7 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA + F16C.
     Avx2,
-    /// AVX2 + AVX-512 VNNI/VL for the byte products.
+    /// AVX2 + AVX-512 F/BW/VL/VNNI for the byte products.
     Avx512Vnni,
 }
 
@@ -74,8 +74,11 @@ impl Isa {
             let avx2 = is_x86_feature_detected!("avx2")
                 && is_x86_feature_detected!("fma")
                 && is_x86_feature_detected!("f16c");
-            let vnni =
-                is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl");
+            // every CPU with VNNI has F and BW too; the batched kernel uses 512-bit registers
+            let vnni = is_x86_feature_detected!("avx512vnni")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw");
             if avx2 && vnni {
                 return Isa::Avx512Vnni;
             }

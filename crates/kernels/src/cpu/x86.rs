@@ -1,6 +1,6 @@
 //! x86-64 dot products: AVX2 + FMA + F16C, and the same kernels with AVX-512 VNNI's
-//! `vpdpbusd` (256-bit, EVEX) for the unsigned-by-signed byte products where the CPU has
-//! it. The arithmetic is that of [`super::scalar`]: the same integers, summed in another
+//! `vpdpbusd` for the unsigned-by-signed byte products where the CPU has it (256-bit in the
+//! dot products, 512-bit in the batched kernel). The arithmetic is that of [`super::scalar`]: the same integers, summed in another
 //! order, so results agree to float rounding.
 //!
 //! Every function here is `unsafe`: the caller checks the CPU features first
@@ -1116,11 +1116,75 @@ unsafe fn each_row<const L: usize, const SIGNED: bool>(
 /// at a time).
 pub(super) const VNNI_ROWS: usize = 3;
 
-/// [`rows4_interleaved_avx2`] for `N` activation rows at once ([`VNNI_ROWS`] or 1).
+/// The low half of `v` plus its high half, as eight 32-bit integers.
+#[inline(always)]
+unsafe fn fold_halves(v: __m512i) -> __m256i {
+    unsafe { _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)) }
+}
+
+/// [`rows4_interleaved`] with the byte products in 512-bit registers: each load takes two
+/// consecutive 32-byte chunks of a group (`j`, `j + 1`), so lanes `k` and `k + 8` of a
+/// product both belong to block `k`; the two halves are summed in integers after the
+/// group's last chunk (exact), and the float epilogue is the 256-bit kernel's: the results
+/// are the same bit for bit, from half the product instructions (and, on a CPU whose
+/// vector units are 512 bits wide, AMD Zen 5 or Intel's server cores, half their cycles).
+#[inline(always)]
+unsafe fn rows4_interleaved_zmm<const L: usize, const N: usize>(
+    w: [&super::batched::UnpackedRow; 4],
+    acts: [InterleavedRow<'_>; N],
+) -> [[f32; 4]; N] {
+    unsafe {
+        let nb = acts[0].1.len();
+        let groups = nb / 8;
+        debug_assert!(nb.is_multiple_of(8) && L.is_multiple_of(8));
+        debug_assert!(acts.iter().all(|a| a.0.len() >= L * nb && a.2.len() >= nb));
+        let up = w.map(|r| r.u.as_ptr());
+        let sp = w.map(|r| r.scale.as_ptr());
+        let op = w.map(|r| r.offset.as_ptr());
+        let qp = acts.map(|a| a.0.as_ptr());
+        let dp = acts.map(|a| a.1.as_ptr());
+        let dsp = acts.map(|a| a.2.as_ptr());
+        let mut acc = [[_mm256_setzero_ps(); 4]; N];
+        for g in 0..groups {
+            let base = 8 * L * g;
+            let mut p = [[_mm512_setzero_si512(); 4]; N];
+            for j in 0..L / 8 {
+                let mut wv = [_mm512_setzero_si512(); 4];
+                for r in 0..4 {
+                    wv[r] = _mm512_loadu_si512(up[r].add(base + 64 * j) as *const _);
+                }
+                for i in 0..N {
+                    let q = _mm512_loadu_si512(qp[i].add(base + 64 * j) as *const _);
+                    for r in 0..4 {
+                        p[i][r] = _mm512_dpbusd_epi32(p[i][r], wv[r], q);
+                    }
+                }
+            }
+            for i in 0..N {
+                let da = _mm256_loadu_ps(dp[i].add(8 * g));
+                let ds = _mm256_loadu_ps(dsp[i].add(8 * g));
+                for r in 0..4 {
+                    let s = _mm256_mul_ps(_mm256_loadu_ps(sp[r].add(8 * g)), da);
+                    let sum = _mm256_cvtepi32_ps(fold_halves(p[i][r]));
+                    acc[i][r] = _mm256_fmadd_ps(sum, s, acc[i][r]);
+                    acc[i][r] = _mm256_fmadd_ps(_mm256_loadu_ps(op[r].add(8 * g)), ds, acc[i][r]);
+                }
+            }
+        }
+        let mut out = [[0.0f32; 4]; N];
+        for i in 0..N {
+            _mm_storeu_ps(out[i].as_mut_ptr(), hsum4_ps(acc[i]));
+        }
+        out
+    }
+}
+
+/// [`rows4_interleaved_avx2`] for `N` activation rows at once ([`VNNI_ROWS`] or 1), in
+/// 512-bit registers (see [`rows4_interleaved_zmm`]).
 ///
 /// # Safety
-/// As [`rows4_interleaved_avx2`], and the CPU has AVX-512 VNNI and VL.
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+/// As [`rows4_interleaved_avx2`], and the CPU has AVX-512 F, BW, VL and VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
 pub(super) unsafe fn rows4_interleaved_vnni<const N: usize>(
     len: usize,
     w: [&super::batched::UnpackedRow; 4],
@@ -1128,8 +1192,8 @@ pub(super) unsafe fn rows4_interleaved_vnni<const N: usize>(
 ) -> [[f32; 4]; N] {
     unsafe {
         match len {
-            16 => rows4_interleaved::<Vnni, 16, N, false>(w, a),
-            _ => rows4_interleaved::<Vnni, 32, N, false>(w, a),
+            16 => rows4_interleaved_zmm::<16, N>(w, a),
+            _ => rows4_interleaved_zmm::<32, N>(w, a),
         }
     }
 }
