@@ -84,6 +84,55 @@ fn main() {
             return;
         }
     }
+    if std::env::args().nth(1).as_deref() == Some("product") {
+        // `kernel_bench product TYPE ROWS COLS M`: one product's speed, best of five
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        let ty = [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q8_0,
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ]
+        .into_iter()
+        .find(|t| t.name() == args[0])
+        .expect("a quantized type's name, such as Q4_K");
+        let [rows, cols, m] = [1, 2, 3].map(|i| args[i].parse::<usize>().expect("a number"));
+        let len = ty.row_bytes(cols).expect("whole blocks") * rows;
+        let mut w = random_bytes(len, 3);
+        for b in w.iter_mut().skip(1).step_by(2) {
+            *b &= 0x1f;
+        }
+        let pm = PackedMatrix::new(ty, rows, cols, &w).unwrap();
+        let x: Vec<f32> = (0..m * cols)
+            .map(|i| ((i % 13) as f32 - 6.0) * 0.1)
+            .collect();
+        let mut y = vec![0.0f32; m * rows];
+        let reps = (4_000_000_000 / (m * rows * cols)).clamp(1, 1000);
+        let s = penwright_kernels::cpu::on_warm_compute_threads(|| {
+            (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    for _ in 0..reps {
+                        matmul_with(Isa::detect(), &x, m, &pm, &mut y);
+                    }
+                    t.elapsed().as_secs_f64() / reps as f64
+                })
+                .fold(f64::INFINITY, f64::min)
+        });
+        println!(
+            "{} {rows}x{cols} m={m}: {:.1} us, {:.1} GMAC/s",
+            ty.name(),
+            s * 1e6,
+            (m * rows * cols) as f64 / s / 1e9
+        );
+        return;
+    }
     if std::env::args().nth(1).as_deref() == Some("dram") {
         // a matrix far larger than the caches: what decoding a whole model sees
         for ty in [

@@ -249,8 +249,9 @@ fn packed_matrices_check_their_bytes() {
 /// of the reference-dequantized weights with the 8-bit-dequantized activations.
 #[test]
 fn the_batched_path_is_exact_on_its_quantized_activations() {
-    for cols in [256usize + 32 + 64, 1024] {
-        let (rows, m) = (9, 10);
+    // 8192 columns: the activations take several chunks (see `BATCHED_BLOCK_BYTES`)
+    for (cols, m) in [(256usize + 32 + 64, 10), (1024, 10), (8192, 100)] {
+        let rows = 9;
         for ty in QUANTIZED {
             if !cols.is_multiple_of(ty.block_size()) {
                 continue;

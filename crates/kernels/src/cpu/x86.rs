@@ -1077,7 +1077,7 @@ unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize, const 
     }
 }
 
-/// Four unpacked weight rows times every row of `a`, each result handed to `store` with
+/// Four unpacked weight rows times rows `range` of `a`, each result handed to `store` with
 /// its row: the loop is here, not in the caller, so a narrow row's few groups do not pay a
 /// call each. Signed rows (see [`super::batched::signed_values`]) take the `SIGNED` kernel.
 ///
@@ -1087,13 +1087,14 @@ unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize, const 
 pub(super) unsafe fn rows4_interleaved_avx2(
     w: [&super::batched::UnpackedRow; 4],
     a: &super::batched::InterleavedActivations,
+    range: core::ops::Range<usize>,
     store: impl FnMut(usize, [f32; 4]),
 ) {
     unsafe {
         match (a.len, w[0].signed) {
-            (16, _) => each_row::<16, false>(w, a, store),
-            (_, false) => each_row::<32, false>(w, a, store),
-            (_, true) => each_row::<32, true>(w, a, store),
+            (16, _) => each_row::<16, false>(w, a, range, store),
+            (_, false) => each_row::<32, false>(w, a, range, store),
+            (_, true) => each_row::<32, true>(w, a, range, store),
         }
     }
 }
@@ -1103,9 +1104,10 @@ pub(super) unsafe fn rows4_interleaved_avx2(
 unsafe fn each_row<const L: usize, const SIGNED: bool>(
     w: [&super::batched::UnpackedRow; 4],
     a: &super::batched::InterleavedActivations,
+    range: core::ops::Range<usize>,
     mut store: impl FnMut(usize, [f32; 4]),
 ) {
-    for i in 0..a.rows {
+    for i in range {
         // SAFETY: the caller's contract.
         let [v] = unsafe { rows4_interleaved::<Avx2, L, 1, SIGNED>(w, [a.row(i)]) };
         store(i, v);
