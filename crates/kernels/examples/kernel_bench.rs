@@ -52,38 +52,6 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("bandwidth") {
         return read_bandwidth();
     }
-    {
-        use penwright_kernels::cpu::attention::{AttentionShape, attend};
-        for len in [16usize, 256, 1500] {
-            let shape = AttentionShape {
-                heads: 9,
-                kv_heads: 3,
-                s: 1,
-                head_dim: 64,
-                capacity: 2048,
-                start: len - 1,
-            };
-            let q = vec![0.01f32; 9 * 64];
-            // the caches hold f16, as the model's do
-            let k: Vec<half::f16> = (0..3 * 2048 * 64)
-                .map(|i| half::f16::from_f32((i % 7) as f32 * 0.01))
-                .collect();
-            let v = k.clone();
-            let mut out = vec![0.0f32; 9 * 64];
-            let reps = 300;
-            let t = Instant::now();
-            for _ in 0..reps {
-                attend(Isa::detect(), shape, &q, &k, &v, 0.125, &mut out);
-            }
-            println!(
-                "attention len {len}: {:.1} us per layer",
-                t.elapsed().as_secs_f64() / reps as f64 * 1e6
-            );
-        }
-        if std::env::args().nth(1).as_deref() == Some("attention") {
-            return;
-        }
-    }
     if std::env::args().nth(1).as_deref() == Some("product") {
         // `kernel_bench product TYPE ROWS COLS M`: one product's speed, best of five
         let args: Vec<String> = std::env::args().skip(2).collect();
@@ -132,6 +100,38 @@ fn main() {
             (m * rows * cols) as f64 / s / 1e9
         );
         return;
+    }
+    {
+        use penwright_kernels::cpu::attention::{AttentionShape, attend};
+        for len in [16usize, 256, 1500] {
+            let shape = AttentionShape {
+                heads: 9,
+                kv_heads: 3,
+                s: 1,
+                head_dim: 64,
+                capacity: 2048,
+                start: len - 1,
+            };
+            let q = vec![0.01f32; 9 * 64];
+            // the caches hold f16, as the model's do
+            let k: Vec<half::f16> = (0..3 * 2048 * 64)
+                .map(|i| half::f16::from_f32((i % 7) as f32 * 0.01))
+                .collect();
+            let v = k.clone();
+            let mut out = vec![0.0f32; 9 * 64];
+            let reps = 300;
+            let t = Instant::now();
+            for _ in 0..reps {
+                attend(Isa::detect(), shape, &q, &k, &v, 0.125, &mut out);
+            }
+            println!(
+                "attention len {len}: {:.1} us per layer",
+                t.elapsed().as_secs_f64() / reps as f64 * 1e6
+            );
+        }
+        if std::env::args().nth(1).as_deref() == Some("attention") {
+            return;
+        }
     }
     if std::env::args().nth(1).as_deref() == Some("dram") {
         // a matrix far larger than the caches: what decoding a whole model sees
