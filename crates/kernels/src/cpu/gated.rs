@@ -23,14 +23,29 @@ fn sigmoid(x: f32) -> f32 {
     }
 }
 
-/// `out = silu(gate) · up`, elementwise.
+/// `silu(g) · u`.
+#[inline(always)]
+pub(crate) fn silu_times(g: f32, u: f32) -> f32 {
+    g * sigmoid(g) * u
+}
+
+/// `out = silu(gate) · up`, elementwise (in AVX2 where the CPU has it, to the same bits:
+/// the portable loop does not vectorize, 14 µs for a 1.7B model's 8192 features).
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     assert!(gate.len() == up.len() && up.len() == out.len());
+    let isa = super::Isa::detect();
     out.par_chunks_mut(CHUNK)
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
         .for_each(|(out, (gate, up))| {
+            #[cfg(target_arch = "x86_64")]
+            if isa != super::Isa::Scalar {
+                // SAFETY: AVX2 and FMA are there; the chunks have one length.
+                unsafe { super::x86::swiglu_avx2(gate, up, out) };
+                return;
+            }
+            let _ = isa;
             for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-                *o = g * sigmoid(g) * u;
+                *o = silu_times(g, u);
             }
         });
 }
@@ -71,7 +86,8 @@ mod tests {
 
     #[test]
     fn swiglu_and_its_gradients_match_f64() {
-        let n = 40_000;
+        // not a multiple of eight: the SIMD path's scalar tail too
+        let n = 40_003;
         let mut rng = Rng::new(11);
         let gate: Vec<f32> = (0..n).map(|_| rng.normal(6.0)).collect();
         let up: Vec<f32> = (0..n).map(|_| rng.normal(1.0)).collect();
@@ -81,6 +97,12 @@ mod tests {
         let (mut dg, mut du) = (vec![0.0; n], vec![0.0; n]);
         swiglu_backward(&gate, &up, &grad, &mut dg, &mut du);
         for i in 0..n {
+            // the SIMD path gives the portable path's bits
+            assert_eq!(
+                out[i].to_bits(),
+                silu_times(gate[i], up[i]).to_bits(),
+                "out[{i}]"
+            );
             let (g, u, d) = (gate[i] as f64, up[i] as f64, grad[i] as f64);
             let s = 1.0 / (1.0 + (-g).exp());
             let close = |a: f32, b: f64| (a as f64 - b).abs() <= 1e-5 * b.abs().max(1.0);
