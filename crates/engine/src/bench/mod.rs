@@ -89,6 +89,8 @@ pub fn run(loaded: &LoadedModel) -> Result<BenchReport> {
         &mut |_| {},
     )?;
     let autocomplete_total_ms = t.elapsed().as_secs_f64() * 1e3;
+    // the document's session has a cache of its own: one at a time, as the app holds them
+    drop(cache);
 
     let doc_ids = bench_tokens(loaded, 2000)?;
     let doc = tokenizer.decode(&doc_ids, true)?;
