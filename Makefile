@@ -19,13 +19,15 @@ run: app
 	scripts/with-xvfb.sh "$(CARGO_TARGET_DIR)/debug/penwright-app"
 
 ## Runs every check and test: format, lints, Rust unit/integration/CLI tests, UI unit tests,
-## end-to-end app tests under Xvfb, then the .deb built, installed and smoke-tested, then
-## five seconds of fuzzing per parser of untrusted input.
+## end-to-end app tests under Xvfb, the CPU kernels cross-built for aarch64 and tested under
+## qemu, then the .deb built, installed and smoke-tested, then five seconds of fuzzing per
+## parser of untrusted input.
 test: app
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cd ui && npm test
 	scripts/with-xvfb.sh cargo test --workspace --no-fail-fast
+	scripts/check-aarch64.sh
 	scripts/deb-check.sh
 	scripts/fuzz.sh 5
 

@@ -9,9 +9,11 @@
 //! - [`quantize`]: f32 rows to Q8_0/Q4_0/Q4_K blocks (quantizing at load).
 
 pub mod cpu;
+#[cfg(feature = "burn")]
 pub mod cube;
 pub mod dequant;
 pub mod format;
+#[cfg(feature = "burn")]
 pub mod ops;
 pub mod quantize;
 pub mod random;

@@ -93,7 +93,7 @@ impl QuantizedActivations {
         self.d.resize(rows * cols / bl, 0.0);
         self.sums.resize(rows * cols / group, 0);
         #[cfg(target_arch = "x86_64")]
-        if super::Isa::detect() != super::Isa::Scalar {
+        if super::Isa::detect().is_x86() {
             // SAFETY: AVX2 is there; the buffers were sized above.
             unsafe {
                 super::x86::quantize_blocks_avx2(

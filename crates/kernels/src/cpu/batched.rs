@@ -27,7 +27,7 @@ use crate::format::GgmlType;
 pub fn supports(isa: Isa, ty: GgmlType) -> bool {
     use GgmlType::*;
     match ty {
-        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => isa != Isa::Scalar,
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => isa.is_x86(),
         _ => false,
     }
 }
@@ -92,8 +92,7 @@ pub struct UnpackedRow {
 pub fn unpack_row(isa: Isa, w: &PackedMatrix<'_>, r: usize, out: &mut UnpackedRow) {
     // the values of the K-quants that have an AVX2 unpacker come from it
     #[cfg(target_arch = "x86_64")]
-    let simd =
-        isa != Isa::Scalar && matches!(w.ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K);
+    let simd = isa.is_x86() && matches!(w.ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K);
     #[cfg(not(target_arch = "x86_64"))]
     let simd = {
         let _ = isa;

@@ -38,7 +38,7 @@ pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
         .for_each(|(out, (gate, up))| {
             #[cfg(target_arch = "x86_64")]
-            if isa != super::Isa::Scalar {
+            if isa.is_x86() {
                 // SAFETY: AVX2 and FMA are there; the chunks have one length.
                 unsafe { super::x86::swiglu_avx2(gate, up, out) };
                 return;

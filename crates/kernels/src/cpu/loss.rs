@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
 use super::Isa;
 use super::attention::exp;
 
@@ -11,7 +12,7 @@ use super::attention::exp;
 fn max_and_sum(row: &[f32]) -> (f32, f32) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     #[cfg(target_arch = "x86_64")]
-    if Isa::detect() != Isa::Scalar {
+    if Isa::detect().is_x86() {
         // SAFETY: the CPU has AVX2 (and FMA), which `detect` checked
         return (max, unsafe { super::x86::sum_exp_avx2(row, max) });
     }
@@ -58,7 +59,7 @@ pub fn cross_entropy_grad(
             let (max, sum) = max_and_sum(row);
             let k = scale / sum;
             #[cfg(target_arch = "x86_64")]
-            if Isa::detect() != Isa::Scalar {
+            if Isa::detect().is_x86() {
                 // SAFETY: as in `max_and_sum`
                 unsafe { super::x86::scaled_exp_avx2(row, max, k, out) };
                 out[t] -= scale;

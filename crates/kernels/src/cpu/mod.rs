@@ -2,13 +2,14 @@
 //!
 //! - Few activation rows (decoding, a keystroke's prefill): the rows are quantized once to
 //!   8-bit blocks ([`activation`]) and every weight row is an integer dot product in SIMD
-//!   ([`x86`] where the CPU has AVX2, with AVX-512 VNNI where it has that too, else
-//!   [`scalar`]); unquantized f32/f16/bf16 weights are float dot products.
+//!   (`x86` where the CPU has AVX2, with AVX-512 VNNI where it has that too; `neon` on
+//!   aarch64, with `sdot` where the CPU has it; else [`scalar`]); unquantized f32/f16/bf16
+//!   weights are float dot products.
 //! - More rows (a prompt, a typed sentence, perplexity): the same 8-bit activations against
 //!   weight rows unpacked once per product and interleaved, four weight rows by several
 //!   activation rows a step ([`batched`]).
-//! - Float weights, and CPUs without AVX2: tiles of weight rows are dequantized to f32 and
-//!   multiplied with the `gemm` crate's kernels.
+//! - Float weights, and CPUs without AVX2 (aarch64 included): tiles of weight rows are
+//!   dequantized to f32 and multiplied with the `gemm` crate's kernels (NEON on aarch64).
 //!
 //! Output rows are split across rayon's pool (persistent threads, nothing spawned per call).
 
@@ -17,6 +18,8 @@ pub mod attention;
 pub mod batched;
 pub mod gated;
 pub mod loss;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod norm;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -38,10 +41,16 @@ pub enum Isa {
     Avx2,
     /// AVX2 + AVX-512 F/BW/VL/VNNI for the byte products.
     Avx512Vnni,
+    /// aarch64's NEON (every aarch64 CPU has it): widening byte products.
+    Neon,
+    /// NEON with Armv8.2's dot-product instructions (`sdot`: Apple M1 and later, Graviton 2
+    /// and later).
+    NeonDotprod,
 }
 
 impl Isa {
-    /// The best this CPU supports (`PENWRIGHT_ISA=scalar|avx2` caps it, for comparisons).
+    /// The best this CPU supports (`PENWRIGHT_ISA=scalar|avx2|neon` caps it, for
+    /// comparisons).
     pub fn detect() -> Isa {
         static ISA: OnceLock<Isa> = OnceLock::new();
         *ISA.get_or_init(|| {
@@ -50,6 +59,7 @@ impl Isa {
             match cap.as_deref() {
                 Some("scalar") => Isa::Scalar,
                 Some("avx2") if best == Isa::Avx512Vnni => Isa::Avx2,
+                Some("neon") if best == Isa::NeonDotprod => Isa::Neon,
                 _ => best,
             }
         })
@@ -57,17 +67,23 @@ impl Isa {
 
     /// Every instruction set this CPU runs, scalar first (for tests).
     pub fn all_supported() -> Vec<Isa> {
-        let mut out = vec![Isa::Scalar];
         let best = Self::supported();
-        if best != Isa::Scalar {
-            out.push(Isa::Avx2);
-        }
-        if best == Isa::Avx512Vnni {
-            out.push(Isa::Avx512Vnni);
-        }
-        out
+        let ladder: &[Isa] = match best {
+            Isa::Scalar => &[Isa::Scalar],
+            Isa::Avx2 => &[Isa::Scalar, Isa::Avx2],
+            Isa::Avx512Vnni => &[Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni],
+            Isa::Neon => &[Isa::Scalar, Isa::Neon],
+            Isa::NeonDotprod => &[Isa::Scalar, Isa::Neon, Isa::NeonDotprod],
+        };
+        ladder.to_vec()
     }
 
+    /// Whether this is one of the x86 levels (AVX2 and up), which the x86 kernels serve.
+    pub fn is_x86(self) -> bool {
+        matches!(self, Isa::Avx2 | Isa::Avx512Vnni)
+    }
+
+    #[cfg_attr(target_arch = "aarch64", allow(unreachable_code))]
     fn supported() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
@@ -86,6 +102,12 @@ impl Isa {
                 return Isa::Avx2;
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        return if std::arch::is_aarch64_feature_detected!("dotprod") {
+            Isa::NeonDotprod
+        } else {
+            Isa::Neon
+        };
         Isa::Scalar
     }
 
@@ -94,6 +116,8 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "AVX2",
             Isa::Avx512Vnni => "AVX-512 VNNI",
+            Isa::Neon => "NEON",
+            Isa::NeonDotprod => "NEON dotprod",
         }
     }
 }
@@ -220,6 +244,11 @@ pub fn dot(isa: Isa, ty: GgmlType, w: &[u8], a: ActivationRow<'_>) -> f32 {
         Isa::Avx512Vnni => unsafe { x86::dot_vnni(ty, w, a) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { x86::dot_avx2(ty, w, a) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above (NEON itself is part of every aarch64 CPU).
+        Isa::NeonDotprod => unsafe { neon::dot_dotprod(ty, w, a) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => unsafe { neon::dot_neon(ty, w, a) },
         _ => scalar::dot(ty, w, a),
     }
 }
@@ -231,6 +260,9 @@ pub fn dot_float(isa: Isa, ty: GgmlType, w: &[u8], x: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `dot`.
         Isa::Avx512Vnni | Isa::Avx2 => unsafe { x86::dot_float_avx2(ty, w, x) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above.
+        Isa::Neon | Isa::NeonDotprod => unsafe { neon::dot_float_neon(ty, w, x) },
         _ => scalar::dot_float(ty, w, x),
     }
 }
@@ -535,6 +567,7 @@ fn matmul_batched(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix<'_>, y: &mut [
 
 /// Four unpacked weight rows times activation rows `range`, each result handed to `store`.
 #[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut, unused_variables))]
 fn rows4_batched(
     isa: Isa,
     len: usize,

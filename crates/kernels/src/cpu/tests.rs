@@ -316,3 +316,17 @@ fn warm_passes_finish_from_many_callers_and_nested() {
         assert_eq!(caller.join().unwrap(), want, "caller {c}");
     }
 }
+
+/// Every aarch64 CPU has NEON, so the tests above ran the NEON kernels beside the scalar
+/// ones, and the `sdot` kernels too where the CPU has the dot-product instructions (qemu-user
+/// has them: scripts/check-aarch64.sh).
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn aarch64_tests_run_the_neon_kernels() {
+    let isas = Isa::all_supported();
+    assert!(isas.contains(&Isa::Neon), "{isas:?}");
+    assert_eq!(
+        isas.contains(&Isa::NeonDotprod),
+        std::arch::is_aarch64_feature_detected!("dotprod")
+    );
+}

@@ -1079,6 +1079,31 @@ pub(super) unsafe fn unpack_q6_k_avx2(blk: *const u8, out: *mut u8) {
 /// One interleaved activation row: its bytes, block scales and `scale · Σq` per block.
 pub(super) type InterleavedRow<'a> = (&'a [i8], &'a [f32], &'a [f32]);
 
+/// The pointers the batched kernels read: each weight row's values, scales and offsets,
+/// and each activation row's bytes, scales and `scale · Σq`.
+struct Rows4<const N: usize> {
+    up: [*const u8; 4],
+    sp: [*const f32; 4],
+    op: [*const f32; 4],
+    qp: [*const i8; N],
+    dp: [*const f32; N],
+    dsp: [*const f32; N],
+}
+
+impl<const N: usize> Rows4<N> {
+    #[inline(always)]
+    fn new(w: [&super::batched::UnpackedRow; 4], acts: [InterleavedRow<'_>; N]) -> Self {
+        Rows4 {
+            up: w.map(|r| r.u.as_ptr()),
+            sp: w.map(|r| r.scale.as_ptr()),
+            op: w.map(|r| r.offset.as_ptr()),
+            qp: acts.map(|a| a.0.as_ptr()),
+            dp: acts.map(|a| a.1.as_ptr()),
+            dsp: acts.map(|a| a.2.as_ptr()),
+        }
+    }
+}
+
 /// Four unpacked weight rows times `N` interleaved activation rows (see
 /// [`super::batched`]), blocks of `L` (16 or 32): each 32-byte weight load feeds `N`
 /// activation rows and each activation load four weight rows, and the eight lanes of each
@@ -1098,12 +1123,14 @@ unsafe fn rows4_interleaved<P: BytePairs, const L: usize, const N: usize, const 
         let groups = nb / 8;
         debug_assert!(nb.is_multiple_of(8));
         debug_assert!(acts.iter().all(|a| a.0.len() >= L * nb && a.2.len() >= nb));
-        let up = w.map(|r| r.u.as_ptr());
-        let sp = w.map(|r| r.scale.as_ptr());
-        let op = w.map(|r| r.offset.as_ptr());
-        let qp = acts.map(|a| a.0.as_ptr());
-        let dp = acts.map(|a| a.1.as_ptr());
-        let dsp = acts.map(|a| a.2.as_ptr());
+        let Rows4 {
+            up,
+            sp,
+            op,
+            qp,
+            dp,
+            dsp,
+        } = Rows4::new(w, acts);
         let mut acc = [[_mm256_setzero_ps(); 4]; N];
         for g in 0..groups {
             let base = 8 * L * g;
@@ -1214,12 +1241,14 @@ unsafe fn rows4_interleaved_zmm<const L: usize, const N: usize>(
         let groups = nb / 8;
         debug_assert!(nb.is_multiple_of(8) && L.is_multiple_of(8));
         debug_assert!(acts.iter().all(|a| a.0.len() >= L * nb && a.2.len() >= nb));
-        let up = w.map(|r| r.u.as_ptr());
-        let sp = w.map(|r| r.scale.as_ptr());
-        let op = w.map(|r| r.offset.as_ptr());
-        let qp = acts.map(|a| a.0.as_ptr());
-        let dp = acts.map(|a| a.1.as_ptr());
-        let dsp = acts.map(|a| a.2.as_ptr());
+        let Rows4 {
+            up,
+            sp,
+            op,
+            qp,
+            dp,
+            dsp,
+        } = Rows4::new(w, acts);
         let mut acc = [[_mm256_setzero_ps(); 4]; N];
         for g in 0..groups {
             let base = 8 * L * g;
