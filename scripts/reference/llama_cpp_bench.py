@@ -7,7 +7,8 @@ then llama.cpp (llama-cpp-python, built from source by install-llama-cpp.sh) on 
 file, each in its own process, and prints both and their ratios:
 
   prefill tok/s   512-token prompt
-  decode tok/s    128 tokens greedily after a 32-token prompt (end-of-text ignored)
+  decode tok/s    128 tokens greedily after a 32-token prompt (end-of-text ignored), and
+                  the speed of the median step (steadier on a machine with noisy neighbours)
   autocomplete    256-token prompt + 16 new tokens, cold cache, total ms
   load s, peak RSS MB
 
@@ -74,9 +75,13 @@ def llama_cpp_run(path: str, threads: int) -> dict:
     llm.reset()
     llm.eval(ids[:32])
     t = time.perf_counter()
+    steps = []
     for _ in range(128):
+        step = time.perf_counter()
         llm.eval([int(np.argmax(last_logits()))])
+        steps.append(time.perf_counter() - step)
     decode = 128 / (time.perf_counter() - t)
+    decode_median = 1 / statistics.median(steps)
 
     llm.reset()
     t = time.perf_counter()
@@ -91,6 +96,7 @@ def llama_cpp_run(path: str, threads: int) -> dict:
     return {
         "prefill_tok_s": prefill,
         "decode_tok_s": decode,
+        "decode_median_tok_s": decode_median,
         "autocomplete_ttft_ms": ttft,
         "autocomplete_total_ms": total,
         "load_seconds": load,
@@ -130,6 +136,7 @@ def model_path(spec: list) -> str:
 ROWS = [
     ("prefill tok/s", "prefill_tok_s", True),
     ("decode tok/s", "decode_tok_s", True),
+    ("  median step", "decode_median_tok_s", True),
     ("autocomplete 256+16 ms", "autocomplete_total_ms", False),
     ("load s", "load_seconds", False),
     ("peak RSS MB", "peak_rss_mb", False),

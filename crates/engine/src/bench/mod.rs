@@ -21,6 +21,9 @@ pub struct BenchReport {
     pub prefill_tok_s: f64,
     /// Decode throughput over 128 generated tokens.
     pub decode_tok_s: f64,
+    /// Decode throughput of the median step of those 128 (on a machine shared with noisy
+    /// neighbours, the steady speed: a stall of a few steps moves the mean, not this).
+    pub decode_median_tok_s: f64,
     /// Autocomplete: 256-token prompt, 16 new tokens, cold cache.
     pub autocomplete_ttft_ms: f64,
     pub autocomplete_total_ms: f64,
@@ -76,7 +79,8 @@ pub fn run(loaded: &LoadedModel) -> Result<BenchReport> {
     let prefill_tok_s = prompt.len() as f64 / t.elapsed().as_secs_f64();
 
     cache.clear();
-    let decode_tok_s = decode_throughput(model, &mut cache, &prompt[..32], 128, &cancel)?;
+    let (decode_tok_s, decode_median_tok_s) =
+        decode_throughput(model, &mut cache, &prompt[..32], 128, &cancel)?;
 
     cache.clear();
     let t = Instant::now();
@@ -112,6 +116,7 @@ pub fn run(loaded: &LoadedModel) -> Result<BenchReport> {
         load_seconds: loaded.load_seconds,
         prefill_tok_s,
         decode_tok_s,
+        decode_median_tok_s,
         autocomplete_ttft_ms: ac.stats.ttft_ms,
         autocomplete_total_ms,
         doc_tokens: doc_ids.len(),
@@ -122,20 +127,27 @@ pub fn run(loaded: &LoadedModel) -> Result<BenchReport> {
     })
 }
 
-/// Decodes exactly `n` tokens greedily after `prompt`, ignoring end-of-text; returns tok/s.
+/// Decodes exactly `n` tokens greedily after `prompt`, ignoring end-of-text; returns the
+/// throughput over all `n` and that of the median step, in tok/s.
 fn decode_throughput(
     model: &LanguageModel,
     cache: &mut KvCache,
     prompt: &[u32],
     n: usize,
     cancel: &AtomicBool,
-) -> Result<f64> {
+) -> Result<(f64, f64)> {
     let (mut logits, _) = prefill(model, cache, prompt, cancel)?;
     let t = Instant::now();
+    let mut steps = Vec::with_capacity(n);
     for _ in 0..n {
+        let step = Instant::now();
         let next = argmax(&logits);
         let out = model.forward_cached(&[next], cache, false)?;
         logits = LanguageModel::to_rows(out)?.pop().expect("one row");
+        steps.push(step.elapsed().as_secs_f64());
     }
-    Ok(n as f64 / t.elapsed().as_secs_f64())
+    let mean = n as f64 / t.elapsed().as_secs_f64();
+    steps.sort_by(f64::total_cmp);
+    let median = steps.get(n / 2).map_or(0.0, |s| 1.0 / s);
+    Ok((mean, median))
 }
