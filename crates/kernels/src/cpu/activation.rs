@@ -108,6 +108,22 @@ impl QuantizedActivations {
             self.fill_factors();
             return;
         }
+        #[cfg(target_arch = "aarch64")]
+        if super::Isa::detect() != super::Isa::Scalar {
+            // SAFETY: every aarch64 CPU has NEON; the buffers were sized above.
+            unsafe {
+                super::neon::quantize_blocks_neon(
+                    x,
+                    bl,
+                    group,
+                    &mut self.qs,
+                    &mut self.d,
+                    &mut self.sums,
+                )
+            };
+            self.fill_factors();
+            return;
+        }
         for ((src, q), (d, sums)) in x.chunks_exact(bl).zip(self.qs.chunks_exact_mut(bl)).zip(
             self.d
                 .iter_mut()

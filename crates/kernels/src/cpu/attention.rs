@@ -114,6 +114,11 @@ fn head(
                 )
             }
         },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: every aarch64 CPU has NEON.
+        Isa::Neon | Isa::NeonDotprod if d.is_multiple_of(8) => unsafe {
+            super::neon::attend_head_neon(query, keys, values, len, d, scale, scores, out)
+        },
         _ => {
             let _ = decoding;
             head_impl(query, keys, values, len, d, scale, scores, out)
@@ -122,7 +127,8 @@ fn head(
 }
 
 /// One query of one head: softmax(q·Kᵀ · scale) · V over `len` positions (the portable
-/// version; [`super::x86::attend_head_avx2`] is the same in AVX2).
+/// version; `x86::attend_head_avx2` is the same in AVX2, `neon::attend_head_neon` in
+/// NEON).
 #[allow(clippy::too_many_arguments)]
 fn head_impl(
     query: &[f32],

@@ -1,5 +1,7 @@
-//! NEON dot products for aarch64 (Apple silicon, Graviton, Ampere, Raspberry Pi 4/5): one
-//! quantized weight row times one 8-bit activation row, the decode path of every product.
+//! NEON kernels for aarch64 (Apple silicon, Graviton, Ampere, Raspberry Pi 4/5): one
+//! quantized weight row times one 8-bit activation row (the decode path of every product),
+//! unquantized rows in float, the activations' 8-bit quantization, and attention over the
+//! f16 KV cache. Prompts take the f32 GEMM path (the `gemm` crate's NEON kernels).
 //!
 //! The same arithmetic as [`super::scalar`], whose element orders and offsets these follow:
 //! weights are turned into signed bytes (a Q4_0 nibble minus 8, a Q6_K value minus 32, …),
@@ -441,5 +443,124 @@ pub(super) unsafe fn dot_float_neon(ty: GgmlType, w: &[u8], x: &[f32]) -> f32 {
         ));
         let size = ty.type_size();
         sum + super::scalar::dot_float(ty, &w[main * size..n * size], &x[main..])
+    }
+}
+
+/// Quantizes `x` in blocks of `block` values to `[-127, 127]` as
+/// [`super::activation`]'s portable code does (scale `amax / 127`, round to nearest, ties
+/// to even; a block holding a NaN or an infinity gets a NaN scale and zeros), with the sums
+/// of each `group` (32 or 16) values.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn quantize_blocks_neon(
+    x: &[f32],
+    block: usize,
+    group: usize,
+    qs: &mut [i8],
+    d: &mut [f32],
+    sums: &mut [i32],
+) {
+    unsafe {
+        for (b, src) in x.chunks_exact(block).enumerate() {
+            let sp = src.as_ptr();
+            let mut amax = vdupq_n_f32(0.0);
+            let mut nan = vdupq_n_u32(0);
+            for i in (0..block).step_by(4) {
+                let v = vld1q_f32(sp.add(i));
+                amax = vmaxq_f32(amax, vabsq_f32(v));
+                nan = vorrq_u32(nan, vmvnq_u32(vceqq_f32(v, v)));
+            }
+            let m = vmaxvq_f32(amax);
+            let has_nan = vmaxvq_u32(nan) != 0;
+            let qb = &mut qs[b * block..(b + 1) * block];
+            let groups = &mut sums[b * block / group..(b + 1) * block / group];
+            if m == 0.0 || !m.is_finite() || has_nan {
+                qb.fill(0);
+                groups.fill(0);
+                d[b] = if m == 0.0 && !has_nan { 0.0 } else { f32::NAN };
+                continue;
+            }
+            d[b] = m / 127.0;
+            let id = vdupq_n_f32(1.0 / (m / 127.0));
+            groups.fill(0);
+            for (c, out) in qb.chunks_exact_mut(16).enumerate() {
+                let q: [int32x4_t; 4] = core::array::from_fn(|k| {
+                    vcvtnq_s32_f32(vmulq_f32(vld1q_f32(sp.add(16 * c + 4 * k)), id))
+                });
+                let h0 = vqmovn_high_s32(vqmovn_s32(q[0]), q[1]);
+                let h1 = vqmovn_high_s32(vqmovn_s32(q[2]), q[3]);
+                vst1q_s8(out.as_mut_ptr(), vqmovn_high_s16(vqmovn_s16(h0), h1));
+                let s = vaddvq_s32(vaddq_s32(vaddq_s32(q[0], q[1]), vaddq_s32(q[2], q[3])));
+                groups[16 * c / group] += s;
+            }
+        }
+    }
+}
+
+/// Eight f16 values from `p`, widened to f32.
+#[inline(always)]
+unsafe fn halves8(p: *const u16) -> (float32x4_t, float32x4_t) {
+    unsafe {
+        let h = vld1q_u16(p);
+        (
+            vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(h))),
+            vcvt_f32_f16(vreinterpret_f16_u16(vget_high_u16(h))),
+        )
+    }
+}
+
+/// One query of one head over `len` cached positions: softmax(q·Kᵀ · scale) · V, the keys
+/// and values widened from f16 as they are read (the portable
+/// `attention::head_impl` in NEON, two keys a step). `d` is a multiple of 8.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn attend_head_neon(
+    query: &[f32],
+    keys: &[half::f16],
+    values: &[half::f16],
+    len: usize,
+    d: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    debug_assert!(d.is_multiple_of(8) && query.len() >= d && out.len() >= d);
+    debug_assert!(keys.len() >= len * d && values.len() >= len * d);
+    scores.clear();
+    scores.resize(len, 0.0);
+    unsafe {
+        let (qp, kp, vp) = (
+            query.as_ptr(),
+            keys.as_ptr() as *const u16,
+            values.as_ptr() as *const u16,
+        );
+        let score = |key: *const u16| {
+            let mut acc = [vdupq_n_f32(0.0); 2];
+            for c in (0..d).step_by(8) {
+                let (k0, k1) = halves8(key.add(c));
+                acc[0] = vfmaq_f32(acc[0], vld1q_f32(qp.add(c)), k0);
+                acc[1] = vfmaq_f32(acc[1], vld1q_f32(qp.add(c + 4)), k1);
+            }
+            vaddvq_f32(vaddq_f32(acc[0], acc[1])) * scale
+        };
+        for (j, s) in scores.iter_mut().enumerate() {
+            *s = score(kp.add(j * d));
+        }
+        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+        let mut sum = 0.0f32;
+        for s in scores.iter_mut() {
+            *s = super::attention::exp(*s - max);
+            sum += *s;
+        }
+        let inv = 1.0 / sum;
+        out[..d].fill(0.0);
+        let op = out.as_mut_ptr();
+        for (j, &p) in scores.iter().enumerate() {
+            let (p, v) = (p * inv, vp.add(j * d));
+            for c in (0..d).step_by(8) {
+                let (v0, v1) = halves8(v.add(c));
+                vst1q_f32(op.add(c), vfmaq_n_f32(vld1q_f32(op.add(c)), v0, p));
+                vst1q_f32(op.add(c + 4), vfmaq_n_f32(vld1q_f32(op.add(c + 4)), v1, p));
+            }
+        }
     }
 }
