@@ -10,9 +10,6 @@ TAURI_DRIVER_VERSION=2.1.0
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-
 # --- system packages -------------------------------------------------------------------
 packages=(
   build-essential pkg-config curl file
@@ -21,17 +18,7 @@ packages=(
   mesa-vulkan-drivers libvulkan1                             # burn-wgpu (lavapipe where no GPU)
   python3 python3-pip python3-venv                           # the default model wheel; the openai client
 )
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
-else
-  say "system packages: all present"
-fi
+scripts/install-debs.sh "${packages[@]}"
 
 # --- Rust toolchain pieces -------------------------------------------------------------
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs), then run again" >&2; exit 1; }

@@ -92,35 +92,10 @@ impl QuantizedActivations {
         self.qs.resize(rows * cols, 0);
         self.d.resize(rows * cols / bl, 0.0);
         self.sums.resize(rows * cols / group, 0);
-        #[cfg(target_arch = "x86_64")]
-        if super::Isa::detect().is_x86() {
-            // SAFETY: AVX2 is there; the buffers were sized above.
-            unsafe {
-                super::x86::quantize_blocks_avx2(
-                    x,
-                    bl,
-                    group,
-                    &mut self.qs,
-                    &mut self.d,
-                    &mut self.sums,
-                )
-            };
-            self.fill_factors();
-            return;
-        }
-        #[cfg(target_arch = "aarch64")]
-        if super::Isa::detect() != super::Isa::Scalar {
-            // SAFETY: every aarch64 CPU has NEON; the buffers were sized above.
-            unsafe {
-                super::neon::quantize_blocks_neon(
-                    x,
-                    bl,
-                    group,
-                    &mut self.qs,
-                    &mut self.d,
-                    &mut self.sums,
-                )
-            };
+        if let Some(simd) = simd_quantizer() {
+            // SAFETY: `simd_quantizer` names only what the CPU runs; the buffers were sized
+            // above.
+            unsafe { simd(x, bl, group, &mut self.qs, &mut self.d, &mut self.sums) };
             self.fill_factors();
             return;
         }
@@ -164,6 +139,25 @@ impl QuantizedActivations {
             },
         }
     }
+}
+
+/// The quantizer in SIMD for this CPU's instruction set, if it has one: `(x, block, group,
+/// qs, d, sums)`, the values of `x` in blocks of `block` with the sums of each `group`,
+/// as the portable loop in [`QuantizedActivations::quantize`] writes them.
+type SimdQuantizer = unsafe fn(&[f32], usize, usize, &mut [i8], &mut [f32], &mut [i32]);
+
+fn simd_quantizer() -> Option<SimdQuantizer> {
+    let isa = super::Isa::detect();
+    #[cfg(target_arch = "x86_64")]
+    if isa.is_x86() {
+        return Some(super::x86::quantize_blocks_avx2);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if isa != super::Isa::Scalar {
+        return Some(super::neon::quantize_blocks_neon);
+    }
+    let _ = isa;
+    None
 }
 
 /// Quantizes one block to `[-127, 127]` (round to nearest, ties to even) and returns its
