@@ -7,6 +7,10 @@
 //! - [`cube`]: the GPU kernels (cubecl: wgpu and burn's other GPU runtimes).
 //! - [`ops`]: all of it as a burn backend extension, with autodiff.
 //! - [`quantize`]: f32 rows to Q8_0/Q4_0/Q4_K blocks (quantizing at load).
+//!
+//! `ops` and `cube` need the `burn` feature (on by default); without it the crate is the
+//! formats, the dequantizer and the CPU kernels alone (how scripts/check-aarch64.sh tests
+//! the NEON kernels under qemu).
 
 pub mod cpu;
 #[cfg(feature = "burn")]
